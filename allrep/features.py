@@ -1,0 +1,102 @@
+"""Augmented views and the on-disk cache of backbone feature maps.
+
+Views (augmentation of *training* images only, applied after the split): view 0
+is the image itself; views 1-7 are the other exact dihedral transforms (90
+degree rotations, and their mirror images): cells have no orientation, and a
+rotation of a square image loses no pixel. Views 8 and up add a mild,
+deterministic colour and brightness jitter (seeded by the image checksum and
+the view number) to a dihedral transform. Test and validation images are
+always seen as view 0.
+
+Cache: the feature map of one (backbone, weights, input size, image, view) is
+a pure function of those, so it is computed once and stored as float16 in
+``<cache>/features/<backbone>-<weights key>-<size>/<image id>.npz`` (one file per
+image, holding its views), written atomically. A second run, or another
+split, repeat or ensemble member, does no backbone work.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import Item, data_root, load_image
+from .io import atomic_save_npz
+from .models import Weights, build_backbone, preprocess
+
+
+def view(img: np.ndarray, v: int, sha: str = "") -> np.ndarray:
+    """View ``v`` of a square uint8 image (see module doc)."""
+    d = v % 8
+    out = np.rot90(img, k=d % 4, axes=(0, 1))
+    if d >= 4:
+        out = out[:, ::-1]
+    if v >= 8:
+        rng = np.random.default_rng([int(sha[:8] or "0", 16), v])
+        gain = rng.uniform(0.9, 1.1, size=3)  # per-channel colour
+        bright = rng.uniform(-12, 12)  # brightness, in grey levels
+        out = np.clip(out.astype(np.float32) * gain + bright, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out)
+
+
+class FeatureCache:
+    """Backbone feature maps for one :class:`Weights`, cached per image."""
+
+    def __init__(self, weights: Weights, cache_dir: Path | str, batch_size: int = 16, root=None,
+                 progress=None):
+        self.w = weights
+        self.dir = Path(cache_dir) / "features" / f"{weights.backbone}-{weights.key}-{weights.input_size}"
+        self.batch_size = int(batch_size)
+        self.root = root
+        self.progress = progress
+        self._model = None
+        self.backbone_calls = 0  # images x views pushed through the backbone in this process
+        self.seconds = 0.0
+
+    def path(self, item: Item) -> Path:
+        return self.dir / f"{item.id.replace('/', '_')}.npz"
+
+    def _have(self, item: Item, n_views: int) -> bool:
+        p = self.path(item)
+        if not p.is_file():
+            return False
+        with np.load(p) as z:
+            return z["features"].shape[0] >= n_views
+
+    def model(self):
+        if self._model is None:
+            self._model = build_backbone(self.w)
+        return self._model
+
+    def ensure(self, items: list[Item], n_views: int) -> int:
+        """Compute what is missing for ``items`` x views ``0..n_views-1``; returns images computed."""
+        todo = [it for it in items if not self._have(it, n_views)]
+        if not todo:
+            return 0
+        root = data_root(self.root)
+        t0 = time.perf_counter()
+        per_batch = max(1, self.batch_size // n_views)
+        for start in range(0, len(todo), per_batch):
+            chunk = todo[start:start + per_batch]
+            x = np.stack([view(load_image(it, self.w.input_size, root), v, it.sha256)
+                          for it in chunk for v in range(n_views)])
+            f = np.asarray(self.model().predict_on_batch(preprocess(x, self.w.preprocess)))
+            self.backbone_calls += len(x)
+            f = f.reshape(len(chunk), n_views, -1, f.shape[-1]).astype(np.float16)
+            for it, fi in zip(chunk, f):
+                atomic_save_npz(self.path(it), features=fi)
+            if self.progress:
+                self.progress(f"{self.w.backbone}: features {start + len(chunk)}/{len(todo)} images")
+        self.seconds += time.perf_counter() - t0
+        return len(todo)
+
+    def load(self, items: list[Item], views: int | list[int]) -> np.ndarray:
+        """float32 array (len(items) * len(views), h*w, c), image-major."""
+        vs = list(range(views)) if isinstance(views, int) else list(views)
+        self.ensure(items, max(vs) + 1)
+        out = []
+        for it in items:
+            with np.load(self.path(it)) as z:
+                out.append(z["features"][vs])
+        return np.concatenate(out).astype(np.float32)

@@ -1,0 +1,90 @@
+"""Classification metrics from predicted classes and probabilities.
+
+Everything is computed from ``p(ALL)`` and its argmax (threshold 0.5, ties to
+healthy), never from Keras binary metrics on one-hot outputs. Accuracy is kept
+as the exact fraction k/n; the paper's 98.07% is 51/52 *truncated* to two
+decimals (rounded it is 98.08%), so both are reported.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+
+def predict_label(p_all, threshold: float = 0.5) -> np.ndarray:
+    """1 (ALL) where p(ALL) > threshold, else 0: an exact 0.5 goes to healthy."""
+    return (np.asarray(p_all, dtype=float) > threshold).astype(int)
+
+
+def truncate_pct(k: int, n: int, digits: int = 2) -> float:
+    """100*k/n truncated (not rounded) to ``digits`` decimals, exactly (integer arithmetic)."""
+    scale = 10 ** digits
+    return (100 * scale * k // n) / scale
+
+
+def round_pct(k: int, n: int, digits: int = 2) -> float:
+    """100*k/n rounded half-up to ``digits`` decimals, exactly."""
+    scale = 10 ** digits
+    return math.floor(100 * scale * k / n + 0.5) / scale
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact binomial confidence interval for k successes in n trials."""
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
+
+
+def fraction(k: int, n: int) -> dict:
+    lo, hi = clopper_pearson(k, n)
+    return dict(k=int(k), n=int(n), value=k / n if n else float("nan"), ci_low=lo, ci_high=hi,
+                pct_truncated=truncate_pct(k, n) if n else float("nan"), pct_rounded=round_pct(k, n) if n else float("nan"))
+
+
+def binary_metrics(y_true, p_all) -> dict:
+    """Accuracy (k/n + CI), sensitivity, specificity, precision, F1 and ROC AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(p_all, dtype=float)
+    yhat = predict_label(p)
+    tp = int(((yhat == 1) & (y == 1)).sum())
+    tn = int(((yhat == 0) & (y == 0)).sum())
+    fp = int(((yhat == 1) & (y == 0)).sum())
+    fn = int(((yhat == 0) & (y == 1)).sum())
+    n = len(y)
+    acc = fraction(tp + tn, n)
+    sens = tp / (tp + fn) if tp + fn else float("nan")
+    spec = tn / (tn + fp) if tn + fp else float("nan")
+    prec = tp / (tp + fp) if tp + fp else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else float("nan")
+    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < n else float("nan")
+    return dict(n=n, n_correct=acc["k"], accuracy=acc["value"], ci_low=acc["ci_low"], ci_high=acc["ci_high"],
+                acc_pct_truncated=acc["pct_truncated"], acc_pct_rounded=acc["pct_rounded"], tp=tp, tn=tn, fp=fp,
+                fn=fn, sensitivity=sens, specificity=spec, precision=prec, f1=f1, auc=auc)
+
+
+def summarize_repeats(values) -> dict:
+    """Mean, standard deviation and a t-based 95% CI of the mean over repeated splits."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    n = len(v)
+    if n == 0:
+        return dict(n=0, mean=float("nan"), sd=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
+    mean = float(v.mean())
+    sd = float(v.std(ddof=1)) if n > 1 else 0.0
+    half = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
+    return dict(n=n, mean=mean, sd=sd, ci_low=mean - half, ci_high=mean + half)
+
+
+def verdict(k: int, n: int, paper_pct: float) -> str:
+    """The rule stated in the book: the paper's accuracy is *reproduced* when it lies
+    inside our 95% Clopper-Pearson interval and our point estimate is within 2 points
+    of it; *not reproduced* when it lies outside the interval; otherwise inconclusive."""
+    lo, hi = clopper_pearson(k, n)
+    p = paper_pct / 100
+    if not (lo <= p <= hi):
+        return "not reproduced"
+    return "reproduced" if abs(k / n - p) <= 0.02 else "inconclusive"

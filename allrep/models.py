@@ -1,0 +1,223 @@
+"""The three CNN-GRU hybrids, their ImageNet weights and preprocessing.
+
+A hybrid is a ``keras.applications`` backbone without its top; its last feature
+map (h x w x c) is read as a sequence of h*w positions (row-major) and fed to
+a GRU head: optional per-position projection -> GRU -> dropout -> dense ->
+dropout -> 2-way softmax. The head is one function, :func:`build_head`, used
+both on cached features (frozen backbone) and inside the full model
+(fine-tuning), so the two modes train the same architecture.
+
+Only ``keras`` and ``keras.ops`` are used here: TensorFlow (the default) and JAX
+(the GPU machine) both run it.
+
+Weights: ``imagenet`` means the official Keras download (cached in
+``$KERAS_HOME/models``), unless ``ALLREP_WEIGHTS_DIR`` (or the profile's
+``weights_dir``) points at a folder built by ``shared/tools/imagenet-weights/
+build.sh``, whose ``manifest.yaml`` names a local file, its preprocessing and its
+input size; a backbone the manifest lists as ``null`` (EfficientNetB3) then
+starts from random initialisation, and says so. ``none`` is random
+initialisation. Preprocessing always follows the weights actually loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AllrepError
+
+BACKBONES = {
+    # name: (keras.applications class, native input size, native preprocessing)
+    "inceptionv3": ("InceptionV3", 299, "tf"),
+    "efficientnetb3": ("EfficientNetB3", 300, "raw"),  # EfficientNet rescales inside the model
+    "mobilenetv2": ("MobileNetV2", 224, "tf"),
+}
+WEIGHTS_ENV = "ALLREP_WEIGHTS_DIR"
+IMAGENET_TOOL = "shared/tools/imagenet-weights/build.sh"
+
+
+def check_backbone(name: str) -> str:
+    if name not in BACKBONES:
+        raise AllrepError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
+    return name
+
+
+# ----------------------------------------------------------------------------- weights
+@dataclass(frozen=True)
+class Weights:
+    """What a backbone actually starts from."""
+
+    backbone: str
+    kind: str  # "imagenet-official", "imagenet-file" or "random"
+    path: str | None
+    preprocess: str  # "tf" (x/127.5-1), "torch" (ImageNet mean/std), "raw" (0..255)
+    input_size: int
+    source: str
+    sha256: str | None = None
+    seed: int | None = None  # initialisation seed, for random weights
+
+    @property
+    def key(self) -> str:
+        """Short id used in cache keys."""
+        if self.kind == "random":
+            return f"random-s{self.seed}"
+        if self.kind == "imagenet-file":
+            return f"file-{(self.sha256 or '')[:12]}"
+        return "imagenet-official"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _read_weights_manifest(folder: Path) -> dict:
+    import yaml
+
+    mf = folder / "manifest.yaml"
+    if not mf.is_file():
+        raise AllrepError(f"no manifest.yaml in weights folder {folder}: build it with {IMAGENET_TOOL} {folder}")
+    return yaml.safe_load(mf.read_text()) or {}
+
+
+def resolve_weights(backbone: str, requested: str = "imagenet", weights_dir: str | None = None,
+                    input_size: int | None = None, seed: int = 0) -> Weights:
+    """Decide which weights ``backbone`` loads, with their preprocessing and input size."""
+    check_backbone(backbone)
+    _, native, native_pre = BACKBONES[backbone]
+    weights_dir = weights_dir or os.environ.get(WEIGHTS_ENV) or None
+    if requested in ("none", None, "random"):
+        return Weights(backbone, "random", None, native_pre, input_size or native, "random initialisation", seed=seed)
+    if requested != "imagenet":
+        raise AllrepError(f"unknown weights {requested!r} for {backbone}: use 'imagenet' or 'none'")
+    if weights_dir:
+        folder = Path(weights_dir)
+        entry = _read_weights_manifest(folder).get(backbone)
+        if entry is None:
+            return Weights(backbone, "random", None, native_pre, input_size or native,
+                           f"random initialisation (no offline ImageNet file for {backbone} in {folder})", seed=seed)
+        path = folder / entry["path"]
+        if not path.is_file():
+            raise AllrepError(f"ImageNet file for {backbone} missing: {path} (rebuild with {IMAGENET_TOOL} {folder})")
+        return Weights(backbone, "imagenet-file", str(path), entry["preprocess"],
+                       int(input_size or entry.get("input_size") or native), entry.get("source", str(path)),
+                       entry.get("sha256"))
+    return Weights(backbone, "imagenet-official", "imagenet", native_pre, input_size or native,
+                   "keras.applications official ImageNet weights")
+
+
+# ----------------------------------------------------------------------------- preprocessing
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def preprocess(x_uint8: np.ndarray, mode: str) -> np.ndarray:
+    """uint8 RGB (..., 3) -> float32 as the loaded weights expect."""
+    x = np.asarray(x_uint8, dtype=np.float32)
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "torch":
+        return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD
+    if mode == "raw":
+        return x
+    raise AllrepError(f"unknown preprocessing mode {mode!r}")
+
+
+# ----------------------------------------------------------------------------- models
+def build_backbone(w: Weights):
+    """The ``keras.applications`` backbone without top, with ``w`` loaded."""
+    import keras
+
+    cls = getattr(keras.applications, BACKBONES[w.backbone][0])
+    shape = (w.input_size, w.input_size, 3)
+    if w.kind == "random":
+        keras.utils.set_random_seed(int(w.seed or 0))
+        return cls(include_top=False, weights=None, input_shape=shape)
+    if w.kind == "imagenet-file":
+        return cls(include_top=False, weights=w.path, input_shape=shape)
+    try:
+        return cls(include_top=False, weights="imagenet", input_shape=shape)
+    except Exception as e:  # the download failed (offline machine, proxy, ...)
+        raise AllrepError(
+            f"could not get the official ImageNet weights for {w.backbone} ({e.__class__.__name__}: {e}); "
+            f"offline, build local files with {IMAGENET_TOOL} DEST and set {WEIGHTS_ENV}=DEST"
+        ) from None
+
+
+def feature_shape(backbone: str, input_size: int) -> tuple[int, int, int]:
+    """(h, w, c) of the backbone's last feature map at ``input_size``."""
+    import keras
+
+    cls = getattr(keras.applications, BACKBONES[check_backbone(backbone)][0])
+    m = cls(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
+    return tuple(int(d) for d in m.output_shape[1:])
+
+
+@dataclass
+class HeadParams:
+    """The hyperparameters of the GRU head (what tuning searches)."""
+
+    projection: int = 128  # units of the per-position Dense before the GRU (0: none)
+    gru_units: int = 64
+    dense_units: int = 64
+    dropout: float = 0.3
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "HeadParams":
+        d = dict(d or {})
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_head(seq_len: int, channels: int, hp: HeadParams, name: str = "gru_head"):
+    """GRU head on a sequence of ``seq_len`` feature vectors of size ``channels``."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((seq_len, channels), name="features")
+    x = inp
+    if hp.projection:
+        x = layers.Dense(hp.projection, activation="relu", name="projection")(x)
+    x = layers.GRU(hp.gru_units, name="gru")(x)
+    x = layers.Dropout(hp.dropout)(x)
+    x = layers.Dense(hp.dense_units, activation="relu", name="dense")(x)
+    x = layers.Dropout(hp.dropout)(x)
+    out = layers.Dense(2, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def build_hybrid(w: Weights, hp: HeadParams, trainable_backbone: bool = False):
+    """Full hybrid: preprocessed image -> backbone -> (h*w, c) sequence -> GRU head."""
+    import keras
+    from keras import layers
+
+    base = build_backbone(w)
+    base.trainable = trainable_backbone
+    h, wd, c = (int(d) for d in base.output_shape[1:])
+    inp = keras.Input((w.input_size, w.input_size, 3), name="image")
+    x = base(inp, training=False if not trainable_backbone else None)
+    x = layers.Reshape((h * wd, c), name="as_sequence")(x)
+    out = build_head(h * wd, c, hp)(x)
+    return keras.Model(inp, out, name=f"{w.backbone}_gru")
+
+
+def compile_model(model, hp: HeadParams):
+    import keras
+
+    model.compile(optimizer=keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()

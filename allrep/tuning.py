@@ -1,0 +1,72 @@
+"""Bayesian optimisation of the GRU head with keras-tuner.
+
+The whole search space is :meth:`HeadHyperModel.build`. The objective is the
+validation loss (cross-entropy) on the validation part of the *training* split;
+the test images are never seen. The tuner keeps its trials in
+``<cache>/tuning/<backbone>-<dataset>`` with a fixed ``project_name``, so a killed
+search resumes instead of restarting.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .models import HeadParams, build_head, compile_model
+from .training import TrainSettings, _Shuffled
+
+SEARCH_SPACE_DOC = {
+    "projection": "Choice 32, 64, 128, 256 (units of the per-position Dense before the GRU)",
+    "gru_units": "Choice 32, 64, 128",
+    "dense_units": "Choice 32, 64, 128",
+    "dropout": "Float 0.0-0.5, step 0.1",
+    "learning_rate": "Float 1e-4-3e-3, log scale",
+    "weight_decay": "Float 1e-5-1e-2, log scale (AdamW)",
+}
+
+
+def _kt():
+    import keras_tuner
+
+    return keras_tuner
+
+
+def make_hypermodel(seq_len: int, channels: int, ts: TrainSettings, seed: int):
+    kt = _kt()
+
+    class HeadHyperModel(kt.HyperModel):
+        def build(self, hp):
+            p = HeadParams(
+                projection=hp.Choice("projection", [32, 64, 128, 256]),
+                gru_units=hp.Choice("gru_units", [32, 64, 128]),
+                dense_units=hp.Choice("dense_units", [32, 64, 128]),
+                dropout=hp.Float("dropout", 0.0, 0.5, step=0.1),
+                learning_rate=hp.Float("learning_rate", 1e-4, 3e-3, sampling="log"),
+                weight_decay=hp.Float("weight_decay", 1e-5, 1e-2, sampling="log"),
+            )
+            return compile_model(build_head(seq_len, channels, p), p)
+
+        def fit(self, hp, model, X, y, validation_data=None, **kwargs):
+            # seeded data order instead of Keras' shuffle
+            return model.fit(_Shuffled(X, y, ts.batch_size, seed), validation_data=validation_data, **kwargs)
+
+    return HeadHyperModel()
+
+
+def tune(X_train, y_train, X_val, y_val, ts: TrainSettings, trials: int, initial_points: int, seed: int,
+         directory: Path | str, project: str, executions_per_trial: int = 1, epochs: int | None = None) -> dict:
+    """Run (or resume) the search; returns the best hyperparameters and the trial table."""
+    import keras
+
+    kt = _kt()
+    keras.utils.set_random_seed(int(seed))
+    tuner = kt.BayesianOptimization(
+        make_hypermodel(X_train.shape[1], X_train.shape[2], ts, seed), objective="val_loss", max_trials=int(trials),
+        num_initial_points=int(initial_points), seed=int(seed), executions_per_trial=int(executions_per_trial),
+        directory=str(directory), project_name=project, overwrite=False)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=ts.patience, restore_best_weights=True)
+    tuner.search(X_train, y_train, validation_data=(X_val, y_val), epochs=int(epochs or ts.epochs), callbacks=[stop],
+                 verbose=0)
+    best = tuner.get_best_hyperparameters(1)[0].values
+    rows = []
+    for t in tuner.oracle.trials.values():
+        rows.append(dict(trial=t.trial_id, status=str(t.status), val_loss=t.score, **t.hyperparameters.values))
+    return dict(best=HeadParams.from_dict(best).to_dict(), trials=rows)

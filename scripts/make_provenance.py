@@ -1,0 +1,20 @@
+"""Recompute the crop-to-slide table, the slide overlaps and the groups from the images.
+
+    python scripts/make_provenance.py ../shared/data/ALL-IDB
+
+Writes allrep/resources/{crop_provenance,slide_overlaps,groups}.csv (coordinates only).
+"""
+import sys
+
+from allrep import provenance as pv
+
+root = sys.argv[1]
+prov = pv.match_crops(root)
+pv.write_csv(prov, pv.PROVENANCE)
+print(f"crops located: {sum(1 for r in prov if r['parent'])}/{len(prov)}")
+ov = pv.find_overlaps(root)
+pv.write_csv(ov, pv.OVERLAPS)
+print(f"overlapping slide pairs: {len(ov)}")
+grp = pv.build_groups(prov, ov)
+pv.write_csv(grp, pv.GROUPS)
+print(f"groups: {len(set(r['group'] for r in grp))}")
