@@ -1,0 +1,91 @@
+"""``allrep`` command line: data verification, the notebook pipeline, the book.
+
+    allrep data verify [PATH]
+    allrep run --profile smoke [--steps 20_tuning ...] [--datasets IDB2] [--backbones mobilenetv2] [--force]
+    allrep book --profile smoke
+    allrep steps --profile paper
+
+User errors print one line and exit 2; nothing else changes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import AllrepError
+
+
+def _cmd_verify(a) -> int:
+    from .data import verify
+
+    rep = verify(a.path)
+    print("\n".join(rep.lines()))
+    return 0 if rep.ok else 1
+
+
+def _cmd_run(a) -> int:
+    from .pipeline import run
+
+    run(a.profile, a.steps, a.datasets, a.backbones, a.force)
+    return 0
+
+
+def _cmd_book(a) -> int:
+    from .config import load_profile
+    from .pipeline import build_book
+
+    html = build_book(load_profile(a.profile), strict=not a.lax)
+    print(f"book: {html / 'index.html'}")
+    return 0
+
+
+def _cmd_steps(a) -> int:
+    from .config import load_profile
+    from .pipeline import STEPS, executed_path, is_current, variant_id
+
+    cfg = load_profile(a.profile)
+    for s in STEPS:
+        for v in s.variants(cfg):
+            state = "current" if is_current(cfg, s, v) else "to run"
+            print(f"{s.name:22s} {variant_id(v):28s} {state:8s} {executed_path(cfg, s, v)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="allrep", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data", help="data commands").add_subparsers(dest="sub", required=True)
+    v = d.add_parser("verify", help="check an ALL-IDB folder against the manifest")
+    v.add_argument("path", nargs="?", default=None, help="ALL-IDB folder (default: $ALLREP_DATA)")
+    v.set_defaults(fn=_cmd_verify)
+    r = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    r.add_argument("--profile", default="smoke")
+    r.add_argument("--steps", nargs="*", help="step names or numbers (default: all)")
+    r.add_argument("--datasets", nargs="*")
+    r.add_argument("--backbones", nargs="*")
+    r.add_argument("--force", action="store_true", help="re-execute even up-to-date variants")
+    r.set_defaults(fn=_cmd_run)
+    b = sub.add_parser("book", help="build the Jupyter Book of a profile's executed notebooks")
+    b.add_argument("--profile", default="paper")
+    b.add_argument("--lax", action="store_true", help="do not turn warnings into errors")
+    b.set_defaults(fn=_cmd_book)
+    s = sub.add_parser("steps", help="list steps, variants and whether they are current")
+    s.add_argument("--profile", default="smoke")
+    s.set_defaults(fn=_cmd_steps)
+    return p
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    try:
+        return a.fn(a)
+    except AllrepError as e:
+        print(f"allrep: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("allrep: interrupted; finished work is kept, run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

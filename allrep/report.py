@@ -1,0 +1,185 @@
+"""Results: ensemble means, fusion ablations, claims, shortcut baselines, book tables.
+
+Reads only results files (per-member probabilities, splits), so it runs on any
+CPU without the images or a GPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .data import manifest
+from .experiment import load_probabilities, output_dir, splits, weights_table
+from .fusion import RULES, fuse
+from .io import atomic_write_csv, atomic_write_text
+from .metrics import binary_metrics, summarize_repeats, verdict
+
+PAPER_CLAIMS = {"IDB1": 100.0, "IDB2": 98.07, "combined": 98.64}  # the abstract's accuracies (%)
+KEYS = ["protocol", "repeat", "dataset"]
+
+
+# ----------------------------------------------------------------------------- ensembles and fusion
+def ensemble_means(probs: pd.DataFrame) -> pd.DataFrame:
+    """Mean p(ALL) over members: one row per (protocol, repeat, dataset, backbone, image)."""
+    return (probs.groupby(KEYS + ["backbone", "id", "label"], sort=True)["p_all"].mean().reset_index())
+
+
+def random_weight_backbones(cfg: Config) -> list[str]:
+    wt = weights_table(cfg)
+    return sorted(set(wt.loc[wt["weights"] == "random", "backbone"])) if len(wt) else []
+
+
+def score_table(cfg: Config, probs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Accuracy etc. of every single member, backbone ensemble and fusion rule, per split."""
+    probs = load_probabilities(cfg) if probs is None else probs
+    means = ensemble_means(probs)
+    rows = []
+    random_bb = random_weight_backbones(cfg)
+    for key, part in probs.groupby(KEYS + ["backbone", "member"], sort=True):
+        rows.append(dict(zip(KEYS, key[:3]), model=f"{key[3]} member {key[4]}", kind="member",
+                         **binary_metrics(part["label"], part["p_all"])))
+    for key, part in means.groupby(KEYS, sort=True):
+        wide = part.pivot(index=["id", "label"], columns="backbone", values="p_all")
+        y = wide.index.get_level_values("label").to_numpy()
+        for bb in wide.columns:
+            rows.append(dict(zip(KEYS, key), model=f"{bb} ensemble", kind="backbone", **binary_metrics(y, wide[bb])))
+        sets = {"all backbones": list(wide.columns)}
+        pretrained = [b for b in wide.columns if b not in random_bb]
+        if random_bb and len(pretrained) >= 2 and len(pretrained) < len(wide.columns):
+            sets[f"without {', '.join(random_bb)} (random init)"] = pretrained
+        for set_name, cols in sets.items():
+            for rule in cfg["fusion"]["rules"]:
+                p = fuse(wide[cols].to_numpy().T, rule)
+                rows.append(dict(zip(KEYS, key), model=f"{rule} fusion, {set_name}", kind="fusion",
+                                 **binary_metrics(y, p)))
+    return pd.DataFrame(rows)
+
+
+def fused_predictions(cfg: Config, rule: str = "sum") -> pd.DataFrame:
+    means = ensemble_means(load_probabilities(cfg))
+    out = []
+    for key, part in means.groupby(KEYS, sort=True):
+        wide = part.pivot(index=["id", "label"], columns="backbone", values="p_all")
+        out.append(pd.DataFrame(dict(zip(KEYS, key), id=wide.index.get_level_values("id"),
+                                     label=wide.index.get_level_values("label"), p_all=fuse(wide.to_numpy().T, rule))))
+    return pd.concat(out, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- claims
+def claims(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per paper claim and protocol: our sum-rule fusion of all backbones against it."""
+    rows = []
+    fused = scores[scores["model"] == "sum fusion, all backbones"]
+    for ds, paper in PAPER_CLAIMS.items():
+        part = fused[fused["dataset"] == ds]
+        for protocol, pp in part.groupby("protocol", sort=False):
+            k, n = int(pp["n_correct"].sum()), int(pp["n"].sum())
+            rep = summarize_repeats(pp["accuracy"])
+            from .metrics import fraction
+
+            f = fraction(k, n)
+            rows.append(dict(dataset=ds, protocol=protocol, repeats=len(pp), n_test=n, n_correct=k,
+                             accuracy=k / n, acc_pct_truncated=f["pct_truncated"], acc_pct_rounded=f["pct_rounded"],
+                             ci_low=f["ci_low"], ci_high=f["ci_high"], mean_over_repeats=rep["mean"],
+                             sd_over_repeats=rep["sd"], mean_ci_low=rep["ci_low"], mean_ci_high=rep["ci_high"],
+                             paper_accuracy=paper, verdict=verdict(k, n, paper)))
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- shortcut baselines
+def size_only_baseline(cfg: Config, dataset: str) -> pd.DataFrame:
+    """Accuracy of a depth-2 decision tree that sees only image width and height, per split."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    size = {it.id: (it.width, it.height) for it in manifest("combined")}
+    rows = []
+    for protocol in ("paper", "grouped"):
+        sp = splits(cfg, dataset, protocol)
+        for r, part in sp.groupby("repeat"):
+            tr, te = part[part["role"] != "test"], part[part["role"] == "test"]
+            clf = DecisionTreeClassifier(max_depth=2, random_state=0)
+            clf.fit(np.array([size[i] for i in tr["id"]]), tr["label"])
+            p = clf.predict_proba(np.array([size[i] for i in te["id"]]))
+            p_all = p[:, list(clf.classes_).index(1)] if 1 in clf.classes_ else np.zeros(len(te))
+            rows.append(dict(protocol=protocol, repeat=int(r), dataset=dataset, model="image size only (tree)",
+                             **binary_metrics(te["label"], p_all)))
+    return pd.DataFrame(rows)
+
+
+def majority_baseline(cfg: Config, dataset: str) -> pd.DataFrame:
+    rows = []
+    for protocol in ("paper", "grouped"):
+        for r, part in splits(cfg, dataset, protocol).groupby("repeat"):
+            tr, te = part[part["role"] != "test"], part[part["role"] == "test"]
+            maj = int(tr["label"].mean() > 0.5)
+            rows.append(dict(protocol=protocol, repeat=int(r), dataset=dataset, model="majority class",
+                             **binary_metrics(te["label"], np.full(len(te), float(maj)))))
+    return pd.DataFrame(rows)
+
+
+def summarize(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, protocol, model): pooled k/n and mean/CI over repeats."""
+    rows = []
+    for (ds, protocol, model), part in scores.groupby(["dataset", "protocol", "model"], sort=True):
+        k, n = int(part["n_correct"].sum()), int(part["n"].sum())
+        rep = summarize_repeats(part["accuracy"])
+        rows.append(dict(dataset=ds, protocol=protocol, model=model, repeats=len(part), k=k, n=n, accuracy=k / n,
+                         mean=rep["mean"], sd=rep["sd"], ci_low=rep["ci_low"], ci_high=rep["ci_high"],
+                         auc=float(part["auc"].mean())))
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- book tables
+def _md(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False, floatfmt=".4g") if len(df) else "*(no results yet)*"
+
+
+def fmt_pct(x: float) -> str:
+    return "n/a" if pd.isna(x) else f"{100 * x:.2f}"
+
+
+def claims_markdown(cl: pd.DataFrame) -> str:
+    rows = []
+    for _, r in cl.iterrows():
+        ours = f"{r['n_correct']}/{r['n_test']} = {r['acc_pct_truncated']:.2f} (trunc.) / {r['acc_pct_rounded']:.2f} (round.)"
+        ci = f"{fmt_pct(r['ci_low'])}-{fmt_pct(r['ci_high'])}"
+        mean = "" if r["protocol"] == "paper" else f"{fmt_pct(r['mean_over_repeats'])} ({fmt_pct(r['mean_ci_low'])}-{fmt_pct(r['mean_ci_high'])}), {r['repeats']} splits"
+        rows.append({"dataset": r["dataset"], "protocol": r["protocol"], "paper (%)": f"{r['paper_accuracy']:.2f}",
+                     "ours: k/n (%)": ours, "95% CI (%)": ci, "mean over splits (95% CI)": mean, "verdict": r["verdict"]})
+    return _md(pd.DataFrame(rows))
+
+
+def write_book_tables(cfg: Config, folder: Path) -> None:
+    """Markdown snippets the book's pages include; '(no results yet)' before a run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = output_dir(cfg)
+    cl_path = out / "claims.csv"
+    cl = pd.read_csv(cl_path) if cl_path.is_file() else pd.DataFrame()
+    atomic_write_text(folder / "claims.md", claims_markdown(cl) + "\n" if len(cl) else "*(no results yet)*\n")
+    try:
+        wt = weights_table(cfg)
+    except FileNotFoundError:
+        wt = pd.DataFrame()
+    wt = wt.drop_duplicates(["backbone", "weights", "source", "sha256", "input_size", "preprocess"]) if len(wt) else wt
+    if len(wt):
+        wt = wt.drop(columns=["dataset", "hyperparameters"])
+    atomic_write_text(folder / "weights.md", _md(wt) + "\n")
+    for name in ("summary", "baselines"):
+        p = out / "fusion" / f"{name}.csv"
+        df = pd.read_csv(p) if p.is_file() else pd.DataFrame()
+        atomic_write_text(folder / f"{name}.md", _md(df) + "\n")
+    tp = out / "tuning" / "best_hyperparameters.csv"
+    atomic_write_text(folder / "hyperparameters.md", _md(pd.read_csv(tp) if tp.is_file() else pd.DataFrame()) + "\n")
+    times = out / "timings" / "steps.json"
+    if times.is_file():
+        import json
+
+        t = json.loads(times.read_text())
+        df = pd.DataFrame([dict(step=k, seconds=v) for k, v in sorted(t.items())])
+        df = pd.concat([df, pd.DataFrame([dict(step="total", seconds=round(df["seconds"].sum(), 1))])])
+        atomic_write_text(folder / "timings.md", _md(df) + "\n")
+    else:
+        atomic_write_text(folder / "timings.md", "*(no run recorded yet)*\n")
