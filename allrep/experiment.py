@@ -30,9 +30,18 @@ PROB_COLUMNS = ["protocol", "repeat", "dataset", "backbone", "member", "id", "la
 
 
 # ----------------------------------------------------------------------------- places
+def scratch_root() -> Path:
+    """Where non-paper profiles write (``$ALLREP_SCRATCH``, default ``scratch/``; ignored by git)."""
+    return Path(os.environ.get("ALLREP_SCRATCH", PROJECT_ROOT / "scratch"))
+
+
+def profile_root(cfg: Config) -> Path:
+    """The paper profile writes into the project (committed); every other profile into scratch."""
+    return PROJECT_ROOT if cfg.name == "paper" else scratch_root() / cfg.name
+
+
 def output_dir(cfg: Config) -> Path:
-    out = Path(cfg["output"])
-    return out if out.is_absolute() else PROJECT_ROOT / out
+    return profile_root(cfg) / "results"
 
 
 def cache_dir() -> Path:

@@ -35,7 +35,7 @@ def fuse(S, rule: str = "sum") -> np.ndarray:
         conf = np.abs(S - 0.5)
         best = conf.max(0)
         # among the most confident models: if they disagree it is a tie (0.5)
-        hi = np.where(conf == best, S, np.nan)
+        hi = np.where(conf >= best - 1e-9, S, np.nan)  # equal confidence up to rounding
         up, down = np.nanmax(hi, 0), np.nanmin(hi, 0)
         return np.where((up > 0.5) & (down < 0.5), 0.5, np.where(up > 0.5, up, down))
     if rule == "vote":

@@ -77,7 +77,9 @@ def get_step(name: str) -> Step:
 
 
 def executed_dir(cfg: Config) -> Path:
-    return BOOK / "executed" if cfg.name == "paper" else PROJECT_ROOT / "scratch" / cfg.name / "book" / "executed"
+    from .experiment import profile_root
+
+    return profile_root(cfg) / "book" / "executed"
 
 
 def book_dir(cfg: Config) -> Path:

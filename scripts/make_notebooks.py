@@ -50,14 +50,16 @@ dataset: str = "combined"   # IDB1, IDB2 or combined: which images the class and
         md("## Setup"),
         code(SETUP + "\nfrom allrep import audit, data, provenance\nfrom allrep.data import manifest"),
         md("## Inputs\nThe committed manifest (no pixels) and the data folder, verified against it."),
-        code("""root = data.require_verified(quick=True)
+        code("""# NBVAL_CHECK_OUTPUT  (nbval regression: class counts are fixed)
+root = data.require_verified(quick=True)
 items = manifest(dataset)
 counts = pd.DataFrame([dict(db=it.db, label="ALL" if it.label else "healthy") for it in manifest("combined")])
 counts = counts.groupby(["db", "label"]).size().unstack()
 glue("n_images", len(manifest("combined")), display=False)
 counts"""),
         md("## Image sizes and cameras\nALL-IDB1 comes from two cameras; one of them photographed only ALL patients."),
-        code("""sizes = audit.size_table("combined")
+        code("""# NBVAL_CHECK_OUTPUT  (image sizes per camera are fixed)
+sizes = audit.size_table("combined")
 glue("n_size_1712", int(sizes.query("size == '1712x1368'")["images"].sum()), display=False)
 sizes"""),
         md("## Sample images\nThumbnails recreate licensed images, so the committed (paper-profile) book omits them."),
@@ -92,8 +94,9 @@ ax = sns.histplot(per_parent["crops"], discrete=True); ax.set(xlabel="ALL-IDB2 c
 plt.show()
 ov"""),
         md("## Splits and leakage\nHow many test images share a photograph group with training images, per protocol."),
-        code("""frames = {(d, p): ex.splits(cfg, d, p) for d in cfg["datasets"] for p in ("paper", "grouped")}
-leak = audit.leakage_table(frames)
+        code("""# NBVAL_CHECK_OUTPUT  (split sizes and leakage follow from the seed)
+frames = {(d, p): ex.splits(cfg, d, p) for d in cfg["datasets"] for p in ("paper", "grouped")}
+leak = audit.leakage_table(frames).round(4)
 for _, r in leak.iterrows():
     glue(f"leak_{r['dataset']}_{r['protocol']}", r["fraction"], display=False)
 leak"""),
