@@ -1,0 +1,107 @@
+"""Training on real ALL-IDB2 images (frozen MobileNetV2 with converted ImageNet weights, small input)."""
+import numpy as np
+import pytest
+
+from allrep import experiment as ex
+from allrep.config import load_profile
+from allrep.features import FeatureCache, view
+from allrep.models import HeadParams, resolve_weights
+from allrep.splits import make_splits
+from allrep.training import TrainSettings, train_member
+
+pytestmark = pytest.mark.slow
+SIZE = 129
+HP = HeadParams(projection=32, gru_units=16, dense_units=16, dropout=0.2, learning_rate=2e-3)
+TS = TrainSettings(epochs=25, batch_size=32, patience=5)
+
+
+@pytest.fixture(scope="module")
+def idb2(weights_dir, data_root, tmp_path_factory):
+    from allrep.data import manifest
+
+    w = resolve_weights("mobilenetv2", "imagenet", str(weights_dir), input_size=SIZE)
+    fc = FeatureCache(w, tmp_path_factory.mktemp("cache"), 32, data_root)
+    items = {it.id: it for it in manifest("IDB2")}
+    sp = make_splits("IDB2", "grouped", 20241018, repeats=1)
+    out = {}
+    for role in ("train", "val", "test"):
+        part = sp[sp["role"] == role]
+        v = 2 if role == "train" else 1
+        out[role] = (fc.load([items[i] for i in part["id"]], v), np.repeat(part["label"].to_numpy(), v))
+    return fc, out, items
+
+
+def _acc(p, y):
+    return float(((p > 0.5) == (y == 1)).mean())
+
+
+def test_member_learns_and_is_reproducible(idb2):
+    _, d, _ = idb2
+    a = train_member(*d["train"], *d["val"], d["test"][0], HP, TS, seed=3)
+    b = train_member(*d["train"], *d["val"], d["test"][0], HP, TS, seed=3)
+    acc = _acc(a["p_test"], d["test"][1])
+    assert acc >= 0.75, f"grouped-split test accuracy {acc:.3f} is not well above chance"
+    assert np.array_equal(a["p_test"], b["p_test"]), "same seed, different probabilities"
+    c = train_member(*d["train"], *d["val"], d["test"][0], HP, TS, seed=4)
+    assert not np.array_equal(a["p_test"], c["p_test"])
+
+
+def test_shuffled_labels_give_chance(idb2):
+    _, d, _ = idb2
+    X, y = d["train"]
+    y_shuf = np.random.default_rng(0).permutation(y)
+    accs = [_acc(train_member(X, y_shuf, *d["val"], d["test"][0], HP, TS, seed=s)["p_test"], d["test"][1])
+            for s in (1, 2)]
+    assert 0.3 <= np.mean(accs) <= 0.7, f"shuffled-label accuracy {accs} is not chance"
+
+
+def test_feature_cache_is_reused(idb2, monkeypatch):
+    fc, _, items = idb2
+    again = FeatureCache(fc.w, fc.dir.parent.parent, 32, fc.root)
+    import allrep.features as F
+
+    def no_backbone(w):
+        raise AssertionError("backbone built although every feature is cached")
+
+    monkeypatch.setattr(F, "build_backbone", no_backbone)
+    x = again.load(list(items.values())[:5], 1)  # every image has at least view 0 cached
+    assert again.backbone_calls == 0 and x.shape[0] == 5
+
+
+def test_dihedral_views_are_exact():
+    img = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    vs = [view(img, v) for v in range(8)]
+    assert np.array_equal(vs[0], img)
+    assert len({v.tobytes() for v in vs}) == 8
+    assert all(sorted(v.ravel()) == sorted(img.ravel()) for v in vs)  # no pixel lost
+    j = view(img, 9, "abcdef12")
+    assert j.shape == img.shape and not np.array_equal(j, view(img, 1))
+
+
+def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLREP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path / "scratch"))
+    cfg = load_profile("smoke")
+    cfg["use_backbones"] = ["mobilenetv2"]
+    cfg["ensemble"]["members"] = 3
+
+    class Killed(Exception):
+        pass
+
+    seen = []
+
+    def kill_after_two(msg):
+        if "member" in msg:
+            seen.append(msg)
+            if len(seen) == 2:
+                raise Killed
+
+    with pytest.raises(Killed):
+        ex.run_ensemble(cfg, "mobilenetv2", "IDB1", protocols=("paper",), progress=kill_after_two)
+    res = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", protocols=("paper",), progress=None)
+    assert (res["members_reused"], res["members_trained"]) == (2, 1)
+    probs = res["probabilities"]
+    assert sorted(probs["member"].unique()) == [0, 1, 2] and len(probs) == 3 * 22
+    again = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", protocols=("paper",), progress=None)
+    assert again["members_trained"] == 0
+    assert again["probabilities"].equals(probs)
