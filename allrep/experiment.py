@@ -59,7 +59,9 @@ def weights_for(cfg: Config, backbone: str) -> Weights:
 
 
 def feature_cache(cfg: Config, backbone: str, progress=None) -> FeatureCache:
-    return FeatureCache(weights_for(cfg, backbone), cache_dir(), cfg["features"]["batch_size"], progress=progress)
+    f = cfg["features"]
+    return FeatureCache(weights_for(cfg, backbone), cache_dir(), f["batch_size"], progress=progress,
+                        pool=int(f.get("pool", 1)))
 
 
 def _digest(obj) -> str:
@@ -126,9 +128,12 @@ def run_tuning(cfg: Config, backbone: str, dataset: str, progress=print) -> dict
     split = splits(cfg, dataset, tcfg.get("protocol", "paper"))
     a = arrays(cfg, fc, split[split["repeat"] == 0], int(cfg["features"]["views"]))
     ts = TrainSettings.from_dict(cfg["training"])
-    key = _digest(dict(w=fc.w.key, size=fc.w.input_size, views=cfg["features"]["views"], tuning=tcfg,
+    key = _digest(dict(w=fc.w.key, size=fc.w.input_size, features=cfg["features"], tuning=tcfg,
                        training=cfg["training"], seed=cfg["seed"], split=list(a["val"][2])))
-    res = tune(*a["train"][:2], *a["val"][:2], ts, tcfg["trials"], tcfg["initial_points"],
+    from .training import pca_reduce
+
+    Xtr, Xva = pca_reduce(a["train"][0], a["val"][0], k=ts.pca)
+    res = tune(Xtr, a["train"][1], Xva, a["val"][1], ts, tcfg["trials"], tcfg["initial_points"],
                seed_for(cfg, "tune", backbone, dataset), cache_dir() / "tuning", f"{backbone}-{dataset}-{key}",
                tcfg.get("executions_per_trial", 1), tcfg.get("epochs"))
     best = dict(backbone=backbone, dataset=dataset, **res["best"], weights=fc.w.source)
@@ -158,7 +163,7 @@ def run_ensemble(cfg: Config, backbone: str, dataset: str, protocols=PROTOCOLS, 
         for r in sorted(split_all["repeat"].unique()):
             split = split_all[split_all["repeat"] == r]
             a = None
-            key_base = _digest(dict(w=fc.w.key, size=fc.w.input_size, views=views, hp=hp.to_dict(),
+            key_base = _digest(dict(w=fc.w.key, size=fc.w.input_size, features=cfg["features"], hp=hp.to_dict(),
                                     ts=ts.__dict__, split=split[["id", "role"]].values.tolist()))
             store = MemberStore(cache_dir() / "members" / f"{backbone}-{key_base}")
             for m in range(M):

@@ -257,7 +257,8 @@ def build_book(cfg: Config, strict: bool = True) -> Path:
     import subprocess
 
     dest = prepare_book(cfg)
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(dest)]
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(dest), "--config",
+           str(PROJECT_ROOT / "_config.yml"), "--toc", str(dest / "_toc.yml")]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     r = subprocess.run(cmd, cwd=PROJECT_ROOT)

@@ -26,6 +26,7 @@ class TrainSettings:
     epochs: int = 40
     batch_size: int = 32
     patience: int = 8
+    pca: int = 0  # 0: raw channels; k: project channels on the top-k principal axes of the *training* features
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TrainSettings":
@@ -58,6 +59,25 @@ class _Shuffled:
         return DS()
 
 
+def pca_reduce(X_train, *others, k: int = 0):
+    """Fit a PCA of the channels on the training features only; apply it to every array.
+
+    A fixed, unsupervised projection before the learned one: no label and no
+    validation or test image is used to fit it. Returns the arrays, float32."""
+    if not k or k >= X_train.shape[-1]:
+        return (X_train, *others)
+    C = X_train.shape[-1]
+    flat = X_train.reshape(-1, C).astype(np.float64)
+    mean = flat.mean(0)
+    rng = np.random.default_rng(0)
+    rows = flat[rng.choice(len(flat), size=min(len(flat), 20000), replace=False)] - mean
+    _, _, vt = np.linalg.svd(rows, full_matrices=False)
+    comp = vt[:k].T
+    scale = np.sqrt(((rows @ comp) ** 2).mean(0)) + 1e-6  # unit variance per component
+    f = lambda X: (((X.reshape(-1, C) - mean) @ comp) / scale).reshape(*X.shape[:-1], k).astype(np.float32)
+    return tuple(f(X) for X in (X_train, *others))
+
+
 def fit_head(X_train, y_train, X_val, y_val, hp: HeadParams, ts: TrainSettings, seed: int, verbose: int = 0):
     """Train a GRU head; returns (model, history dict, best epoch)."""
     import keras
@@ -81,6 +101,7 @@ def predict(model, X, batch_size: int = 64) -> np.ndarray:
 def train_member(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seed: int) -> dict:
     """One member: fit on train, stop on val, predict test. Returns arrays and metadata."""
     t0 = time.perf_counter()
+    X_train, X_val, X_test = pca_reduce(X_train, X_val, X_test, k=ts.pca)
     model, hist, best = fit_head(X_train, y_train, X_val, y_val, hp, ts, seed)
     t1 = time.perf_counter()
     p_test = predict(model, X_test)

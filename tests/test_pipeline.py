@@ -1,0 +1,164 @@
+"""The notebook contract, the smoke pipeline (twice), nbval, the book build and a real browser."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from allrep import pipeline
+from allrep.config import load_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- contract (fast)
+def test_notebook_contract():
+    sources = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert sources == sorted(pipeline.STEP_NAMES), "notebooks/ and the runner's registry differ"
+    assert list(pipeline.STEP_NAMES) == sorted(pipeline.STEP_NAMES), "registry order is not the numbering"
+    for step in pipeline.STEPS:
+        nb = nbformat.read(step.notebook, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), step.name
+        assert "parameters" in code[0].metadata.get("tags", []), f"{step.name}: first code cell is not parameters"
+        assert "profile: str = \"smoke\"" in code[0].source, f"{step.name}: parameters default is not smoke"
+        assert all("#" in line for line in code[0].source.splitlines()), f"{step.name}: uncommented parameter"
+        for c in code:
+            assert not c.get("outputs") and c.get("execution_count") is None, f"{step.name}: outputs in source"
+        assert nb.cells[-1].source.startswith("## Summary"), step.name
+
+
+def test_committed_toc_matches_registry():
+    cfg = load_profile("paper")
+    assert (ROOT / "book" / "_toc.yml").read_text() == pipeline.toc(cfg)
+
+
+def test_smoke_writes_to_scratch_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path))
+    smoke, paper = load_profile("smoke"), load_profile("paper")
+    assert pipeline.executed_dir(smoke) == tmp_path / "smoke" / "book" / "executed"
+    assert pipeline.executed_dir(paper) == ROOT / "book" / "executed"
+
+
+def test_unknown_profile_and_step():
+    out = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "nosuch"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "unknown profile 'nosuch'" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--steps", "99_magic"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "unknown step" in out.stderr
+
+
+# ----------------------------------------------------------------------------- the smoke pipeline (slow)
+@pytest.fixture(scope="module")
+def smoke(data_root, weights_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("smoke")
+    env = dict(os.environ, ALLREP_SCRATCH=str(base / "scratch"), ALLREP_CACHE=str(base / "cache"),
+               ALLREP_DATA=str(data_root), ALLREP_WEIGHTS_DIR=str(weights_dir), PYTHONUNBUFFERED="1")
+    first = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke"], env=env, cwd=ROOT,
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return dict(env=env, base=base, first=first.stdout, executed=base / "scratch" / "smoke" / "book" / "executed")
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
+    cfg = load_profile("smoke")
+    expected = {pipeline.executed_path(cfg, s, v).name for s in pipeline.STEPS for v in s.variants(cfg)}
+    got = {p.name for p in smoke["executed"].glob("*.ipynb")}
+    assert expected == got
+    assert len(expected) == 1 + 2 * 3 * 3 + 3
+    nb = nbformat.read(smoke["executed"] / "30_ensemble__mobilenetv2_IDB2.ipynb", as_version=4)
+    prov = nb.metadata["allrep"]
+    assert prov["profile"] == "smoke" and prov["parameters"] == {"backbone": "mobilenetv2", "dataset": "IDB2"}
+    assert prov["environment"]["keras"] and prov["seconds"] > 0
+    results = smoke["base"] / "scratch" / "smoke" / "results"
+    import pandas as pd
+
+    claims = pd.read_csv(results / "claims.csv")
+    assert list(claims.columns[:5]) == ["dataset", "protocol", "repeats", "n_test", "n_correct"]
+    assert set(claims["dataset"]) == {"IDB1", "IDB2", "combined"} and set(claims["protocol"]) == {"paper", "grouped"}
+    paper = claims[claims["protocol"] == "paper"].set_index("dataset")
+    assert paper.loc["IDB1", "n_test"] == 22 and paper.loc["IDB2", "n_test"] == 52 and paper.loc["combined", "n_test"] == 74
+    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    probs = pd.read_csv(results / "probabilities" / "IDB2_mobilenetv2.csv")
+    assert list(probs.columns) == ["protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
+    assert sorted(probs["member"].unique()) == [0, 1]
+    best = pd.read_csv(results / "tuning" / "best_hyperparameters.csv")
+    assert len(best) == 9 and {"gru_units", "learning_rate", "dropout"} <= set(best.columns)
+
+
+@pytest.mark.slow
+def test_second_run_executes_nothing(smoke):
+    again = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke"], env=smoke["env"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 executed, 22 skipped" in again.stdout
+
+
+@pytest.mark.slow
+def test_nbval_on_executed_notebooks(smoke):
+    ex = smoke["executed"]
+    chosen = [ex / n for n in ("10_data_exploration__all.ipynb", "20_tuning__mobilenetv2_IDB2.ipynb",
+                               "30_ensemble__mobilenetv2_IDB2.ipynb", "40_uncertainty__all.ipynb",
+                               "50_fusion__all.ipynb", "60_results__all.ipynb")]
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                          "--nbval-current-env", *map(str, chosen)], env=smoke["env"], cwd=ex, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert " passed" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_book(smoke):
+    out = subprocess.run([sys.executable, "-m", "allrep.cli", "book", "--profile", "smoke"], env=smoke["env"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    html = smoke["base"] / "scratch" / "smoke" / "book" / "_build" / "html"
+    assert (html / "intro.html").is_file()
+    return html
+
+
+@pytest.mark.slow
+def test_book_builds_with_warnings_as_errors(smoke_book):
+    pages = {p.name for p in smoke_book.glob("*.html")}
+    assert {"intro.html", "data.html", "methods.html", "deviations.html", "reproduce.html"} <= pages
+    assert (smoke_book / "executed" / "60_results__all.html").is_file()
+    intro = (smoke_book / "intro.html").read_text()
+    assert "no results yet" not in intro and "grouped" in intro
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.slow
+def test_book_in_a_real_browser(smoke_book, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no chromium: `make test` installs Debian's chromium package")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (smoke_book / "intro.html").as_uri()
+    dom = subprocess.run([exe, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert "Claims: the paper against this run" in dom
+    assert "<table" in dom and any(v in dom for v in ("not reproduced", "reproduced", "inconclusive"))
+    shot = tmp_path / "intro.png"
+    subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1280,1400", url], capture_output=True,
+                   timeout=120)
+    from PIL import Image
+    import numpy as np
+
+    a = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert a.shape == (1400, 1280) and a.std() > 10 and (a < 128).mean() > 0.005, "blank screenshot"
+    keep = os.environ.get("ALLREP_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)
