@@ -66,8 +66,9 @@ def binary_metrics(y_true, p_all) -> dict:
                 fn=fn, sensitivity=sens, specificity=spec, precision=prec, f1=f1, auc=auc)
 
 
-def summarize_repeats(values) -> dict:
-    """Mean, standard deviation and a t-based 95% CI of the mean over repeated splits."""
+def summarize_repeats(values, clip: tuple | None = (0.0, 1.0)) -> dict:
+    """Mean, standard deviation and a t-based 95% CI of the mean over repeated splits,
+    clipped to [0, 1] (pass ``clip=None`` for unbounded quantities)."""
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     n = len(v)
@@ -76,15 +77,23 @@ def summarize_repeats(values) -> dict:
     mean = float(v.mean())
     sd = float(v.std(ddof=1)) if n > 1 else 0.0
     half = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)) if n > 1 else float("nan")
-    return dict(n=n, mean=mean, sd=sd, ci_low=mean - half, ci_high=mean + half)
+    lo, hi = mean - half, mean + half
+    if clip is not None:  # an accuracy cannot leave [0, 1]; the t interval can
+        lo, hi = max(lo, clip[0]), min(hi, clip[1])
+    return dict(n=n, mean=mean, sd=sd, ci_low=lo, ci_high=hi)
+
+
+def verdict_interval(estimate: float, lo: float, hi: float, paper_pct: float) -> str:
+    """The rule stated in the book: the paper's accuracy is *reproduced* when it lies inside
+    our 95% interval and our estimate is within 2 points of it; *not reproduced* when it
+    lies outside the interval; otherwise *inconclusive* (too few test images to tell)."""
+    p = paper_pct / 100
+    if not (lo - 1e-12 <= p <= hi + 1e-12):
+        return "not reproduced"
+    return "reproduced" if abs(estimate - p) <= 0.02 + 1e-12 else "inconclusive"
 
 
 def verdict(k: int, n: int, paper_pct: float) -> str:
-    """The rule stated in the book: the paper's accuracy is *reproduced* when it lies
-    inside our 95% Clopper-Pearson interval and our point estimate is within 2 points
-    of it; *not reproduced* when it lies outside the interval; otherwise inconclusive."""
+    """:func:`verdict_interval` with the Clopper-Pearson interval of one test set."""
     lo, hi = clopper_pearson(k, n)
-    p = paper_pct / 100
-    if not (lo <= p <= hi):
-        return "not reproduced"
-    return "reproduced" if abs(k / n - p) <= 0.02 else "inconclusive"
+    return verdict_interval(k / n, lo, hi, paper_pct)

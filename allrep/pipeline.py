@@ -258,7 +258,7 @@ def build_book(cfg: Config, strict: bool = True) -> Path:
 
     dest = prepare_book(cfg)
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(dest), "--config",
-           str(PROJECT_ROOT / "_config.yml"), "--toc", str(dest / "_toc.yml")]
+           str(PROJECT_ROOT / "_config.yml"), "--toc", str(dest / "_toc.yml"), "--path-output", str(dest)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     r = subprocess.run(cmd, cwd=PROJECT_ROOT)

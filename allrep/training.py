@@ -135,3 +135,55 @@ class MemberStore:
             out = dict(p_test=z["p_test"], p_val=z["p_val"])
         out.update(json.loads(b.read_text()))
         return out
+
+
+# ----------------------------------------------------------------------------- fine-tuning (GPU)
+class FineTuner:
+    """Fine-tune whole hybrids, reusing one compiled model across ensemble members.
+
+    XLA compiles a new model for 25-190 s on the GPU, so members do not rebuild:
+    each member restores the backbone's starting weights, re-initialises the head
+    from its own seed, resets the optimiser state, and trains. ``unfreeze`` is the
+    number of backbone layers (from the top) that train; -1 trains all of them.
+    """
+
+    def __init__(self, w, hp: HeadParams, ts: TrainSettings, unfreeze: int = -1):
+        import keras
+
+        from .models import build_hybrid
+
+        self.hp, self.ts = hp, ts
+        self.model = build_hybrid(w, hp, trainable_backbone=True)
+        base = self.model.layers[1]
+        if unfreeze >= 0:
+            for layer in base.layers[: len(base.layers) - unfreeze]:
+                layer.trainable = False
+        self.start = [v.numpy() if hasattr(v, "numpy") else np.asarray(v) for v in self.model.weights]
+        self.head = self.model.layers[-1]
+        compile_model(self.model, hp)
+        self._keras = keras
+
+    def reset(self, seed: int) -> None:
+        keras = self._keras
+        for v, x in zip(self.model.weights, self.start):
+            v.assign(x)
+        keras.utils.set_random_seed(int(seed))
+        fresh = build_head(self.head.input_shape[1], self.head.input_shape[2], self.hp)
+        self.head.set_weights(fresh.get_weights())
+        if self.model.optimizer.built:
+            for v in self.model.optimizer.variables:
+                v.assign(np.zeros(v.shape, dtype=v.dtype))
+
+    def member(self, X_train, y_train, X_val, y_val, X_test, seed: int) -> dict:
+        """X_*: preprocessed float images (n, s, s, 3)."""
+        keras = self._keras
+        t0 = time.perf_counter()
+        self.reset(seed)
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.ts.patience, restore_best_weights=True)
+        hist = self.model.fit(_Shuffled(X_train, y_train, self.ts.batch_size, seed), validation_data=(X_val, y_val),
+                              epochs=self.ts.epochs, callbacks=[stop], verbose=0)
+        h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+        t1 = time.perf_counter()
+        return dict(p_test=predict(self.model, X_test), p_val=predict(self.model, X_val), history=h,
+                    best_epoch=int(np.argmin(h["val_loss"])) + 1, epochs_run=len(h["loss"]), train_seconds=t1 - t0,
+                    predict_seconds=time.perf_counter() - t1, n_train=int(len(X_train)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import AllrepError
 from .models import HeadParams, build_head, compile_model
 from .training import TrainSettings, _Shuffled
 
@@ -65,8 +66,11 @@ def tune(X_train, y_train, X_val, y_val, ts: TrainSettings, trials: int, initial
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=ts.patience, restore_best_weights=True)
     tuner.search(X_train, y_train, validation_data=(X_val, y_val), epochs=int(epochs or ts.epochs), callbacks=[stop],
                  verbose=0)
-    best = tuner.get_best_hyperparameters(1)[0].values
     rows = []
     for t in tuner.oracle.trials.values():
         rows.append(dict(trial=t.trial_id, status=str(t.status), val_loss=t.score, **t.hyperparameters.values))
+    done = [r for r in rows if r["status"] == "COMPLETED" and r["val_loss"] is not None]
+    if not done:
+        raise AllrepError(f"tuning {project}: no trial completed ({len(rows)} failed; see the tuner log in {directory})")
+    best = tuner.get_best_hyperparameters(1)[0].values
     return dict(best=HeadParams.from_dict(best).to_dict(), trials=rows)

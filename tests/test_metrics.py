@@ -84,3 +84,12 @@ def test_fusion_rules_and_ties():
     assert fusion.fuse(S3, "vote").tolist() == pytest.approx([2 / 3, 1 / 3])
     with pytest.raises(Exception, match="unknown fusion rule"):
         fusion.fuse(S, "median")
+
+
+def test_repeat_interval_is_clipped_and_interval_verdict():
+    s = M.summarize_repeats([1.0, 0.9])
+    assert s["ci_high"] == 1.0 and s["ci_low"] >= 0.0
+    assert M.summarize_repeats([1.0, 0.9], clip=None)["ci_high"] > 1.0
+    assert M.verdict_interval(0.975, 0.96, 0.99, 98.07) == "reproduced"
+    assert M.verdict_interval(0.90, 0.85, 0.95, 98.07) == "not reproduced"
+    assert M.verdict_interval(0.93, 0.80, 0.99, 98.07) == "inconclusive"

@@ -90,6 +90,8 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     assert sorted(probs["member"].unique()) == [0, 1]
     best = pd.read_csv(results / "tuning" / "best_hyperparameters.csv")
     assert len(best) == 9 and {"gru_units", "learning_rate", "dropout"} <= set(best.columns)
+    trials = pd.read_csv(results / "tuning" / "trials_mobilenetv2_IDB2.csv")
+    assert (trials["status"] == "COMPLETED").all() and trials["val_loss"].notna().all()  # tuning really ran
 
 
 @pytest.mark.slow

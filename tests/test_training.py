@@ -105,3 +105,20 @@ def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path
     again = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", protocols=("paper",), progress=None)
     assert again["members_trained"] == 0
     assert again["probabilities"].equals(probs)
+
+
+def test_gpu_script_runs_members_on_cpu_with_one_model(weights_dir, data_root, tmp_path, monkeypatch):
+    """The fine-tune script (JAX on the GPU machine) runs under TensorFlow here at a tiny size."""
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path / "scratch"))
+    spec = importlib.util.spec_from_file_location("gpu_members", Path(__file__).parent.parent / "scripts" / "gpu_members.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(["--profile", "smoke", "--dataset", "IDB1", "--backbones", "mobilenetv2", "--members", "2",
+                    "--epochs", "1", "--unfreeze", "10", "--input-size", "65", "--out", str(tmp_path)])
+    mem = out["backbones"]["mobilenetv2"]["members"]
+    assert len(mem) == 2 and mem[0]["n"] == 22 and mem[0]["seed"] != mem[1]["seed"]
+    assert mem[0]["p_test"] != mem[1]["p_test"]  # re-initialised heads, not the same member twice
+    assert (tmp_path / "gpu_members.json").is_file()

@@ -1,0 +1,82 @@
+"""Measure, on this machine, what the paper profile costs; write results/benchmark.json.
+
+    python scripts/benchmark.py [--profile paper] [--images 32]
+
+* feature extraction: images (views) per second through each frozen backbone,
+  at the profile's input size and weights, into a throw-away cache;
+* head training: training samples per second of one GRU head on features of the
+  backbone's (pooled, PCA-reduced) shape;
+* one member end to end per backbone on ALL-IDB2's paper split with the profile's
+  settings, once features exist (they are computed first if missing, not timed).
+
+The book's reproduce page shows the file. Timings are not tests: nothing here
+asserts a speed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    from allrep import repro
+    from allrep.config import load_profile
+
+    cfg = load_profile(a.profile)
+    env = repro.setup(int(cfg["seed"]))
+    import numpy as np
+
+    from allrep import experiment as ex
+    from allrep.data import manifest
+    from allrep.features import FeatureCache
+    from allrep.training import TrainSettings, train_member
+
+    out = dict(profile=cfg.name, environment=env, when=time.strftime("%Y-%m-%d %H:%M"), backbones={})
+    items = manifest("IDB2")[: a.images]
+    views = int(cfg["features"]["views"])
+    for bb in cfg["use_backbones"]:
+        w = ex.weights_for(cfg, bb)
+        with tempfile.TemporaryDirectory() as tmp:
+            fc = FeatureCache(w, tmp, cfg["features"]["batch_size"], pool=int(cfg["features"].get("pool", 1)))
+            fc.model()  # build outside the timing
+            t0 = time.perf_counter()
+            fc.ensure(items, views)
+            dt = time.perf_counter() - t0
+        feat_rate = len(items) * views / dt
+        # one member end to end on the real paper split (features from the main cache)
+        fc = ex.feature_cache(cfg, bb)
+        split = ex.splits(cfg, "IDB2", "paper")
+        arr = ex.arrays(cfg, fc, split, views)
+        hp, _ = ex.tuned_params(cfg, bb, "IDB2")
+        ts = TrainSettings.from_dict(cfg["training"])
+        t0 = time.perf_counter()
+        res = train_member(*arr["train"][:2], *arr["val"][:2], arr["test"][0], hp, ts, seed=1)
+        member_s = time.perf_counter() - t0
+        acc = float(((res["p_test"] > 0.5) == (np.array(split[split["role"] == "test"]["label"]) == 1)).mean())
+        out["backbones"][bb] = dict(
+            weights=w.kind, input_size=w.input_size, feature_images_per_second=round(feat_rate, 1),
+            all_368_images_seconds_estimate=round(368 * views / feat_rate, 0),
+            head_samples_per_second=round(res["epochs_run"] * len(arr["train"][0]) / res["train_seconds"], 0),
+            member_seconds=round(member_s, 1), member_epochs=res["epochs_run"], member_test_accuracy=round(acc, 4),
+            sequence=list(arr["train"][0].shape[1:]))
+        print(bb, out["backbones"][bb], flush=True)
+    dest = Path(a.out) if a.out else ex.output_dir(cfg) / "benchmark.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    print(f"wrote {dest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Fine-tune ensemble members on a GPU under any Keras 3 backend (the GPU machine: JAX).
+
+    KERAS_BACKEND=jax ALLREP_DATA=/path/ALL-IDB ALLREP_WEIGHTS_DIR=/path/weights \
+        python scripts/gpu_members.py --profile paper --dataset IDB2 --members 1 --out $OUT
+
+For each backbone: one model is built and compiled once; every member restores
+the starting weights, re-initialises its head from its own seed and trains
+(XLA compiles a new model for 25-190 s, so members never rebuild). Splits,
+seeds, weights and head settings come from the profile, exactly as on the CPU;
+the output (probabilities, times, hardware) goes to ``--out/gpu_members.json``.
+Only ``keras`` is used in the model and training code, so the same script runs
+under TensorFlow on a CPU (the tests run it at a tiny input size).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--dataset", default="IDB2")
+    ap.add_argument("--backbones", nargs="*", default=None)
+    ap.add_argument("--members", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the profile's training.epochs")
+    ap.add_argument("--unfreeze", type=int, default=-1, help="backbone layers that train, from the top (-1: all)")
+    ap.add_argument("--input-size", type=int, default=None, help="override the weights' input size (tests)")
+    ap.add_argument("--learning-rate", type=float, default=1e-4)
+    ap.add_argument("--out", default=os.environ.get("OUT", "scratch/gpu"))
+    a = ap.parse_args(argv)
+
+    from allrep import repro
+
+    from allrep.config import load_profile
+
+    cfg = load_profile(a.profile)
+    env = repro.setup(int(cfg["seed"]))
+    import numpy as np
+
+    from allrep import experiment as ex
+    from allrep.data import load_images, manifest
+    from allrep.features import view
+    from allrep.metrics import binary_metrics
+    from allrep.models import HeadParams, preprocess
+    from allrep.training import FineTuner, TrainSettings
+
+    split = ex.splits(cfg, a.dataset, "paper")
+    items = {it.id: it for it in manifest(a.dataset)}
+    ts = TrainSettings.from_dict(cfg["training"])
+    if a.epochs:
+        ts.epochs = a.epochs
+    views = int(cfg["features"]["views"])
+    out = dict(environment=env, dataset=a.dataset, profile=cfg.name, backbones={})
+    for bb in a.backbones or cfg["use_backbones"]:
+        w = ex.weights_for(cfg, bb)
+        if a.input_size:
+            from dataclasses import replace
+
+            w = replace(w, input_size=a.input_size)
+        hp, hp_source = ex.tuned_params(cfg, bb, a.dataset)
+        hp.learning_rate = a.learning_rate  # fine-tuning a pretrained backbone wants a small step
+        t0 = time.perf_counter()
+        data = {}
+        for role in ("train", "val", "test"):
+            part = split[split["role"] == role]
+            imgs = load_images([items[i] for i in part["id"]], w.input_size)
+            v = views if role == "train" else 1
+            x = np.stack([view(im, k, items[i].sha256) for im, i in zip(imgs, part["id"]) for k in range(v)])
+            data[role] = (preprocess(x, w.preprocess), np.repeat(part["label"].to_numpy(), v), list(part["id"]))
+        t_load = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tuner = FineTuner(w, hp, ts, unfreeze=a.unfreeze)
+        t_build = time.perf_counter() - t0
+        members = []
+        for m in range(a.members):
+            seed = ex.seed_for(cfg, "gpu-member", a.dataset, "paper", 0, bb, m)
+            r = tuner.member(*data["train"][:2], *data["val"][:2], data["test"][0], seed)
+            met = binary_metrics(data["test"][1], r["p_test"])
+            members.append(dict(member=m, seed=seed, n_correct=met["n_correct"], n=met["n"], epochs_run=r["epochs_run"],
+                                train_seconds=round(r["train_seconds"], 1),
+                                images_per_second=round(r["epochs_run"] * len(data["train"][0]) / r["train_seconds"], 1),
+                                p_test=[round(float(p), 6) for p in r["p_test"]]))
+            print(f"{bb} member {m}: {met['n_correct']}/{met['n']} correct, {r['epochs_run']} epochs, "
+                  f"{r['train_seconds']:.0f}s", flush=True)
+        out["backbones"][bb] = dict(weights=w.to_dict(), hp=hp.to_dict(), hp_source=hp_source, load_seconds=t_load,
+                                    build_seconds=t_build, test_ids=data["test"][2], members=members)
+    dest = Path(a.out)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "gpu_members.json").write_text(json.dumps(out, indent=1, default=str))
+    return out
+
+
+if __name__ == "__main__":
+    main()
