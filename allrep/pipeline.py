@@ -166,7 +166,12 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
                 continue
             todo.append((step, params))
     t_start = time.perf_counter()
+    started = time.strftime("%Y-%m-%d %H:%M")
     executed, skipped, times = [], [], {}
+    if any(force or not is_current(cfg, s, p) for s, p in todo):
+        from .data import require_verified
+
+        require_verified(quick=False)  # every checksum, once, before any notebook reads an image
     for i, (step, params) in enumerate(todo, 1):
         label = f"[{i}/{len(todo)}] {step.name} [{variant_id(params)}]"
         if not force and is_current(cfg, step, params):
@@ -183,7 +188,7 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
         avg = (time.perf_counter() - t_start) / i
         log(f"{label}: done in {dt:.0f}s; about {left * avg:.0f}s left for {left} more")
     total = time.perf_counter() - t_start
-    _record_times(cfg, times)
+    _record_times(cfg, times, total, started)
     write_toc(cfg)
     log(f"pipeline {cfg.name}: {len(executed)} executed, {len(skipped)} skipped, {total:.0f}s")
     return dict(executed=executed, skipped=skipped, seconds=total)
@@ -199,14 +204,21 @@ def _absolute_env() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _record_times(cfg: Config, times: dict) -> None:
+def _record_times(cfg: Config, times: dict, total: float, started: str) -> None:
+    """Append this run to ``timings/runs.json``: one entry per run that executed something,
+    so a later run served from caches never hides what the computing run took."""
     from .experiment import output_dir
+    from .repro import environment
 
-    path = output_dir(cfg) / "timings" / "steps.json"
-    old = json.loads(path.read_text()) if path.is_file() else {}
-    old.update({k: round(v, 1) for k, v in times.items()})
-    if times:
-        atomic_write_json(path, old)
+    if not times:
+        return
+    path = output_dir(cfg) / "timings" / "runs.json"
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    env = environment()
+    runs.append(dict(started=started, profile=cfg.name, commit=env["commit"], backend=env["backend"],
+                     machine=f"{env['cpus']} CPUs, {env['platform']}", total_seconds=round(total, 1),
+                     variants={k: round(v, 1) for k, v in times.items()}))
+    atomic_write_json(path, runs)
 
 
 # ----------------------------------------------------------------------------- book

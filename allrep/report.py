@@ -180,16 +180,55 @@ def write_book_tables(cfg: Config, folder: Path) -> None:
     for name in ("summary", "baselines"):
         p = out / "fusion" / f"{name}.csv"
         df = pd.read_csv(p) if p.is_file() else pd.DataFrame()
+        if len(df):
+            df = df[~df["model"].str.contains("member")].drop(columns=["auc"], errors="ignore")
+            df = df.sort_values(["dataset", "protocol", "model"])
         atomic_write_text(folder / f"{name}.md", _md(df) + "\n")
     tp = out / "tuning" / "best_hyperparameters.csv"
     atomic_write_text(folder / "hyperparameters.md", _md(pd.read_csv(tp) if tp.is_file() else pd.DataFrame()) + "\n")
-    times = out / "timings" / "steps.json"
-    if times.is_file():
-        import json
+    atomic_write_text(folder / "settings.md", settings_markdown(cfg))
+    atomic_write_text(folder / "timings.md", timings_markdown(out / "timings" / "runs.json"))
+    bench = out / "benchmark.json"
+    atomic_write_text(folder / "benchmark.md", benchmark_markdown(bench))
 
-        t = json.loads(times.read_text())
-        df = pd.DataFrame([dict(step=k, seconds=v) for k, v in sorted(t.items())])
-        df = pd.concat([df, pd.DataFrame([dict(step="total", seconds=round(df["seconds"].sum(), 1))])])
-        atomic_write_text(folder / "timings.md", _md(df) + "\n")
-    else:
-        atomic_write_text(folder / "timings.md", "*(no run recorded yet)*\n")
+
+def settings_markdown(cfg: Config) -> str:
+    """Every setting of the profile, flattened (the book never types a setting by hand)."""
+    rows = []
+
+    def walk(prefix, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else k, x)
+        else:
+            rows.append(dict(setting=prefix, value=", ".join(map(str, v)) if isinstance(v, list) else str(v)))
+
+    walk("", dict(cfg))
+    return _md(pd.DataFrame(rows)) + f"\n\nProfile `{cfg.name}` (`profiles/{cfg.name}.yaml`).\n"
+
+
+def timings_markdown(path: Path) -> str:
+    """Per-step wall time of every recorded run (a run served from caches shows small times)."""
+    import json
+
+    if not path.is_file():
+        return "*(no run recorded yet)*\n"
+    runs = json.loads(path.read_text())
+    steps = sorted({k for r in runs for k in r["variants"]})
+    df = pd.DataFrame({f"run {i + 1}: {r['started']} ({r['commit']})": [r["variants"].get(s) for s in steps]
+                       for i, r in enumerate(runs)}, index=steps)
+    df.loc["total (s)"] = [r["total_seconds"] for r in runs]
+    df.loc["machine"] = [r["machine"] for r in runs]
+    return df.reset_index(names="step").to_markdown(index=False, floatfmt=".0f") + "\n"
+
+
+def benchmark_markdown(path: Path) -> str:
+    import json
+
+    if not path.is_file():
+        return "*(no benchmark recorded yet: run `python scripts/benchmark.py`)*\n"
+    b = json.loads(path.read_text())
+    df = pd.DataFrame(b["backbones"]).T.reset_index(names="backbone")
+    env = b["environment"]
+    return (f"Measured {b['when']} on {env['cpus']} CPUs ({env['platform']}), Keras {env['keras']} "
+            f"on {env['backend']}.\n\n" + df.to_markdown(index=False) + "\n")

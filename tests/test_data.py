@@ -88,3 +88,15 @@ def test_xyc(data_root):
     xy = data.read_xyc("Im001_1", data_root)
     assert xy.shape[1] == 2 and len(xy) > 0
     assert len(data.read_xyc("Im100_0", data_root)) == 0
+
+
+def test_runner_refuses_a_corrupted_copy(data_root, tmp_path, monkeypatch):
+    bad = _linked_copy(data_root, tmp_path / "bad")
+    j = bad / "ALL_IDB2/img/Im010_1.tif"
+    b = bytearray(j.read_bytes()); j.unlink(); b[-1] ^= 0xFF; j.write_bytes(bytes(b))
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path / "scratch"))
+    env = dict(os.environ, ALLREP_DATA=str(bad), ALLREP_SCRATCH=str(tmp_path / "scratch"))
+    out = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke", "--steps", "10"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "Im010_1.tif" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "scratch").exists() or not list((tmp_path / "scratch").rglob("*.ipynb"))
