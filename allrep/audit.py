@@ -24,6 +24,15 @@ def arrow_table(root=None) -> pd.DataFrame:
     return df
 
 
+def colour_table(items, root=None, size: int = 64) -> pd.DataFrame:
+    """Mean R, G, B of each image at ``size`` x ``size``, long format, for per-class plots."""
+    rows = []
+    for it in items:
+        mean = load_image(it, size, root).reshape(-1, 3).mean(0)
+        rows.append(dict(db=it.db, label="ALL" if it.label else "healthy", R=mean[0], G=mean[1], B=mean[2]))
+    return pd.DataFrame(rows).melt(id_vars=["db", "label"], var_name="channel", value_name="mean")
+
+
 def size_table(dataset: str = "combined") -> pd.DataFrame:
     """Counts per (db, size, label): the camera, and hence the label, is readable from the size."""
     df = pd.DataFrame([dict(db=it.db, size=f"{it.width}x{it.height}", label=it.label) for it in manifest(dataset)])

@@ -27,6 +27,46 @@ def ensemble_means(probs: pd.DataFrame) -> pd.DataFrame:
     return (probs.groupby(KEYS + ["backbone", "id", "label"], sort=True)["p_all"].mean().reset_index())
 
 
+def ensembles(probs: pd.DataFrame) -> dict:
+    """(dataset, protocol, repeat, backbone) -> images x members table of p(ALL)."""
+    return {k: g.pivot(index=["id", "label"], columns="member", values="p_all")
+            for k, g in probs.groupby(["dataset", "protocol", "repeat", "backbone"], sort=True)}
+
+
+def uncertainty_summary(cfg: Config, probs: pd.DataFrame) -> pd.DataFrame:
+    """Every scalar uncertainty/calibration measure of every ensemble on its test images."""
+    from . import uncertainty as unc
+
+    u = cfg["uncertainty"]
+    rows = []
+    for (ds, protocol, r, bb), wide in ensembles(probs).items():
+        y = wide.index.get_level_values("label").to_numpy()
+        rows.append(dict(dataset=ds, protocol=protocol, repeat=r, backbone=bb,
+                         **unc.summary(y, wide.to_numpy().T, u["ece_bins"], u["bootstrap"], int(cfg["seed"]))))
+    return pd.DataFrame(rows)
+
+
+def entropy_frame(probs: pd.DataFrame) -> pd.DataFrame:
+    """Per test image and ensemble: predictive entropy, mutual information, and whether it was right."""
+    from . import uncertainty as unc
+
+    rows = []
+    for (ds, protocol, r, bb), wide in ensembles(probs).items():
+        y = wide.index.get_level_values("label").to_numpy()
+        d = unc.decompose(wide.to_numpy().T)
+        rows.append(pd.DataFrame(dict(dataset=ds, protocol=protocol, backbone=bb, entropy=d["predictive_entropy"],
+                                      mutual_information=d["mutual_information"],
+                                      correct=(d["p_mean"] > 0.5) == (y == 1))))
+    return pd.concat(rows, ignore_index=True)
+
+
+def ensemble_accuracy(probs: pd.DataFrame) -> pd.DataFrame:
+    """Correct / n of each ensemble mean, per protocol and repeat."""
+    m = ensemble_means(probs)
+    m = m.assign(correct=(m["p_all"] > 0.5) == (m["label"] == 1))
+    return m.groupby(["protocol", "repeat"])["correct"].agg(correct="sum", n="count").reset_index()
+
+
 def random_weight_backbones(cfg: Config) -> list[str]:
     wt = weights_table(cfg)
     return sorted(set(wt.loc[wt["weights"] == "random", "backbone"])) if len(wt) else []

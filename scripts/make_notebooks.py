@@ -74,11 +74,8 @@ sizes"""),
 else:
     print("sample grid omitted (licence): set show_images: true in a scratch profile to view it")"""),
         md("## Colour statistics\nMean RGB of each image at 64x64, by class and database."),
-        code("""import numpy as np
-col = pd.DataFrame([dict(db=it.db, label="ALL" if it.label else "healthy",
-                         **dict(zip("RGB", data.load_image(it, 64, root).reshape(-1, 3).mean(0))))
-                    for it in items]).melt(id_vars=["db", "label"], var_name="channel", value_name="mean")
-g = sns.catplot(data=col, x="channel", y="mean", hue="label", col="db", kind="box", height=3.2)
+        code("""from allrep import plots
+plots.colour_boxes(audit.colour_table(items, root))
 plt.show()"""),
         md("## Duplicates, crops and overlapping photographs"),
         code("""dups = audit.duplicates()
@@ -161,10 +158,9 @@ print(f"members trained {res['members_trained']}, reused {res['members_reused']}
       f"weights: {res['weights']['kind']} ({res['weights']['source']}); head: {res['hp_source']}")
 res["members"].groupby("protocol")[["epochs_run", "best_epoch", "train_seconds"]].describe().round(1)"""),
         md("## Outputs\nAccuracy of the ensemble mean on each split's test images (the full analysis is in the results chapter)."),
-        code("""means = report.ensemble_means(res["probabilities"])
-acc = means.assign(correct=((means["p_all"] > 0.5) == (means["label"] == 1))).groupby(["protocol", "repeat"])["correct"].agg(["sum", "count"])
-glue(f"ens_paper_k_{backbone}_{dataset}", int(acc.loc["paper"]["sum"].iloc[0]), display=False)
-acc.rename(columns={"sum": "correct", "count": "n"})"""),
+        code("""acc = report.ensemble_accuracy(res["probabilities"])
+glue(f"ens_paper_k_{backbone}_{dataset}", int(acc.query("protocol == 'paper'")["correct"].iloc[0]), display=False)
+acc"""),
         md("""## Summary
 Per-member, per-image test probabilities are in `probabilities/<dataset>_<backbone>.csv`, with the
 weights and hyperparameters used in the `.json` beside them."""),
@@ -177,47 +173,23 @@ aleatoric and epistemic parts, member spread, calibration (NLL, Brier, ECE with 
 reliability diagrams, and the accuracy when the most uncertain images are referred."""),
         params("""profile: str = "smoke"  # profile name"""),
         md("## Setup"),
-        code(SETUP + "\nimport numpy as np\nfrom allrep import uncertainty as unc"),
+        code(SETUP + "\nfrom allrep import plots\nfrom allrep.io import atomic_write_csv"),
         md("## Inputs\nPer-member test probabilities; one ensemble = one backbone on one split."),
         code("""probs = ex.load_probabilities(cfg)
-P = {k: g.pivot(index=["id", "label"], columns="member", values="p_all")
-     for k, g in probs.groupby(["dataset", "protocol", "repeat", "backbone"])}
-len(P)"""),
-        md("## Summary measures\nPaper protocol per backbone, and grouped repeats pooled."),
-        code("""u = cfg["uncertainty"]
-rows = []
-for (ds, protocol, r, bb), wide in P.items():
-    y = wide.index.get_level_values("label").to_numpy()
-    rows.append(dict(dataset=ds, protocol=protocol, repeat=r, backbone=bb,
-                     **unc.summary(y, wide.to_numpy().T, u["ece_bins"], u["bootstrap"], int(cfg["seed"]))))
-summ = pd.DataFrame(rows)
-from allrep.io import atomic_write_csv
+ens = report.ensembles(probs)
+print(f"{len(ens)} ensembles, {probs['member'].nunique()} members each")"""),
+        md("## Summary measures\nMeans over repeats for the grouped protocol. `auroc_*`: how well each uncertainty flags the ensemble's errors (0.5 = not at all)."),
+        code("""summ = report.uncertainty_summary(cfg, probs)
 atomic_write_csv(summ, ex.output_dir(cfg) / "uncertainty" / "summary.csv")
 summ.groupby(["dataset", "protocol", "backbone"]).mean(numeric_only=True).drop(columns="repeat").round(3)"""),
         md("## Reliability and referral (paper protocol)"),
-        code("""fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-for (ds, protocol, r, bb), wide in P.items():
-    if protocol != "paper":
-        continue
-    y = wide.index.get_level_values("label").to_numpy(); p = wide.to_numpy().mean(1)
-    rel = unc.reliability(y, p, u["ece_bins"])
-    axes[0].plot(rel["confidence"], rel["accuracy"], marker="o", label=f"{bb}/{ds}")
-    d = unc.decompose(wide.to_numpy().T)
-    rc = unc.rejection_curve(y, p, d["predictive_entropy"])
-    axes[1].plot(rc["coverage"], rc["accuracy"], label=f"{bb}/{ds}")
-axes[0].plot([0.5, 1], [0.5, 1], "k--", lw=1); axes[0].set(xlabel="confidence", ylabel="accuracy", title="reliability (equal-mass bins)")
-axes[1].set(xlabel="coverage (most certain first)", ylabel="accuracy", title="accuracy-rejection"); axes[1].invert_xaxis()
-axes[1].legend(fontsize=6); plt.tight_layout(); plt.show()"""),
+        code("""plots.reliability_and_referral(ens, "paper", cfg["uncertainty"]["ece_bins"])
+plt.show()"""),
         md("## Entropy of correct and wrong decisions"),
-        code("""rows = []
-for (ds, protocol, r, bb), wide in P.items():
-    y = wide.index.get_level_values("label").to_numpy(); d = unc.decompose(wide.to_numpy().T)
-    rows.append(pd.DataFrame(dict(dataset=ds, protocol=protocol, backbone=bb, entropy=d["predictive_entropy"],
-                                  mutual_information=d["mutual_information"], correct=(d["p_mean"] > 0.5) == (y == 1))))
-ent = pd.concat(rows)
-sns.displot(data=ent, x="entropy", hue="correct", col="protocol", row="dataset", height=2.4, aspect=1.6, bins=20)
-plt.show()
-glue("mean_mi_paper", float(ent.query("protocol == 'paper'")["mutual_information"].mean()), display=False)"""),
+        code("""ent = report.entropy_frame(probs)
+glue("mean_mi_paper", float(ent.query("protocol == 'paper'")["mutual_information"].mean()), display=False)
+plots.entropy_by_correctness(ent)
+plt.show()"""),
         md("""## Summary
 Uncertainty is only useful if it separates errors from correct calls: the AUROC columns say how well
 each measure does, and the referral curve what accuracy is left when the most uncertain images go to a human."""),

@@ -1,0 +1,46 @@
+"""The committed paper book: results files present, generated tables in sync, no images committed."""
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from allrep.config import load_profile
+from allrep.pipeline import STEPS, executed_path
+from allrep.report import write_book_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_claims_file_has_one_row_per_claim_and_protocol():
+    cl = pd.read_csv(ROOT / "results" / "claims.csv")
+    cols = ["dataset", "protocol", "n_test", "n_correct", "accuracy", "ci_low", "ci_high", "paper_accuracy", "verdict"]
+    assert set(cols) <= set(cl.columns)
+    assert sorted(zip(cl["dataset"], cl["protocol"])) == sorted(
+        (d, p) for d in ("IDB1", "IDB2", "combined") for p in ("paper", "grouped"))
+    paper = cl[cl["protocol"] == "paper"].set_index("dataset")
+    assert paper["n_test"].to_dict() == {"IDB1": 22, "IDB2": 52, "combined": 74}
+    assert (cl["accuracy"] == cl["n_correct"] / cl["n_test"]).all()
+    assert cl.loc[cl["protocol"] == "grouped", "repeats"].min() >= 10
+
+
+def test_every_executed_notebook_of_the_paper_run_is_committed():
+    cfg = load_profile("paper")
+    for step in STEPS:
+        for v in step.variants(cfg):
+            nb = executed_path(cfg, step, v)
+            assert nb.is_file(), f"missing {nb.relative_to(ROOT)}"
+
+
+def test_generated_tables_match_results(tmp_path):
+    write_book_tables(load_profile("paper"), tmp_path)
+    for p in tmp_path.glob("*.md"):
+        committed = ROOT / "book" / "_generated" / p.name
+        assert committed.read_text() == p.read_text(), f"book/_generated/{p.name} is stale: run `allrep book`"
+
+
+def test_no_image_data_is_tracked():
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
+    bad = [f for f in files if f.lower().endswith((".jpg", ".jpeg", ".tif", ".tiff", ".npz", ".npy", ".h5", ".keras"))]
+    assert not bad, bad
+    for nb in (ROOT / "book" / "executed").glob("10_data_exploration*.ipynb"):
+        assert "sample grid omitted" in nb.read_text()  # thumbnails of licensed images never committed
