@@ -24,7 +24,7 @@ from .features import FeatureCache
 from .io import atomic_write_csv, atomic_write_json
 from .models import HeadParams, Weights, check_backbone, resolve_weights
 from .splits import PROTOCOLS, make_splits
-from .training import MemberStore, TrainSettings, train_member
+from .training import MemberStore, TrainSettings, train_ensemble
 
 PROB_COLUMNS = ["protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
 
@@ -128,7 +128,9 @@ def run_tuning(cfg: Config, backbone: str, dataset: str, progress=print) -> dict
     split = splits(cfg, dataset, tcfg.get("protocol", "paper"))
     a = arrays(cfg, fc, split[split["repeat"] == 0], int(cfg["features"]["views"]))
     ts = TrainSettings.from_dict(cfg["training"])
-    key = _digest(dict(w=fc.w.key, size=fc.w.input_size, features=cfg["features"], tuning=tcfg,
+    from .tuning import SEARCH_SPACE_DOC
+
+    key = _digest(dict(space=SEARCH_SPACE_DOC, w=fc.w.key, size=fc.w.input_size, features=cfg["features"], tuning=tcfg,
                        training=cfg["training"], seed=cfg["seed"], split=list(a["val"][2])))
     from .training import pca_reduce
 
@@ -162,32 +164,34 @@ def run_ensemble(cfg: Config, backbone: str, dataset: str, protocols=PROTOCOLS, 
         split_all = splits(cfg, dataset, protocol)
         for r in sorted(split_all["repeat"].unique()):
             split = split_all[split_all["repeat"] == r]
-            a = None
-            key_base = _digest(dict(w=fc.w.key, size=fc.w.input_size, features=cfg["features"], hp=hp.to_dict(),
+            key_base = _digest(dict(algo="joint-heads-1", w=fc.w.key, size=fc.w.input_size, features=cfg["features"],
+                                    hp=hp.to_dict(),
                                     ts=ts.__dict__, split=split[["id", "role"]].values.tolist()))
             store = MemberStore(cache_dir() / "members" / f"{backbone}-{key_base}")
+            seeds = [seed_for(cfg, "member", dataset, protocol, int(r), backbone, m) for m in range(M)]
+            keys = [f"m{m}-s{s}" for m, s in enumerate(seeds)]
+            missing = [m for m in range(M) if not store.has(keys[m])]
+            reused += M - len(missing)
+            if missing:  # train the missing members of this split together, each as if alone
+                a = arrays(cfg, fc, split, views)
+                results = train_ensemble(*a["train"][:2], *a["val"][:2], a["test"][0], hp, ts,
+                                         [seeds[m] for m in missing])
+                for m, res in zip(missing, results):
+                    store.save(keys[m], res, dict(seed=seeds[m], weights=fc.w.to_dict(), hp=hp.to_dict(),
+                                                  hp_source=hp_source, test_ids=a["test"][2]))
+                trained += len(missing)
+                if progress:
+                    ep = [res["epochs_run"] for res in results]
+                    progress(f"{backbone}/{dataset}/{protocol} r{r}: members {missing} trained "
+                             f"({min(ep)}-{max(ep)} epochs, {sum(x['train_seconds'] for x in results):.1f}s)")
+            test = split[split["role"] == "test"]
             for m in range(M):
-                seed = seed_for(cfg, "member", dataset, protocol, int(r), backbone, m)
-                key = f"m{m}-s{seed}"
-                if not store.has(key):
-                    if a is None:
-                        a = arrays(cfg, fc, split, views)
-                    res = train_member(*a["train"][:2], *a["val"][:2], a["test"][0], hp, ts, seed)
-                    store.save(key, res, dict(seed=seed, weights=fc.w.to_dict(), hp=hp.to_dict(), hp_source=hp_source,
-                                              test_ids=a["test"][2]))
-                    trained += 1
-                    if progress:
-                        progress(f"{backbone}/{dataset}/{protocol} r{r} member {m}: "
-                                 f"{res['epochs_run']} epochs, {res['train_seconds']:.1f}s")
-                else:
-                    reused += 1
-                mem = store.load(key)
-                test = split[split["role"] == "test"]
+                mem = store.load(keys[m])
                 assert list(test["id"]) == mem["test_ids"], "member cache does not match the split"
                 frames.append(pd.DataFrame(dict(protocol=protocol, repeat=int(r), dataset=dataset, backbone=backbone,
                                                 member=m, id=test["id"].to_numpy(), label=test["label"].to_numpy(),
                                                 p_all=np.round(mem["p_test"], 6))))
-                member_meta.append(dict(protocol=protocol, repeat=int(r), member=m, seed=seed,
+                member_meta.append(dict(protocol=protocol, repeat=int(r), member=m, seed=seeds[m],
                                         epochs_run=mem["epochs_run"], best_epoch=mem["best_epoch"],
                                         train_seconds=mem["train_seconds"]))
     probs = pd.concat(frames, ignore_index=True)[PROB_COLUMNS]

@@ -6,7 +6,9 @@ the training split only; the test images are predicted once, at the end.
 Reproducibility: ``keras.utils.set_random_seed(seed)`` before building and
 fitting, data order drawn from ``numpy.random.default_rng(seed)``, and
 ``TF_DETERMINISTIC_OPS=1`` (set by :func:`allrep.repro.setup`) make the same
-seed give the same probabilities on a CPU.
+seed give the same probabilities on a CPU. The members of one split train
+together in one model (:func:`train_ensemble`), each with its own
+initialisation, data order and early stopping.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class TrainSettings:
 
 
 class _Shuffled:
-    """A keras PyDataset with a seeded permutation per epoch (backend-agnostic)."""
+    """A keras PyDataset with a seeded permutation per epoch (backend-agnostic; used for images)."""
 
     def __new__(cls, X, y, batch_size, seed):
         import keras
@@ -62,34 +64,106 @@ class _Shuffled:
 def pca_reduce(X_train, *others, k: int = 0):
     """Fit a PCA of the channels on the training features only; apply it to every array.
 
-    A fixed, unsupervised projection before the learned one: no label and no
-    validation or test image is used to fit it. Returns the arrays, float32."""
+    A fixed, unsupervised projection before the learned one: no label and no validation
+    or test image is used to fit it; components are scaled to unit variance. Returns
+    float32 arrays (unchanged when ``k`` is 0 or not smaller than the channel count)."""
     if not k or k >= X_train.shape[-1]:
         return (X_train, *others)
+    from sklearn.utils.extmath import randomized_svd
+
     C = X_train.shape[-1]
-    flat = X_train.reshape(-1, C).astype(np.float64)
-    mean = flat.mean(0)
+    flat = X_train.reshape(-1, C)
+    mean = flat.mean(0, dtype=np.float64).astype(np.float32)
     rng = np.random.default_rng(0)
-    rows = flat[rng.choice(len(flat), size=min(len(flat), 20000), replace=False)] - mean
-    _, _, vt = np.linalg.svd(rows, full_matrices=False)
-    comp = vt[:k].T
-    scale = np.sqrt(((rows @ comp) ** 2).mean(0)) + 1e-6  # unit variance per component
-    f = lambda X: (((X.reshape(-1, C) - mean) @ comp) / scale).reshape(*X.shape[:-1], k).astype(np.float32)
+    rows = (flat[rng.choice(len(flat), size=min(len(flat), 8000), replace=False)] - mean).astype(np.float32)
+    _, _, vt = randomized_svd(rows, n_components=k, n_iter=4, random_state=0)
+    comp = np.ascontiguousarray(vt.T, dtype=np.float32)
+    scale = ((rows @ comp).std(0) + 1e-6).astype(np.float32)
+
+    def f(X):
+        return (((X.reshape(-1, C).astype(np.float32) - mean) @ comp) / scale).reshape(*X.shape[:-1], k)
+
     return tuple(f(X) for X in (X_train, *others))
 
 
-def fit_head(X_train, y_train, X_val, y_val, hp: HeadParams, ts: TrainSettings, seed: int, verbose: int = 0):
-    """Train a GRU head; returns (model, history dict, best epoch)."""
+def _nll(y, p2) -> float:
+    p = np.clip(np.asarray(p2, dtype=np.float64)[np.arange(len(y)), np.asarray(y, dtype=int)], 1e-7, 1.0)
+    return float(-np.log(p).mean())
+
+
+def _predict_heads(model, X, M: int) -> list:
+    """Each head's (n, 2) probabilities (Keras returns a bare array for a one-output model)."""
+    out = model.predict([X] * M, batch_size=256, verbose=0)
+    return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+def build_ensemble(seq_len: int, channels: int, hp: HeadParams, seeds):
+    """M independent GRU heads in one Keras model: head m reads input m, is initialised from
+    ``seeds[m]`` and shares no weight with the others (the summed loss has independent gradients)."""
     import keras
 
-    keras.utils.set_random_seed(int(seed))
-    model = compile_model(build_head(X_train.shape[1], X_train.shape[2], hp), hp)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=ts.patience, restore_best_weights=True)
-    hist = model.fit(_Shuffled(X_train, y_train, ts.batch_size, seed), validation_data=(X_val, y_val),
-                     epochs=ts.epochs, callbacks=[stop], verbose=verbose)
-    h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
-    best = int(np.argmin(h["val_loss"])) + 1 if h.get("val_loss") else len(h.get("loss", []))
-    return model, h, best
+    inputs, outputs = [], []
+    for m, s in enumerate(seeds):
+        keras.utils.set_random_seed(int(s))
+        head = build_head(seq_len, channels, hp, name=f"member_{m}")
+        x = keras.Input((seq_len, channels), name=f"features_{m}")
+        inputs.append(x)
+        outputs.append(head(x))
+    model = keras.Model(inputs, outputs, name="ensemble")
+    model.compile(optimizer=keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay),
+                  loss=["sparse_categorical_crossentropy"] * len(seeds))
+    return model
+
+
+def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seeds) -> list[dict]:
+    """Train M members together (one model, M heads), each as if alone.
+
+    Member m has its own initialisation and its own data order (``default_rng(seeds[m])``
+    permutes the training set every epoch), and its own early stopping: its validation loss
+    is tracked every epoch, its best weights kept, and it stops counting after ``patience``
+    epochs without improvement; training ends when every member has stopped. Sharing one
+    model saves the per-epoch and per-step overhead that dominates small heads on a CPU.
+    """
+    t0 = time.perf_counter()
+    X_train, X_val, X_test = pca_reduce(X_train, X_val, X_test, k=ts.pca)
+    seeds = [int(s) for s in seeds]
+    M = len(seeds)
+    model = build_ensemble(X_train.shape[1], X_train.shape[2], hp, seeds)
+    heads = [model.get_layer(f"member_{m}") for m in range(M)]
+    rngs = [np.random.default_rng(s) for s in seeds]
+    best = [np.inf] * M
+    best_w = [h.get_weights() for h in heads]
+    best_epoch, stopped_at, wait = [0] * M, [None] * M, [0] * M
+    hist = [dict(val_loss=[]) for _ in range(M)]
+    for epoch in range(1, ts.epochs + 1):
+        perms = [r.permutation(len(X_train)) for r in rngs]
+        model.fit([X_train[p] for p in perms], [y_train[p] for p in perms], batch_size=ts.batch_size, epochs=1,
+                  shuffle=False, verbose=0)
+        pv = _predict_heads(model, X_val, M)
+        for m in range(M):
+            if stopped_at[m] is not None:
+                continue
+            loss = _nll(y_val, pv[m])
+            hist[m]["val_loss"].append(loss)
+            if loss < best[m]:
+                best[m], best_epoch[m], wait[m] = loss, epoch, 0
+                best_w[m] = heads[m].get_weights()
+            else:
+                wait[m] += 1
+                if wait[m] >= ts.patience:
+                    stopped_at[m] = epoch
+        if all(s is not None for s in stopped_at):
+            break
+    for h, w in zip(heads, best_w):
+        h.set_weights(w)
+    t1 = time.perf_counter()
+    pt = _predict_heads(model, X_test, M)
+    pv = _predict_heads(model, X_val, M)
+    seconds = (time.perf_counter() - t0) / M
+    return [dict(p_test=np.asarray(pt[m])[:, 1].astype(np.float64), p_val=np.asarray(pv[m])[:, 1].astype(np.float64),
+                 history=hist[m], best_epoch=best_epoch[m], epochs_run=stopped_at[m] or epoch,
+                 train_seconds=(t1 - t0) / M, seconds_share=seconds, trained_with=M, n_train=int(len(X_train)))
+            for m in range(M)]
 
 
 def predict(model, X, batch_size: int = 64) -> np.ndarray:
@@ -99,15 +173,8 @@ def predict(model, X, batch_size: int = 64) -> np.ndarray:
 
 
 def train_member(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seed: int) -> dict:
-    """One member: fit on train, stop on val, predict test. Returns arrays and metadata."""
-    t0 = time.perf_counter()
-    X_train, X_val, X_test = pca_reduce(X_train, X_val, X_test, k=ts.pca)
-    model, hist, best = fit_head(X_train, y_train, X_val, y_val, hp, ts, seed)
-    t1 = time.perf_counter()
-    p_test = predict(model, X_test)
-    p_val = predict(model, X_val)
-    return dict(p_test=p_test, p_val=p_val, history=hist, best_epoch=best, epochs_run=len(hist.get("loss", [])),
-                train_seconds=t1 - t0, predict_seconds=time.perf_counter() - t1, n_train=int(len(X_train)))
+    """One member alone: :func:`train_ensemble` with a single head."""
+    return train_ensemble(X_train, y_train, X_val, y_val, X_test, hp, ts, [seed])[0]
 
 
 class MemberStore:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from .errors import AllrepError
 from .models import HeadParams, build_head, compile_model
-from .training import TrainSettings, _Shuffled
+from .training import TrainSettings
 
 SEARCH_SPACE_DOC = {
-    "projection": "Choice 32, 64, 128, 256 (units of the per-position Dense before the GRU)",
-    "gru_units": "Choice 32, 64, 128",
-    "dense_units": "Choice 32, 64, 128",
+    "projection": "Choice 32, 64, 128 (units of the per-position Dense before the GRU)",
+    "gru_units": "Choice 16, 32, 64",
+    "dense_units": "Choice 16, 32, 64",
     "dropout": "Float 0.0-0.5, step 0.1",
     "learning_rate": "Float 1e-4-3e-3, log scale",
     "weight_decay": "Float 1e-5-1e-2, log scale (AdamW)",
@@ -36,9 +36,9 @@ def make_hypermodel(seq_len: int, channels: int, ts: TrainSettings, seed: int):
     class HeadHyperModel(kt.HyperModel):
         def build(self, hp):
             p = HeadParams(
-                projection=hp.Choice("projection", [32, 64, 128, 256]),
-                gru_units=hp.Choice("gru_units", [32, 64, 128]),
-                dense_units=hp.Choice("dense_units", [32, 64, 128]),
+                projection=hp.Choice("projection", [32, 64, 128]),
+                gru_units=hp.Choice("gru_units", [16, 32, 64]),
+                dense_units=hp.Choice("dense_units", [16, 32, 64]),
                 dropout=hp.Float("dropout", 0.0, 0.5, step=0.1),
                 learning_rate=hp.Float("learning_rate", 1e-4, 3e-3, sampling="log"),
                 weight_decay=hp.Float("weight_decay", 1e-5, 1e-2, sampling="log"),
@@ -46,8 +46,9 @@ def make_hypermodel(seq_len: int, channels: int, ts: TrainSettings, seed: int):
             return compile_model(build_head(seq_len, channels, p), p)
 
         def fit(self, hp, model, X, y, validation_data=None, **kwargs):
-            # seeded data order instead of Keras' shuffle
-            return model.fit(_Shuffled(X, y, ts.batch_size, seed), validation_data=validation_data, **kwargs)
+            # Keras' shuffle, seeded by keras.utils.set_random_seed in tune()
+            return model.fit(X, y, batch_size=ts.batch_size, shuffle=True, validation_data=validation_data,
+                             **kwargs)
 
     return HeadHyperModel()
 

@@ -83,28 +83,39 @@ def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path
     monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path / "scratch"))
     cfg = load_profile("smoke")
     cfg["use_backbones"] = ["mobilenetv2"]
-    cfg["ensemble"]["members"] = 3
+    cfg["ensemble"]["members"] = 3  # x 3 splits (paper + 2 grouped repeats)
 
     class Killed(Exception):
         pass
 
-    seen = []
-
-    def kill_after_two(msg):
-        if "member" in msg:
-            seen.append(msg)
-            if len(seen) == 2:
-                raise Killed
+    def kill_after_first_split(msg):
+        if "trained" in msg:
+            raise Killed
 
     with pytest.raises(Killed):
-        ex.run_ensemble(cfg, "mobilenetv2", "IDB1", protocols=("paper",), progress=kill_after_two)
-    res = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", protocols=("paper",), progress=None)
-    assert (res["members_reused"], res["members_trained"]) == (2, 1)
+        ex.run_ensemble(cfg, "mobilenetv2", "IDB1", progress=kill_after_first_split)
+    res = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", progress=None)
+    assert (res["members_reused"], res["members_trained"]) == (3, 6)
     probs = res["probabilities"]
-    assert sorted(probs["member"].unique()) == [0, 1, 2] and len(probs) == 3 * 22
-    again = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", protocols=("paper",), progress=None)
+    assert sorted(probs["member"].unique()) == [0, 1, 2] and len(probs[probs["protocol"] == "paper"]) == 3 * 22
+    again = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", progress=None)
     assert again["members_trained"] == 0
     assert again["probabilities"].equals(probs)
+
+
+def test_joint_members_are_independent_and_reproducible(idb2):
+    from allrep.training import train_ensemble
+
+    _, d, _ = idb2
+    a = train_ensemble(*d["train"], *d["val"], d["test"][0], HP, TS, seeds=[11, 12, 13])
+    b = train_ensemble(*d["train"], *d["val"], d["test"][0], HP, TS, seeds=[11, 12, 13])
+    assert all(np.array_equal(x["p_test"], y["p_test"]) for x, y in zip(a, b))
+    assert not np.array_equal(a[0]["p_test"], a[1]["p_test"])  # own init and data order
+    assert all(_acc(x["p_test"], d["test"][1]) >= 0.75 for x in a)
+    # each member stops on its own validation curve
+    for x in a:
+        assert x["best_epoch"] == int(np.argmin(x["history"]["val_loss"])) + 1
+        assert x["epochs_run"] == len(x["history"]["val_loss"])
 
 
 def test_gpu_script_runs_members_on_cpu_with_one_model(weights_dir, data_root, tmp_path, monkeypatch):
