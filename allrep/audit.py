@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_image, manifest
-from .provenance import overlaps, provenance
+from .provenance import provenance
 
 ARROW_MIN_PIXELS = 100  # yellow pixels at 1024x1024; arrow slides measure ~1,400, others 0
 

@@ -89,11 +89,11 @@ def splits(cfg: Config, dataset: str, protocol: str) -> pd.DataFrame:
     return df
 
 
-def arrays(cfg: Config, fc: FeatureCache, split: pd.DataFrame, views: int):
+def arrays(cfg: Config, fc: FeatureCache, split: pd.DataFrame, views: int, roles=("train", "val", "test")):
     """(X, y, ids) for train (all views), val and test (view 0) of one repeat."""
     by_id = {it.id: it for it in manifest("combined")}
     out = {}
-    for role in ("train", "val", "test"):
+    for role in roles:
         part = split[split["role"] == role]
         items = [by_id[i] for i in part["id"]]
         v = views if role == "train" else 1
@@ -126,7 +126,7 @@ def run_tuning(cfg: Config, backbone: str, dataset: str, progress=print) -> dict
     tcfg = cfg["tuning"]
     fc = feature_cache(cfg, backbone, progress)
     split = splits(cfg, dataset, tcfg.get("protocol", "paper"))
-    a = arrays(cfg, fc, split[split["repeat"] == 0], int(cfg["features"]["views"]))
+    a = arrays(cfg, fc, split[split["repeat"] == 0], int(cfg["features"]["views"]), roles=("train", "val"))
     ts = TrainSettings.from_dict(cfg["training"])
     from .tuning import SEARCH_SPACE_DOC
 

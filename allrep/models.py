@@ -20,9 +20,8 @@ initialisation. Preprocessing always follows the weights actually loaded.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -214,10 +213,3 @@ def compile_model(model, hp: HeadParams):
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()

@@ -20,7 +20,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import PROJECT_ROOT, Config, load_profile

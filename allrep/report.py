@@ -13,8 +13,8 @@ import pandas as pd
 from .config import Config
 from .data import manifest
 from .experiment import load_probabilities, output_dir, splits, weights_table
-from .fusion import RULES, fuse
-from .io import atomic_write_csv, atomic_write_text
+from .fusion import fuse
+from .io import atomic_write_text
 from .metrics import binary_metrics, fraction, summarize_repeats, verdict, verdict_interval
 
 PAPER_CLAIMS = {"IDB1": 100.0, "IDB2": 98.07, "combined": 98.64}  # the abstract's accuracies (%)
@@ -96,16 +96,6 @@ def score_table(cfg: Config, probs: pd.DataFrame | None = None) -> pd.DataFrame:
                 rows.append(dict(zip(KEYS, key), model=f"{rule} fusion, {set_name}", kind="fusion",
                                  **binary_metrics(y, p)))
     return pd.DataFrame(rows)
-
-
-def fused_predictions(cfg: Config, rule: str = "sum") -> pd.DataFrame:
-    means = ensemble_means(load_probabilities(cfg))
-    out = []
-    for key, part in means.groupby(KEYS, sort=True):
-        wide = part.pivot(index=["id", "label"], columns="backbone", values="p_all")
-        out.append(pd.DataFrame(dict(zip(KEYS, key), id=wide.index.get_level_values("id"),
-                                     label=wide.index.get_level_values("label"), p_all=fuse(wide.to_numpy().T, rule))))
-    return pd.concat(out, ignore_index=True)
 
 
 # ----------------------------------------------------------------------------- claims
@@ -209,10 +199,7 @@ def write_book_tables(cfg: Config, folder: Path) -> None:
     cl_path = out / "claims.csv"
     cl = pd.read_csv(cl_path) if cl_path.is_file() else pd.DataFrame()
     atomic_write_text(folder / "claims.md", claims_markdown(cl) + "\n" if len(cl) else "*(no results yet)*\n")
-    try:
-        wt = weights_table(cfg)
-    except FileNotFoundError:
-        wt = pd.DataFrame()
+    wt = weights_table(cfg)
     wt = wt.drop_duplicates(["backbone", "weights", "source", "sha256", "input_size", "preprocess"]) if len(wt) else wt
     if len(wt):
         wt = wt.drop(columns=["dataset", "hyperparameters"])

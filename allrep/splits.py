@@ -17,7 +17,6 @@ before evaluation.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,18 +99,6 @@ def make_splits(dataset: str, protocol: str, seed: int, test_fraction: float = 0
         role = np.where(df["id"].isin(test), "test", np.where(df["id"].isin(val), "val", "train"))
         frames.append(df.assign(protocol=protocol, repeat=r, role=role)[COLUMNS])
     return pd.concat(frames, ignore_index=True)
-
-
-def splits_for(cfg, dataset: str, protocol: str) -> pd.DataFrame:
-    s = cfg["splits"]
-    return make_splits(dataset, protocol, int(cfg["seed"]), float(s["test_fraction"]), float(s["val_fraction"]),
-                       int(s["repeats"]))
-
-
-def write_splits(df: pd.DataFrame, path: Path) -> Path:
-    from .io import atomic_write_csv
-
-    return atomic_write_csv(df, path)
 
 
 def leakage(split: pd.DataFrame) -> dict:

@@ -159,10 +159,9 @@ def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: T
     t1 = time.perf_counter()
     pt = _predict_heads(model, X_test, M)
     pv = _predict_heads(model, X_val, M)
-    seconds = (time.perf_counter() - t0) / M
-    return [dict(p_test=np.asarray(pt[m])[:, 1].astype(np.float64), p_val=np.asarray(pv[m])[:, 1].astype(np.float64),
+    return [dict(p_test=pt[m][:, 1].astype(np.float64), p_val=pv[m][:, 1].astype(np.float64),
                  history=hist[m], best_epoch=best_epoch[m], epochs_run=stopped_at[m] or epoch,
-                 train_seconds=(t1 - t0) / M, seconds_share=seconds, trained_with=M, n_train=int(len(X_train)))
+                 train_seconds=(t1 - t0) / M, trained_with=M, n_train=int(len(X_train)))
             for m in range(M)]
 
 

@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     from allrep.data import load_images, manifest
     from allrep.features import view
     from allrep.metrics import binary_metrics
-    from allrep.models import HeadParams, preprocess
+    from allrep.models import preprocess
     from allrep.training import FineTuner, TrainSettings
 
     split = ex.splits(cfg, a.dataset, "paper")

@@ -1,5 +1,4 @@
 """The notebook contract, the smoke pipeline (twice), nbval, the book build and a real browser."""
-import json
 import os
 import shutil
 import subprocess

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from allrep.training import TrainSettings
 from allrep.tuning import tune
