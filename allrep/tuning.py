@@ -68,7 +68,7 @@ def tune(X_train, y_train, X_val, y_val, ts: TrainSettings, trials: int, initial
     tuner.search(X_train, y_train, validation_data=(X_val, y_val), epochs=int(epochs or ts.epochs), callbacks=[stop],
                  verbose=0)
     rows = []
-    for t in tuner.oracle.trials.values():
+    for t in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):  # reloaded trials come unordered
         rows.append(dict(trial=t.trial_id, status=str(t.status), val_loss=t.score, **t.hyperparameters.values))
     done = [r for r in rows if r["status"] == "COMPLETED" and r["val_loss"] is not None]
     if not done:
