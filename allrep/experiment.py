@@ -164,7 +164,7 @@ def run_ensemble(cfg: Config, backbone: str, dataset: str, protocols=PROTOCOLS, 
         split_all = splits(cfg, dataset, protocol)
         for r in sorted(split_all["repeat"].unique()):
             split = split_all[split_all["repeat"] == r]
-            key_base = _digest(dict(algo="joint-heads-1", w=fc.w.key, size=fc.w.input_size, features=cfg["features"],
+            key_base = _digest(dict(algo="joint-heads-2", w=fc.w.key, size=fc.w.input_size, features=cfg["features"],
                                     hp=hp.to_dict(),
                                     ts=ts.__dict__, split=split[["id", "role"]].values.tolist()))
             store = MemberStore(cache_dir() / "members" / f"{backbone}-{key_base}")

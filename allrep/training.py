@@ -91,55 +91,115 @@ def _nll(y, p2) -> float:
     return float(-np.log(p).mean())
 
 
-def _predict_heads(model, X, M: int) -> list:
-    """Each head's (n, 2) probabilities (Keras returns a bare array for a one-output model)."""
-    out = model.predict([X] * M, batch_size=256, verbose=0)
-    return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+def _reset_optimizer(optimizer) -> None:
+    """Zero the optimiser's state (step counter and moments), keeping its learning rate: a fresh optimiser."""
+    if optimizer.built:
+        for v in optimizer.variables:
+            if v.name != "learning_rate":
+                v.assign(np.zeros(v.shape, dtype=v.dtype))
 
 
-def build_ensemble(seq_len: int, channels: int, hp: HeadParams, seeds):
-    """M independent GRU heads in one Keras model: head m reads input m, is initialised from
-    ``seeds[m]`` and shares no weight with the others (the summed loss has independent gradients)."""
-    import keras
+class EnsembleTrainer:
+    """M independent GRU heads in one compiled Keras model, reused across splits.
 
-    inputs, outputs = [], []
-    for m, s in enumerate(seeds):
-        keras.utils.set_random_seed(int(s))
-        head = build_head(seq_len, channels, hp, name=f"member_{m}")
-        x = keras.Input((seq_len, channels), name=f"features_{m}")
-        inputs.append(x)
-        outputs.append(head(x))
-    model = keras.Model(inputs, outputs, name="ensemble")
-    model.compile(optimizer=keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay),
-                  loss=["sparse_categorical_crossentropy"] * len(seeds))
-    return model
+    Head m reads input m and shares no weight with the others (the summed loss has
+    independent gradients). On a CPU the cost of a small head is mostly graph tracing
+    (about 6 s for five heads), not arithmetic, so the model is traced once and reused:
+    :meth:`reset` gives every head the exact initial weights a freshly built head would
+    get from its seed, and a fresh optimiser; every training batch has the same shape
+    (the epoch's permutation is cycled to fill the last batch) and predictions are made in
+    padded blocks of one shape, so nothing is traced again. A reused trainer gives the
+    same probabilities as a new one (tests/test_training.py).
+    """
+
+    def __init__(self, seq_len: int, channels: int, hp: HeadParams, M: int, batch_size: int):
+        import keras
+
+        self.shape, self.hp, self.M, self.batch_size = (int(seq_len), int(channels)), hp, int(M), int(batch_size)
+        inputs, outputs = [], []
+        for m in range(self.M):
+            head = build_head(seq_len, channels, hp, name=f"member_{m}")
+            x = keras.Input((seq_len, channels), name=f"features_{m}")
+            inputs.append(x)
+            outputs.append(head(x))
+        self.model = keras.Model(inputs, outputs, name="ensemble")
+        self.model.compile(optimizer=keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay),
+                           loss=["sparse_categorical_crossentropy"] * self.M)
+        self.heads = [self.model.get_layer(f"member_{m}") for m in range(self.M)]
+
+    def fits(self, seq_len: int, channels: int, hp: HeadParams, M: int, batch_size: int) -> bool:
+        return (self.shape, self.hp, self.M, self.batch_size) == ((seq_len, channels), hp, M, batch_size)
+
+    def reset(self, seeds) -> None:
+        """Head m gets the initial state ``build_head`` draws after ``set_random_seed(seeds[m])``:
+        its weights and its dropout seed-generator states (variables that are not weights)."""
+        import keras
+
+        for head, s in zip(self.heads, seeds):
+            keras.utils.set_random_seed(int(s))
+            fresh = build_head(*self.shape, self.hp)
+            for v, f in zip(head.variables, fresh.variables):
+                v.assign(keras.ops.convert_to_numpy(f))
+        _reset_optimizer(self.model.optimizer)
+
+    def predict(self, X) -> list:
+        """Each head's (n, 2) probabilities, computed in padded blocks of ``batch_size`` rows."""
+        B, n = self.batch_size, len(X)
+        blocks = []
+        for i in range(0, n, B):
+            x = X[i:i + B]
+            if len(x) < B:
+                x = np.concatenate([x, np.zeros((B - len(x), *x.shape[1:]), x.dtype)])
+            out = self.model.predict_on_batch([x] * self.M)
+            blocks.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
+        return [np.concatenate([b[m] for b in blocks])[:n] for m in range(self.M)]
+
+    def epoch(self, X, y, perms) -> None:
+        """One epoch: member m sees the training set in the order ``perms[m]``, cycled to whole batches."""
+        B = self.batch_size
+        steps = -(-len(X) // B)
+        idx = [np.resize(p, steps * B) for p in perms]
+        for i in range(steps):
+            b = [p[i * B:(i + 1) * B] for p in idx]
+            self.model.train_on_batch([X[j] for j in b], [y[j] for j in b])
 
 
-def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seeds) -> list[dict]:
+_TRAINER: list = []  # the last trainer built, reused when the next call has the same shapes and head
+
+
+def ensemble_trainer(seq_len: int, channels: int, hp: HeadParams, M: int, batch_size: int) -> EnsembleTrainer:
+    """The cached :class:`EnsembleTrainer` for these shapes and hyperparameters (built when they change)."""
+    if not (_TRAINER and _TRAINER[0].fits(seq_len, channels, hp, M, batch_size)):
+        _TRAINER[:] = [EnsembleTrainer(seq_len, channels, hp, M, batch_size)]
+    return _TRAINER[0]
+
+
+def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seeds,
+                   reuse: bool = True) -> list[dict]:
     """Train M members together (one model, M heads), each as if alone.
 
     Member m has its own initialisation and its own data order (``default_rng(seeds[m])``
     permutes the training set every epoch), and its own early stopping: its validation loss
     is tracked every epoch, its best weights kept, and it stops counting after ``patience``
     epochs without improvement; training ends when every member has stopped. Sharing one
-    model saves the per-epoch and per-step overhead that dominates small heads on a CPU.
+    model, reused across splits (``reuse``), saves the tracing and per-step overhead that
+    dominate small heads on a CPU.
     """
     t0 = time.perf_counter()
     X_train, X_val, X_test = pca_reduce(X_train, X_val, X_test, k=ts.pca)
     seeds = [int(s) for s in seeds]
     M = len(seeds)
-    model = build_ensemble(X_train.shape[1], X_train.shape[2], hp, seeds)
-    heads = [model.get_layer(f"member_{m}") for m in range(M)]
+    args = (X_train.shape[1], X_train.shape[2], hp, M, ts.batch_size)
+    tr = ensemble_trainer(*args) if reuse else EnsembleTrainer(*args)
+    tr.reset(seeds)
     rngs = [np.random.default_rng(s) for s in seeds]
     best = [np.inf] * M
-    best_w = [h.get_weights() for h in heads]
+    best_w = [h.get_weights() for h in tr.heads]
     best_epoch, stopped_at, wait = [0] * M, [None] * M, [0] * M
     hist = [dict(val_loss=[]) for _ in range(M)]
     for epoch in range(1, ts.epochs + 1):
-        perms = [r.permutation(len(X_train)) for r in rngs]
-        model.fit([X_train[p] for p in perms], [y_train[p] for p in perms], batch_size=ts.batch_size, epochs=1,
-                  shuffle=False, verbose=0)
-        pv = _predict_heads(model, X_val, M)
+        tr.epoch(X_train, y_train, [r.permutation(len(X_train)) for r in rngs])
+        pv = tr.predict(X_val)
         for m in range(M):
             if stopped_at[m] is not None:
                 continue
@@ -147,18 +207,17 @@ def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: T
             hist[m]["val_loss"].append(loss)
             if loss < best[m]:
                 best[m], best_epoch[m], wait[m] = loss, epoch, 0
-                best_w[m] = heads[m].get_weights()
+                best_w[m] = tr.heads[m].get_weights()
             else:
                 wait[m] += 1
                 if wait[m] >= ts.patience:
                     stopped_at[m] = epoch
         if all(s is not None for s in stopped_at):
             break
-    for h, w in zip(heads, best_w):
+    for h, w in zip(tr.heads, best_w):
         h.set_weights(w)
     t1 = time.perf_counter()
-    pt = _predict_heads(model, X_test, M)
-    pv = _predict_heads(model, X_val, M)
+    pt, pv = tr.predict(X_test), tr.predict(X_val)
     return [dict(p_test=pt[m][:, 1].astype(np.float64), p_val=pv[m][:, 1].astype(np.float64),
                  history=hist[m], best_epoch=best_epoch[m], epochs_run=stopped_at[m] or epoch,
                  train_seconds=(t1 - t0) / M, trained_with=M, n_train=int(len(X_train)))
@@ -236,9 +295,7 @@ class FineTuner:
         keras.utils.set_random_seed(int(seed))
         fresh = build_head(self.head.input_shape[1], self.head.input_shape[2], self.hp)
         self.head.set_weights(fresh.get_weights())
-        if self.model.optimizer.built:
-            for v in self.model.optimizer.variables:
-                v.assign(np.zeros(v.shape, dtype=v.dtype))
+        _reset_optimizer(self.model.optimizer)
 
     def member(self, X_train, y_train, X_val, y_val, X_test, seed: int) -> dict:
         """X_*: preprocessed float images (n, s, s, 3)."""

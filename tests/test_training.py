@@ -107,7 +107,7 @@ def test_joint_members_are_independent_and_reproducible(idb2):
     from allrep.training import train_ensemble
 
     _, d, _ = idb2
-    a = train_ensemble(*d["train"], *d["val"], d["test"][0], HP, TS, seeds=[11, 12, 13])
+    a = train_ensemble(*d["train"], *d["val"], d["test"][0], HP, TS, seeds=[11, 12, 13], reuse=False)
     b = train_ensemble(*d["train"], *d["val"], d["test"][0], HP, TS, seeds=[11, 12, 13])
     assert all(np.array_equal(x["p_test"], y["p_test"]) for x, y in zip(a, b))
     assert not np.array_equal(a[0]["p_test"], a[1]["p_test"])  # own init and data order
@@ -133,3 +133,35 @@ def test_gpu_script_runs_members_on_cpu_with_one_model(weights_dir, data_root, t
     assert len(mem) == 2 and mem[0]["n"] == 22 and mem[0]["seed"] != mem[1]["seed"]
     assert mem[0]["p_test"] != mem[1]["p_test"]  # re-initialised heads, not the same member twice
     assert (tmp_path / "gpu_members.json").is_file()
+
+
+def test_reused_trainer_equals_a_fresh_one(idb2):
+    """The ensemble model is traced once and reused across splits: a reset must make it
+    indistinguishable from a newly built one (weights, dropout streams, optimiser)."""
+    from allrep.training import train_ensemble
+
+    _, d, _ = idb2
+    args = (*d["train"], *d["val"], d["test"][0], HP, TS)
+    fresh = train_ensemble(*args, seeds=[21, 22], reuse=False)
+    train_ensemble(*args, seeds=[5, 6])  # leaves trained weights and optimiser state in the cached trainer
+    reused = train_ensemble(*args, seeds=[21, 22])
+    for a, b in zip(fresh, reused):
+        assert np.array_equal(a["p_test"], b["p_test"]) and a["history"] == b["history"]
+
+
+def test_optimizer_reset_keeps_the_learning_rate():
+    """A reset optimiser restarts its step counter and moments, not its learning rate
+    (zeroing every variable once froze every member after the first)."""
+    import keras
+
+    from allrep.models import build_head, compile_model
+    from allrep.training import _reset_optimizer
+
+    hp = HeadParams(projection=4, gru_units=4, dense_units=4, learning_rate=1e-3)
+    model = compile_model(build_head(4, 3, hp), hp)
+    model.train_on_batch(np.ones((2, 4, 3)), np.array([0, 1]))
+    _reset_optimizer(model.optimizer)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
+    assert all(not np.any(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables
+               if v.name not in ("learning_rate",))
