@@ -128,9 +128,9 @@ def run_tuning(cfg: Config, backbone: str, dataset: str, progress=print) -> dict
     split = splits(cfg, dataset, tcfg.get("protocol", "paper"))
     a = arrays(cfg, fc, split[split["repeat"] == 0], int(cfg["features"]["views"]), roles=("train", "val"))
     ts = TrainSettings.from_dict(cfg["training"])
-    from .tuning import SEARCH_SPACE_DOC
+    from .tuning import SEARCH_SPACE_DOC, TRAINER
 
-    key = _digest(dict(space=SEARCH_SPACE_DOC, w=fc.w.key, size=fc.w.input_size, features=cfg["features"], tuning=tcfg,
+    key = _digest(dict(space=SEARCH_SPACE_DOC, trainer=TRAINER, w=fc.w.key, size=fc.w.input_size, features=cfg["features"], tuning=tcfg,
                        training=cfg["training"], seed=cfg["seed"], split=list(a["val"][2])))
     from .training import pca_reduce
 
@@ -226,3 +226,74 @@ def weights_table(cfg: Config) -> pd.DataFrame:
                          sha256=(w.get("sha256") or "")[:16], input_size=w["input_size"], preprocess=w["preprocess"],
                          hyperparameters=m["hp_source"]))
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- from scratch
+SCRATCH_COLUMNS = ["recipe", *PROB_COLUMNS]
+
+
+def scratch_splits(cfg: Config, dataset: str) -> list[tuple[str, int, pd.DataFrame]]:
+    """(protocol, repeat, split) the from-scratch runs use: the paper split, then the first grouped repeats."""
+    out = [("paper", 0, splits(cfg, dataset, "paper"))]
+    g = splits(cfg, dataset, "grouped")
+    out += [("grouped", int(r), g[g["repeat"] == r]) for r in sorted(g["repeat"].unique())[: int(cfg["scratch"]["repeats"])]]
+    return out
+
+
+def run_scratch(cfg: Config, dataset: str, progress=print) -> dict:
+    """Train (or reuse) the from-scratch members of every recipe in ``scratch.recipes`` on ``dataset``.
+
+    Every member starts from random weights drawn from its own seed and trains the whole hybrid
+    (:mod:`allrep.scratch`); splits are the ensembles' own, so the fusion comparison is paired."""
+    from .data import load_images
+    from .scratch import Recipe, train_member
+
+    t0 = time.perf_counter()
+    sc = cfg["scratch"]
+    bb = check_backbone(sc["backbone"])
+    size = int(sc["input_size"])
+    hp = HeadParams.from_dict(cfg["head"])
+    recipes = {name: Recipe.from_dict(r) for name, r in sc["recipes"].items()}
+    by_id = {it.id: it for it in manifest(dataset)}
+    images: dict = {}
+    frames, members, curves, trained = [], [], [], 0
+    for protocol, r, split in scratch_splits(cfg, dataset):
+        parts = {role: split[split["role"] == role] for role in ("train", "val", "test")}
+        for name, rec in recipes.items():
+            for m in range(int(sc["members"])):
+                seed = seed_for(cfg, "scratch", dataset, protocol, r, bb, name, m)
+                w = resolve_weights(bb, "none", input_size=size, seed=seed)
+                key = _digest(dict(algo="scratch-1", w=w.to_dict(), hp=hp.to_dict(), recipe=rec.to_dict(),
+                                   split=split[["id", "role"]].values.tolist()))
+                store = MemberStore(cache_dir() / "scratch" / f"{bb}-{dataset}")
+                if not store.has(key):
+                    if not images:
+                        images.update(zip(by_id, load_images(list(by_id.values()), size)))
+                    X = {role: np.stack([images[i] for i in p["id"]]) for role, p in parts.items()}
+                    res = train_member(w, hp, rec, X["train"], parts["train"]["label"].to_numpy(), X["val"],
+                                       parts["val"]["label"].to_numpy(), X["test"], seed)
+                    store.save(key, res, dict(recipe=name, seed=seed, weights=w.to_dict(), hp=hp.to_dict(),
+                                              test_ids=list(parts["test"]["id"])))
+                    trained += 1
+                    if progress:
+                        progress(f"{bb}/{dataset}/{protocol} r{r} {name} m{m}: {res['epochs_run']} epochs, "
+                                 f"{res['train_seconds']:.0f}s")
+                mem = store.load(key)
+                test = parts["test"]
+                assert list(test["id"]) == mem["test_ids"], "scratch member cache does not match the split"
+                frames.append(pd.DataFrame(dict(recipe=name, protocol=protocol, repeat=r, dataset=dataset,
+                                                backbone=bb, member=m, id=test["id"].to_numpy(),
+                                                label=test["label"].to_numpy(), p_all=np.round(mem["p_test"], 6))))
+                members.append(dict(recipe=name, protocol=protocol, repeat=r, member=m, seed=seed,
+                                    epochs_run=mem["epochs_run"], best_epoch=mem["best_epoch"],
+                                    final_train_accuracy=round(mem["final_train_accuracy"], 4),
+                                    train_seconds=round(mem["train_seconds"], 1)))
+                h = pd.DataFrame(mem["history"])
+                curves.append(h.assign(recipe=name, protocol=protocol, repeat=r, member=m, epoch=np.arange(1, len(h) + 1)))
+    probs = pd.concat(frames, ignore_index=True)[SCRATCH_COLUMNS]
+    members = pd.DataFrame(members)
+    atomic_write_csv(probs, output_dir(cfg) / "scratch" / f"{dataset}_{bb}.csv")
+    atomic_write_csv(members, output_dir(cfg) / "scratch" / f"{dataset}_{bb}_members.csv")
+    return dict(probabilities=probs, members=members, curves=pd.concat(curves, ignore_index=True),
+                members_trained=trained, backbone=bb, input_size=size,
+                recipes={k: v.to_dict() for k, v in recipes.items()}, seconds=time.perf_counter() - t0)

@@ -113,12 +113,20 @@ class FeatureCache:
         self.seconds += time.perf_counter() - t0
         return len(todo)
 
+    def _read(self, item: Item) -> np.ndarray | None:
+        p = self.path(item)
+        if not p.is_file():
+            return None
+        with np.load(p) as z:
+            return z["features"]
+
     def load(self, items: list[Item], views: int | list[int]) -> np.ndarray:
-        """float32 array (len(items) * len(views), h*w, c), image-major."""
+        """float32 array (len(items) * len(views), h*w, c), image-major; computes what is missing."""
         vs = list(range(views)) if isinstance(views, int) else list(views)
-        self.ensure(items, max(vs) + 1)
-        out = []
-        for it in items:
-            with np.load(self.path(it)) as z:
-                out.append(z["features"][vs])
-        return np.concatenate(out).astype(np.float32)
+        need = max(vs) + 1
+        got = [self._read(it) for it in items]  # each file opened once
+        todo = [it for it, f in zip(items, got) if f is None or f.shape[0] < need]
+        if todo:
+            self.ensure(todo, need)
+            got = [f if f is not None and f.shape[0] >= need else self._read(it) for it, f in zip(items, got)]
+        return np.concatenate([f[vs] for f in got]).astype(np.float32)

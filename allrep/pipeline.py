@@ -59,6 +59,8 @@ STEPS = (
     Step("30_ensemble", "Deep-ensemble training",
          _COMMON + ("backbones", "weights_dir", "features", "head", "training", "ensemble"),
          inputs=("tuning/best_hyperparameters.csv",), per=("backbone", "dataset")),
+    Step("35_scratch", "EfficientNetB3 from scratch", _COMMON + ("scratch", "head", "use_backbones"),
+         inputs=("probabilities/*.csv", "probabilities/*.json")),
     Step("40_uncertainty", "Uncertainty and calibration", _COMMON + ("uncertainty", "use_backbones"),
          inputs=("probabilities/*.csv",)),
     Step("50_fusion", "Sum-rule fusion and ablations", _COMMON + ("fusion", "use_backbones"),
@@ -167,6 +169,7 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
             todo.append((step, params))
     t_start = time.perf_counter()
     started = time.strftime("%Y-%m-%d %H:%M")
+    cache_start = cache_census()
     executed, skipped, times = [], [], {}
     if any(force or not is_current(cfg, s, p) for s, p in todo):
         from .data import require_verified
@@ -188,7 +191,7 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
         avg = (time.perf_counter() - t_start) / i
         log(f"{label}: done in {dt:.0f}s; about {left * avg:.0f}s left for {left} more")
     total = time.perf_counter() - t_start
-    _record_times(cfg, times, total, started)
+    _record_times(cfg, times, total, started, cache_start)
     write_toc(cfg)
     log(f"pipeline {cfg.name}: {len(executed)} executed, {len(skipped)} skipped, {total:.0f}s")
     return dict(executed=executed, skipped=skipped, seconds=total)
@@ -204,7 +207,17 @@ def _absolute_env() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _record_times(cfg: Config, times: dict, total: float, started: str) -> None:
+def cache_census() -> dict:
+    """How much work the cache already holds: feature files (one per image and backbone),
+    ensemble members and from-scratch members. All zero: the run computes everything."""
+    from .experiment import cache_dir
+
+    c = cache_dir()
+    return dict(features=sum(1 for _ in c.glob("features/*/*.npz")), members=sum(1 for _ in c.glob("members/*/*.json")),
+                scratch=sum(1 for _ in c.glob("scratch/*/*.json")))
+
+
+def _record_times(cfg: Config, times: dict, total: float, started: str, cache_start: dict | None = None) -> None:
     """Append this run to ``timings/runs.json``: one entry per run that executed something,
     so a later run served from caches never hides what the computing run took."""
     from .experiment import output_dir
@@ -217,6 +230,7 @@ def _record_times(cfg: Config, times: dict, total: float, started: str) -> None:
     env = environment()
     runs.append(dict(started=started, profile=cfg.name, commit=env["commit"], backend=env["backend"],
                      machine=f"{env['cpus']} CPUs, {env['platform']}", total_seconds=round(total, 1),
+                     cache_at_start=cache_start,
                      variants={k: round(v, 1) for k, v in times.items()}))
     atomic_write_json(path, runs)
 

@@ -47,3 +47,14 @@ def entropy_by_correctness(ent: pd.DataFrame):
     g = sns.displot(data=ent, x="entropy", hue="correct", col="protocol", row="dataset", height=2.4, aspect=1.6,
                     bins=np.linspace(0, np.log(2), 21))
     return g.figure
+
+
+def learning_curves(curves: pd.DataFrame):
+    """Training and validation accuracy per epoch of each from-scratch member, one panel per recipe."""
+    long = curves.melt(id_vars=["dataset", "recipe", "protocol", "repeat", "member", "epoch"],
+                       value_vars=["accuracy", "val_accuracy"], var_name="part", value_name="acc")
+    long["split"] = long["protocol"] + " " + long["repeat"].astype(str)
+    g = sns.relplot(data=long, x="epoch", y="acc", hue="split", style="part", col="recipe", row="dataset",
+                    kind="line", height=2.8, aspect=1.3, units="member", estimator=None)
+    g.set(ylim=(0.3, 1.02), ylabel="accuracy")
+    return g.figure

@@ -98,6 +98,52 @@ def score_table(cfg: Config, probs: pd.DataFrame | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def load_scratch(cfg: Config, dataset: str | None = None) -> pd.DataFrame:
+    """Per-member test probabilities of the from-scratch runs (empty before the scratch step)."""
+    folder = output_dir(cfg) / "scratch"
+    frames = [pd.read_csv(p) for p in sorted(folder.glob("*.csv")) if not p.stem.endswith("_members")]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return df[df["dataset"] == dataset] if len(df) and dataset else df
+
+
+def scratch_fusion_table(cfg: Config, dataset: str, probs: pd.DataFrame | None = None,
+                         scratch: pd.DataFrame | None = None, random_bb=None) -> pd.DataFrame:
+    """On the splits that have from-scratch members: each from-scratch recipe alone, the run's
+    random-feature backbone alone, and the sum rule over the pretrained backbones without it,
+    with it (as the run fused it) and with each from-scratch recipe in its place. Paired: the
+    same test images in every row of a split."""
+    probs = load_probabilities(cfg, datasets=[dataset]) if probs is None else probs
+    scratch = load_scratch(cfg, dataset) if scratch is None else scratch
+    if not len(scratch):
+        return pd.DataFrame()
+    means = ensemble_means(probs)
+    random_bb = set(random_weight_backbones(cfg) if random_bb is None else random_bb)
+    rows = []
+    for (protocol, r), sc in scratch.groupby(["protocol", "repeat"], sort=True):
+        part = means[(means["protocol"] == protocol) & (means["repeat"] == r)]
+        wide = part.pivot(index=["id", "label"], columns="backbone", values="p_all")
+        sc_wide = sc.groupby(["id", "label", "recipe"])["p_all"].mean().unstack("recipe")
+        wide = wide.join(sc_wide, how="inner")
+        assert len(wide) == len(sc_wide) == len(part) / part["backbone"].nunique(), "scratch split != ensemble split"
+        y = wide.index.get_level_values("label").to_numpy()
+        key = dict(protocol=protocol, repeat=int(r), dataset=dataset)
+        bbs = [b for b in part["backbone"].unique()]
+        pretrained = sorted(b for b in bbs if b not in random_bb)
+        rnd = sorted(b for b in bbs if b in random_bb)
+        for name in sc_wide.columns:
+            rows.append(dict(key, model=f"from scratch ({name}) alone", **binary_metrics(y, wide[name])))
+        for b in rnd:
+            rows.append(dict(key, model=f"{b} frozen random features alone", **binary_metrics(y, wide[b])))
+        sets = {f"sum fusion, {' + '.join(pretrained)}": pretrained}
+        for b in rnd:
+            sets[f"sum fusion, + {b} frozen random features"] = pretrained + [b]
+        for name in sc_wide.columns:
+            sets[f"sum fusion, + from scratch ({name})"] = pretrained + [name]
+        for label, cols in sets.items():
+            rows.append(dict(key, model=label, **binary_metrics(y, fuse(wide[cols].to_numpy().T, "sum"))))
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------- claims
 def claims(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
     """One row per paper claim and protocol: our sum-rule fusion of all backbones against it.
@@ -211,6 +257,9 @@ def write_book_tables(cfg: Config, folder: Path) -> None:
             df = df[~df["model"].str.contains("member")].drop(columns=["auc"], errors="ignore")
             df = df.sort_values(["dataset", "protocol", "model"])
         atomic_write_text(folder / f"{name}.md", _md(df) + "\n")
+    sp = out / "fusion" / "scratch_summary.csv"
+    sc = pd.read_csv(sp).drop(columns=["auc"], errors="ignore") if sp.is_file() else pd.DataFrame()
+    atomic_write_text(folder / "scratch.md", _md(sc) + "\n")
     tp = out / "tuning" / "best_hyperparameters.csv"
     atomic_write_text(folder / "hyperparameters.md", _md(pd.read_csv(tp) if tp.is_file() else pd.DataFrame()) + "\n")
     atomic_write_text(folder / "settings.md", settings_markdown(cfg))
@@ -234,19 +283,51 @@ def settings_markdown(cfg: Config) -> str:
     return _md(pd.DataFrame(rows)) + f"\n\nProfile `{cfg.name}` (`profiles/{cfg.name}.yaml`).\n"
 
 
-def timings_markdown(path: Path) -> str:
-    """Per-step wall time of every recorded run (a run served from caches shows small times)."""
+def _cache_text(c: dict | None) -> str:
+    if c is None:
+        return "not recorded"
+    if not any(c.values()):
+        return "empty"
+    return ", ".join(f"{v} {k}" for k, v in c.items() if v)
+
+
+def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
+    """Wall time of every recorded run: per step (summed over its variants), per variant, the
+    total against the bar, what dominated, and what the cache held when the run started."""
     import json
 
     if not path.is_file():
         return "*(no run recorded yet)*\n"
     runs = json.loads(path.read_text())
-    steps = sorted({k for r in runs for k in r["variants"]})
-    df = pd.DataFrame({f"run {i + 1}: {r['started']} ({r['commit']})": [r["variants"].get(s) for s in steps]
-                       for i, r in enumerate(runs)}, index=steps)
+    names = [f"run {i + 1}: {r['started']} ({r['commit']})" for i, r in enumerate(runs)]
+    lines = []
+    for name, r in zip(names, runs):
+        steps = {}
+        for k, v in r["variants"].items():
+            steps[k.split("__")[0]] = steps.get(k.split("__")[0], 0.0) + v
+        top = max(steps, key=steps.get)
+        cache = r.get("cache_at_start")
+        if cache is not None and not any(cache.values()):  # only a run from an empty cache measures the bar
+            verdict = "within" if r["total_seconds"] <= 60 * bar_minutes else "over"
+            verdict = f" ({verdict} the {bar_minutes:.0f}-minute bar for a run from an empty cache)"
+        else:
+            verdict = ""
+        lines.append(f"- **{name}**: {r['total_seconds'] / 60:.1f} min in total{verdict}, "
+                     f"{len(r['variants'])} notebooks executed, cache at start: "
+                     f"{_cache_text(r.get('cache_at_start'))}; the largest step was `{top}` "
+                     f"({steps[top] / 60:.1f} min, {100 * steps[top] / r['total_seconds']:.0f}%).")
+    per_step = sorted({k.split("__")[0] for r in runs for k in r["variants"]})
+    agg = pd.DataFrame({n: [sum(v for k, v in r["variants"].items() if k.split("__")[0] == s) or None
+                            for s in per_step] for n, r in zip(names, runs)}, index=per_step)
+    agg.loc["total (s)"] = [r["total_seconds"] for r in runs]
+    variants = sorted({k for r in runs for k in r["variants"]})
+    df = pd.DataFrame({n: [r["variants"].get(s) for s in variants] for n, r in zip(names, runs)}, index=variants)
     df.loc["total (s)"] = [r["total_seconds"] for r in runs]
     df.loc["machine"] = [r["machine"] for r in runs]
-    return df.reset_index(names="step").to_markdown(index=False, floatfmt=".0f") + "\n"
+    return ("\n".join(lines) + "\n\nSeconds per step:\n\n"
+            + agg.reset_index(names="step").to_markdown(index=False, floatfmt=".0f")
+            + "\n\nSeconds per executed notebook:\n\n"
+            + df.reset_index(names="notebook").to_markdown(index=False, floatfmt=".0f") + "\n")
 
 
 def benchmark_markdown(path: Path) -> str:

@@ -30,25 +30,42 @@ def _kt():
     return keras_tuner
 
 
+TRAINER = "allrep.training.train_ensemble, one head, best-epoch validation NLL"  # part of the tuner's cache key
+
+
+def _params(hp) -> HeadParams:
+    return HeadParams(
+        projection=hp.Choice("projection", [32, 64, 128]),
+        gru_units=hp.Choice("gru_units", [16, 32, 64]),
+        dense_units=hp.Choice("dense_units", [16, 32, 64]),
+        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1),
+        learning_rate=hp.Float("learning_rate", 1e-4, 3e-3, sampling="log"),
+        weight_decay=hp.Float("weight_decay", 1e-5, 1e-2, sampling="log"),
+    )
+
+
 def make_hypermodel(seq_len: int, channels: int, ts: TrainSettings, seed: int):
+    """The search space (``build``) and how a trial trains (``fit``): exactly as an ensemble member
+    does (:func:`allrep.training.train_ensemble` with one head, the member's fixed-shape batches
+    and early stopping), from the same seed in every trial, so trials differ only in their
+    hyperparameters. The objective is the best epoch's validation cross-entropy."""
+    from dataclasses import replace
+
+    from .training import train_ensemble
+
     kt = _kt()
+    member_ts = replace(ts, pca=0)  # features arrive already projected
 
     class HeadHyperModel(kt.HyperModel):
         def build(self, hp):
-            p = HeadParams(
-                projection=hp.Choice("projection", [32, 64, 128]),
-                gru_units=hp.Choice("gru_units", [16, 32, 64]),
-                dense_units=hp.Choice("dense_units", [16, 32, 64]),
-                dropout=hp.Float("dropout", 0.0, 0.5, step=0.1),
-                learning_rate=hp.Float("learning_rate", 1e-4, 3e-3, sampling="log"),
-                weight_decay=hp.Float("weight_decay", 1e-5, 1e-2, sampling="log"),
-            )
+            p = _params(hp)
             return compile_model(build_head(seq_len, channels, p), p)
 
-        def fit(self, hp, model, X, y, validation_data=None, **kwargs):
-            # Keras' shuffle, seeded by keras.utils.set_random_seed in tune()
-            return model.fit(X, y, batch_size=ts.batch_size, shuffle=True, validation_data=validation_data,
-                             **kwargs)
+        def fit(self, hp, model, X, y, validation_data=None, epochs=None, **kwargs):
+            Xv, yv = validation_data
+            res = train_ensemble(X, y, Xv, yv, Xv[:1], _params(hp), replace(member_ts, epochs=int(epochs or ts.epochs)),
+                                 [seed], reuse=False)[0]
+            return {"val_loss": float(min(res["history"]["val_loss"]))}
 
     return HeadHyperModel()
 
@@ -64,9 +81,7 @@ def tune(X_train, y_train, X_val, y_val, ts: TrainSettings, trials: int, initial
         make_hypermodel(X_train.shape[1], X_train.shape[2], ts, seed), objective="val_loss", max_trials=int(trials),
         num_initial_points=int(initial_points), seed=int(seed), executions_per_trial=int(executions_per_trial),
         directory=str(directory), project_name=project, overwrite=False)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=ts.patience, restore_best_weights=True)
-    tuner.search(X_train, y_train, validation_data=(X_val, y_val), epochs=int(epochs or ts.epochs), callbacks=[stop],
-                 verbose=0)
+    tuner.search(X_train, y_train, validation_data=(X_val, y_val), epochs=int(epochs or ts.epochs), verbose=0)
     rows = []
     for t in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):  # reloaded trials come unordered
         rows.append(dict(trial=t.trial_id, status=str(t.status), val_loss=t.score, **t.hyperparameters.values))

@@ -33,6 +33,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--unfreeze", type=int, default=-1, help="backbone layers that train, from the top (-1: all)")
     ap.add_argument("--input-size", type=int, default=None, help="override the weights' input size (tests)")
     ap.add_argument("--learning-rate", type=float, default=1e-4)
+    ap.add_argument("--scratch", default=None, metavar="RECIPE",
+                    help="train every backbone end to end from random weights with the profile's scratch recipe "
+                         "RECIPE (e.g. ours) at its native input size, instead of fine-tuning")
     ap.add_argument("--out", default=os.environ.get("OUT", "scratch/gpu"))
     a = ap.parse_args(argv)
 
@@ -41,6 +44,8 @@ def main(argv=None) -> dict:
     from allrep.config import load_profile
 
     cfg = load_profile(a.profile)
+    if a.scratch and a.scratch not in cfg["scratch"]["recipes"]:
+        ap.error(f"unknown recipe {a.scratch!r}: profile {cfg.name} has {', '.join(cfg['scratch']['recipes'])}")
     env = repro.setup(int(cfg["seed"]))
     import numpy as np
 
@@ -60,28 +65,51 @@ def main(argv=None) -> dict:
     out = dict(environment=env, dataset=a.dataset, profile=cfg.name, backbones={})
     for bb in a.backbones or cfg["use_backbones"]:
         w = ex.weights_for(cfg, bb)
+        if a.scratch:
+            from allrep.models import resolve_weights
+
+            w = resolve_weights(bb, "none", seed=ex.seed_for(cfg, "gpu-scratch", bb))
         if a.input_size:
             from dataclasses import replace
 
             w = replace(w, input_size=a.input_size)
         hp, hp_source = ex.tuned_params(cfg, bb, a.dataset)
         hp.learning_rate = a.learning_rate  # fine-tuning a pretrained backbone wants a small step
+        if a.scratch:
+            from allrep.models import HeadParams
+            from allrep.scratch import Recipe
+
+            hp, hp_source = HeadParams.from_dict(cfg["head"]), "profile default (from scratch)"
+            recipe = Recipe.from_dict(cfg["scratch"]["recipes"][a.scratch])
+            if a.epochs:
+                recipe.epochs = a.epochs
         t0 = time.perf_counter()
         data = {}
         for role in ("train", "val", "test"):
             part = split[split["role"] == role]
             imgs = load_images([items[i] for i in part["id"]], w.input_size)
+            if a.scratch:  # uint8 images; the recipe augments online
+                data[role] = (imgs, part["label"].to_numpy(), list(part["id"]))
+                continue
             v = views if role == "train" else 1
             x = np.stack([view(im, k, items[i].sha256) for im, i in zip(imgs, part["id"]) for k in range(v)])
             data[role] = (preprocess(x, w.preprocess), np.repeat(part["label"].to_numpy(), v), list(part["id"]))
         t_load = time.perf_counter() - t0
         t0 = time.perf_counter()
-        tuner = FineTuner(w, hp, ts, unfreeze=a.unfreeze)
+        tuner = None if a.scratch else FineTuner(w, hp, ts, unfreeze=a.unfreeze)
         t_build = time.perf_counter() - t0
         members = []
         for m in range(a.members):
             seed = ex.seed_for(cfg, "gpu-member", a.dataset, "paper", 0, bb, m)
-            r = tuner.member(*data["train"][:2], *data["val"][:2], data["test"][0], seed)
+            if a.scratch:  # a fresh model per member: random weights from the member's own seed
+                from dataclasses import replace
+
+                from allrep.scratch import train_member
+
+                r = train_member(replace(w, seed=seed), hp, recipe, *data["train"][:2], *data["val"][:2],
+                                 data["test"][0], seed)
+            else:
+                r = tuner.member(*data["train"][:2], *data["val"][:2], data["test"][0], seed)
             met = binary_metrics(data["test"][1], r["p_test"])
             members.append(dict(member=m, seed=seed, n_correct=met["n_correct"], n=met["n"], epochs_run=r["epochs_run"],
                                 train_seconds=round(r["train_seconds"], 1),
@@ -90,6 +118,7 @@ def main(argv=None) -> dict:
             print(f"{bb} member {m}: {met['n_correct']}/{met['n']} correct, {r['epochs_run']} epochs, "
                   f"{r['train_seconds']:.0f}s", flush=True)
         out["backbones"][bb] = dict(weights=w.to_dict(), hp=hp.to_dict(), hp_source=hp_source, load_seconds=t_load,
+                                    mode=f"from scratch ({a.scratch})" if a.scratch else "fine-tune",
                                     build_seconds=t_build, test_ids=data["test"][2], members=members)
     dest = Path(a.out)
     dest.mkdir(parents=True, exist_ok=True)

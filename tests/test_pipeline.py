@@ -70,7 +70,7 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     expected = {pipeline.executed_path(cfg, s, v).name for s in pipeline.STEPS for v in s.variants(cfg)}
     got = {p.name for p in smoke["executed"].glob("*.ipynb")}
     assert expected == got
-    assert len(expected) == 1 + 2 * 3 * 3 + 3
+    assert len(expected) == 1 + 2 * 3 * 3 + 1 + 3
     nb = nbformat.read(smoke["executed"] / "30_ensemble__mobilenetv2_IDB2.ipynb", as_version=4)
     prov = nb.metadata["allrep"]
     assert prov["profile"] == "smoke" and prov["parameters"] == {"backbone": "mobilenetv2", "dataset": "IDB2"}
@@ -91,6 +91,14 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     assert len(best) == 9 and {"gru_units", "learning_rate", "dropout"} <= set(best.columns)
     trials = pd.read_csv(results / "tuning" / "trials_mobilenetv2_IDB2.csv")
     assert (trials["status"] == "COMPLETED").all() and trials["val_loss"].notna().all()  # tuning really ran
+    scratch = pd.read_csv(results / "scratch" / "IDB2_efficientnetb3.csv")  # both recipes, paper + 1 grouped split
+    assert sorted(set(zip(scratch["recipe"], scratch["protocol"]))) == [
+        ("naive", "grouped"), ("naive", "paper"), ("ours", "grouped"), ("ours", "paper")]
+    assert len(scratch[scratch["protocol"] == "paper"]) == 2 * 52
+    comparison = pd.read_csv(results / "fusion" / "scratch_summary.csv")
+    assert {"sum fusion, + from scratch (ours)", "from scratch (naive) alone"} <= set(comparison["model"])
+    assert comparison.groupby("protocol")["n"].nunique().eq(1).all()  # paired: the same images in every row
+    assert (comparison.loc[comparison["protocol"] == "paper", "n"] == 52).all()
 
 
 @pytest.mark.slow
@@ -98,14 +106,14 @@ def test_second_run_executes_nothing(smoke):
     again = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke"], env=smoke["env"],
                            cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "0 executed, 22 skipped" in again.stdout
+    assert "0 executed, 23 skipped" in again.stdout
 
 
 @pytest.mark.slow
 def test_nbval_on_executed_notebooks(smoke):
     ex = smoke["executed"]
     chosen = [ex / n for n in ("10_data_exploration__all.ipynb", "20_tuning__mobilenetv2_IDB2.ipynb",
-                               "30_ensemble__mobilenetv2_IDB2.ipynb", "40_uncertainty__all.ipynb",
+                               "30_ensemble__mobilenetv2_IDB2.ipynb", "35_scratch__all.ipynb", "40_uncertainty__all.ipynb",
                                "50_fusion__all.ipynb", "60_results__all.ipynb")]
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
                           "--nbval-current-env", *map(str, chosen)], env=smoke["env"], cwd=ex, capture_output=True,

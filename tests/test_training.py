@@ -165,3 +165,21 @@ def test_optimizer_reset_keeps_the_learning_rate():
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
     assert all(not np.any(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables
                if v.name not in ("learning_rate",))
+
+
+def test_gpu_script_trains_from_scratch_with_a_profile_recipe(weights_dir, data_root, tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path / "scratch"))
+    spec = importlib.util.spec_from_file_location("gpu_members", Path(__file__).parent.parent / "scripts" / "gpu_members.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = ["--profile", "smoke", "--dataset", "IDB1", "--backbones", "mobilenetv2", "--members", "2",
+            "--epochs", "1", "--input-size", "33", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):  # argparse: one line naming the recipes
+        mod.main(args + ["--scratch", "fancy"])
+    out = mod.main(args + ["--scratch", "ours"])["backbones"]["mobilenetv2"]
+    assert out["weights"]["kind"] == "random" and out["mode"] == "from scratch (ours)"
+    mem = out["members"]
+    assert len(mem) == 2 and mem[0]["n"] == 22 and mem[0]["p_test"] != mem[1]["p_test"]
