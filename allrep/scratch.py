@@ -99,23 +99,21 @@ def _batches(images, y1h, batch_size: int, seed: int, augment: bool, preprocess_
     return DS()
 
 
-def learning_rate(r: Recipe, steps_per_epoch: int):
-    import keras
+def learning_rate(r: Recipe, epoch: int) -> float:
+    """The learning rate of (0-based) ``epoch``: a linear warm-up from 10% of the peak over
+    ``warmup_epochs``, then the peak (``constant``) or a cosine decay that reaches 0 after the
+    last epoch. Set once per epoch, so the compiled model does not depend on the split's size."""
+    import math
 
-    if r.schedule == "constant" and not r.warmup_epochs:
-        return r.learning_rate
-    warm = r.warmup_epochs * steps_per_epoch
-    total = max(1, r.epochs * steps_per_epoch - warm)
+    if epoch < r.warmup_epochs:
+        return r.learning_rate * (0.1 + 0.9 * epoch / r.warmup_epochs)
     if r.schedule == "constant":
-        alpha = 1.0
-    else:
-        alpha = 0.0
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=r.learning_rate * (0.1 if warm else 1.0), decay_steps=total, alpha=alpha,
-        warmup_target=r.learning_rate if warm else None, warmup_steps=warm)
+        return r.learning_rate
+    t = (epoch - r.warmup_epochs) / max(1, r.epochs - r.warmup_epochs)
+    return r.learning_rate * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def build(w, hp, r: Recipe, steps_per_epoch: int):
+def build(w, hp, r: Recipe):
     """The whole hybrid, every layer trainable, BatchNorm momentum from the recipe, compiled."""
     import keras
 
@@ -125,8 +123,8 @@ def build(w, hp, r: Recipe, steps_per_epoch: int):
     for layer in model.layers[1].layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = r.bn_momentum
-    opt = keras.optimizers.AdamW(learning_rate(r, steps_per_epoch), weight_decay=r.weight_decay) \
-        if r.weight_decay else keras.optimizers.Adam(learning_rate(r, steps_per_epoch))
+    opt = keras.optimizers.AdamW(r.learning_rate, weight_decay=r.weight_decay) \
+        if r.weight_decay else keras.optimizers.Adam(r.learning_rate)
     model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
                   metrics=["accuracy"])
     return model
@@ -140,15 +138,14 @@ class ScratchTrainer:
     seed would have (random backbone and head weights, BatchNorm statistics, dropout streams),
     a fresh optimiser (step 0 of the learning-rate schedule), and trains it."""
 
-    def __init__(self, w, hp, r: Recipe, steps_per_epoch: int):
-        self.w, self.hp, self.r, self.steps = w, hp, r, int(steps_per_epoch)
-        self.model = build(w, hp, r, self.steps)
+    def __init__(self, w, hp, r: Recipe):
+        self.w, self.hp, self.r = w, hp, r
+        self.model = build(w, hp, r)
 
-    def fits(self, w, hp, r: Recipe, steps_per_epoch: int) -> bool:
+    def fits(self, w, hp, r: Recipe) -> bool:
         from dataclasses import replace
 
-        return (replace(self.w, seed=None), self.hp, self.r, self.steps) == \
-            (replace(w, seed=None), hp, r, int(steps_per_epoch))
+        return (replace(self.w, seed=None), self.hp, self.r) == (replace(w, seed=None), hp, r)
 
     def reset(self, seed: int) -> None:
         import keras
@@ -177,15 +174,27 @@ class ScratchTrainer:
         data = _batches(X_train, eye[np.asarray(y_train, dtype=int)], r.batch_size, seed, r.augment, w.preprocess)
         Xv, Xt = preprocess(X_val, w.preprocess), preprocess(X_test, w.preprocess)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=r.patience, restore_best_weights=True)
+        lr = keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(r, epoch))
         hist = self.model.fit(data, validation_data=(Xv, eye[np.asarray(y_val, dtype=int)]), epochs=r.epochs,
-                              callbacks=[stop], verbose=0)
+                              callbacks=[lr, stop], verbose=0)
         h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
         t1 = time.perf_counter()
-        p_test = np.asarray(self.model.predict(Xt, batch_size=64, verbose=0))[:, 1].astype(np.float64)
-        p_val = np.asarray(self.model.predict(Xv, batch_size=64, verbose=0))[:, 1].astype(np.float64)
+        p_test, p_val = _predict(self.model, Xt), _predict(self.model, Xv)
         return dict(p_test=p_test, p_val=p_val, history=h, best_epoch=int(np.argmin(h["val_loss"])) + 1,
                     epochs_run=len(h["loss"]), train_seconds=t1 - t0, n_train=int(len(X_train)),
                     final_train_accuracy=h["accuracy"][-1])
+
+
+def _predict(model, X, block: int = 64) -> np.ndarray:
+    """p(ALL) in zero-padded blocks of one shape, so predicting never traces the model again."""
+    out = []
+    for i in range(0, len(X), block):
+        x = X[i:i + block]
+        n = len(x)
+        if n < block:
+            x = np.concatenate([x, np.zeros((block - n, *x.shape[1:]), x.dtype)])
+        out.append(np.asarray(model.predict_on_batch(x))[:n, 1])
+    return np.concatenate(out).astype(np.float64)
 
 
 _TRAINER: list = []
@@ -193,10 +202,9 @@ _TRAINER: list = []
 
 def train_member(w, hp, r: Recipe, X_train, y_train, X_val, y_val, X_test, seed: int, reuse: bool = True) -> dict:
     """One member from random initialisation (weights drawn from ``seed``), on a cached
-    :class:`ScratchTrainer` when the recipe, input and steps per epoch match (``reuse``)."""
-    steps = int(np.ceil(len(X_train) / r.batch_size))
+    :class:`ScratchTrainer` when the recipe, backbone, input and head match (``reuse``)."""
     if not reuse:
-        return ScratchTrainer(w, hp, r, steps).member(X_train, y_train, X_val, y_val, X_test, seed)
-    if not (_TRAINER and _TRAINER[0].fits(w, hp, r, steps)):
-        _TRAINER[:] = [ScratchTrainer(w, hp, r, steps)]
+        return ScratchTrainer(w, hp, r).member(X_train, y_train, X_val, y_val, X_test, seed)
+    if not (_TRAINER and _TRAINER[0].fits(w, hp, r)):
+        _TRAINER[:] = [ScratchTrainer(w, hp, r)]
     return _TRAINER[0].member(X_train, y_train, X_val, y_val, X_test, seed)

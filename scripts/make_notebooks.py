@@ -178,8 +178,11 @@ without EfficientNetB3, with its frozen random features, and with each from-scra
         md("## Setup"),
         code(SETUP + "\nfrom allrep.io import atomic_write_csv"),
         md("## Inputs\nThe recipes and the splits (the paper split, then the first grouped repeats)."),
-        code("""sc = cfg["scratch"]
-pd.DataFrame(sc["recipes"]).T"""),
+        code("""from allrep.scratch import Recipe
+sc = cfg["scratch"]
+print(f"backbone {sc['backbone']}, input {sc['input_size']} px, datasets {sc['datasets']}, "
+      f"paper split + {sc['repeats']} grouped split(s), {sc['members']} member(s) per recipe and split")
+pd.DataFrame({name: Recipe.from_dict(r).to_dict() for name, r in sc["recipes"].items()}).T"""),
         md("## Training (cached per member)"),
         code("""runs = {ds: ex.run_scratch(cfg, ds) for ds in sc["datasets"]}
 members = pd.concat([r["members"].assign(dataset=ds) for ds, r in runs.items()], ignore_index=True)
