@@ -195,7 +195,9 @@ summary = report.summarize(table)
 atomic_write_csv(summary, ex.output_dir(cfg) / "fusion" / "scratch_summary.csv")
 for _, r in summary.iterrows():
     if r["protocol"] == "paper" and "alone" in r["model"] and "scratch" in r["model"]:
-        glue(f"scratch_{r['model'].split('(')[1].split(')')[0]}_{r['dataset']}_paper", f"{r['k']}/{r['n']}", display=False)
+        key = f"scratch_{r['model'].split('(')[1].split(')')[0]}_{r['dataset']}_paper"
+        glue(f"{key}_k", int(r["k"]), display=False)
+        glue(f"{key}_n", int(r["n"]), display=False)
 summary.drop(columns=["auc"]).round(4)"""),
         md("## Learning curves of the from-scratch members"),
         code("""from allrep import plots
