@@ -91,7 +91,7 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     assert len(best) == 9 and {"gru_units", "learning_rate", "dropout"} <= set(best.columns)
     trials = pd.read_csv(results / "tuning" / "trials_mobilenetv2_IDB2.csv")
     assert (trials["status"] == "COMPLETED").all() and trials["val_loss"].notna().all()  # tuning really ran
-    scratch = pd.read_csv(results / "scratch" / "IDB2_efficientnetb3.csv")  # both recipes, paper + 1 grouped split
+    scratch = pd.read_csv(results / "scratch" / f"IDB2_{cfg['scratch']['backbone']}.csv")  # both recipes, 2 splits
     assert sorted(set(zip(scratch["recipe"], scratch["protocol"]))) == [
         ("naive", "grouped"), ("naive", "paper"), ("ours", "grouped"), ("ours", "paper")]
     assert len(scratch[scratch["protocol"] == "paper"]) == 2 * 52
