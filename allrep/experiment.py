@@ -256,6 +256,7 @@ def run_scratch(cfg: Config, dataset: str, progress=print) -> dict:
     recipes = {name: Recipe.from_dict(r) for name, r in sc["recipes"].items()}
     by_id = {it.id: it for it in manifest(dataset)}
     images: dict = {}
+    store = MemberStore(cache_dir() / "scratch" / f"{bb}-{dataset}")
     frames, members, curves, trained = [], [], [], 0
     for protocol, r, split in scratch_splits(cfg, dataset):
         parts = {role: split[split["role"] == role] for role in ("train", "val", "test")}
@@ -265,7 +266,6 @@ def run_scratch(cfg: Config, dataset: str, progress=print) -> dict:
                 w = resolve_weights(bb, "none", input_size=size, seed=seed)
                 key = _digest(dict(algo="scratch-1", w=w.to_dict(), hp=hp.to_dict(), recipe=rec.to_dict(),
                                    split=split[["id", "role"]].values.tolist()))
-                store = MemberStore(cache_dir() / "scratch" / f"{bb}-{dataset}")
                 if not store.has(key):
                     if not images:
                         images.update(zip(by_id, load_images(list(by_id.values()), size)))

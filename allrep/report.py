@@ -131,7 +131,7 @@ def scratch_fusion_table(cfg: Config, dataset: str, probs: pd.DataFrame | None =
         pretrained = sorted(b for b in bbs if b not in random_bb)
         rnd = sorted(b for b in bbs if b in random_bb)
         for name in sc_wide.columns:
-            rows.append(dict(key, model=f"from scratch ({name}) alone", **binary_metrics(y, wide[name])))
+            rows.append(dict(key, model=f"from scratch ({name}) alone", recipe=name, **binary_metrics(y, wide[name])))
         for b in rnd:
             rows.append(dict(key, model=f"{b} frozen random features alone", **binary_metrics(y, wide[b])))
         sets = {f"sum fusion, {' + '.join(pretrained)}": pretrained}
@@ -142,6 +142,17 @@ def scratch_fusion_table(cfg: Config, dataset: str, probs: pd.DataFrame | None =
         for label, cols in sets.items():
             rows.append(dict(key, model=label, **binary_metrics(y, fuse(wide[cols].to_numpy().T, "sum"))))
     return pd.DataFrame(rows)
+
+
+def scratch_glue(table: pd.DataFrame) -> dict:
+    """k and n of each from-scratch recipe alone on each dataset's paper split, keyed for myst-nb glue
+    (``scratch_<recipe>_<dataset>_paper_k`` / ``_n``)."""
+    alone = table[(table["protocol"] == "paper") & table["recipe"].notna()]
+    out = {}
+    for _, r in alone.iterrows():
+        key = f"scratch_{r['recipe']}_{r['dataset']}_paper"
+        out[f"{key}_k"], out[f"{key}_n"] = int(r["n_correct"]), int(r["n"])
+    return out
 
 
 # ----------------------------------------------------------------------------- claims
@@ -300,11 +311,12 @@ def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
         return "*(no run recorded yet)*\n"
     runs = json.loads(path.read_text())
     names = [f"run {i + 1}: {r['started']} ({r['commit']})" for i, r in enumerate(runs)]
-    lines = []
-    for name, r in zip(names, runs):
-        steps = {}
+    per_run = [{} for _ in runs]  # seconds per step (summed over its variants), per run
+    for steps, r in zip(per_run, runs):
         for k, v in r["variants"].items():
             steps[k.split("__")[0]] = steps.get(k.split("__")[0], 0.0) + v
+    lines = []
+    for name, r, steps in zip(names, runs, per_run):
         top = max(steps, key=steps.get)
         cache = r.get("cache_at_start")
         if cache is not None and not any(cache.values()):  # only a run from an empty cache measures the bar
@@ -316,9 +328,7 @@ def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
                      f"{len(r['variants'])} notebooks executed, cache at start: "
                      f"{_cache_text(r.get('cache_at_start'))}; the largest step was `{top}` "
                      f"({steps[top] / 60:.1f} min, {100 * steps[top] / r['total_seconds']:.0f}%).")
-    per_step = sorted({k.split("__")[0] for r in runs for k in r["variants"]})
-    agg = pd.DataFrame({n: [sum(v for k, v in r["variants"].items() if k.split("__")[0] == s) or None
-                            for s in per_step] for n, r in zip(names, runs)}, index=per_step)
+    agg = pd.DataFrame(dict(zip(names, per_run))).sort_index()
     agg.loc["total (s)"] = [r["total_seconds"] for r in runs]
     variants = sorted({k for r in runs for k in r["variants"]})
     df = pd.DataFrame({n: [r["variants"].get(s) for s in variants] for n, r in zip(names, runs)}, index=variants)

@@ -71,34 +71,6 @@ def jitter_view(img: np.ndarray, rng: np.random.Generator, colour: bool) -> np.n
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
-def _batches(images, y1h, batch_size: int, seed: int, augment: bool, preprocess_mode: str):
-    """A keras PyDataset: seeded order per epoch; augmented views drawn per image and epoch."""
-    import keras
-
-    from .models import preprocess
-
-    class DS(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__()
-            self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(len(images))
-
-        def __len__(self):
-            return int(np.ceil(len(images) / batch_size))
-
-        def __getitem__(self, i):
-            idx = self.order[i * batch_size:(i + 1) * batch_size]
-            x = images[idx]
-            if augment:
-                x = np.stack([jitter_view(im, self.rng, colour=True) for im in x])
-            return preprocess(x, preprocess_mode), y1h[idx]
-
-        def on_epoch_end(self):
-            self.order = self.rng.permutation(len(images))
-
-    return DS()
-
-
 def learning_rate(r: Recipe, epoch: int) -> float:
     """The learning rate of (0-based) ``epoch``: a linear warm-up from 10% of the peak over
     ``warmup_epochs``, then the peak (``constant``) or a cosine decay that reaches 0 after the
@@ -152,12 +124,10 @@ class ScratchTrainer:
         from dataclasses import replace
 
         from .models import build_hybrid
-        from .training import _reset_optimizer
+        from .training import _reset_optimizer, copy_state
 
         keras.utils.set_random_seed(int(seed))
-        fresh = build_hybrid(replace(self.w, seed=int(seed)), self.hp, trainable_backbone=True)
-        for v, f in zip(self.model.variables, fresh.variables):
-            v.assign(keras.ops.convert_to_numpy(f))
+        copy_state(self.model, build_hybrid(replace(self.w, seed=int(seed)), self.hp, trainable_backbone=True))
         _reset_optimizer(self.model.optimizer)
         keras.utils.set_random_seed(int(seed))
 
@@ -166,12 +136,19 @@ class ScratchTrainer:
         import keras
 
         from .models import preprocess
+        from .training import _Shuffled, predict_padded
 
         t0 = time.perf_counter()
         self.reset(seed)
         r, w = self.r, self.w
         eye = np.eye(2, dtype=np.float32)
-        data = _batches(X_train, eye[np.asarray(y_train, dtype=int)], r.batch_size, seed, r.augment, w.preprocess)
+
+        def transform(x, rng):  # online augmentation (drawn per image and epoch), then preprocessing
+            if r.augment:
+                x = np.stack([jitter_view(im, rng, colour=True) for im in x])
+            return preprocess(x, w.preprocess)
+
+        data = _Shuffled(X_train, eye[np.asarray(y_train, dtype=int)], r.batch_size, seed, transform)
         Xv, Xt = preprocess(X_val, w.preprocess), preprocess(X_test, w.preprocess)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=r.patience, restore_best_weights=True)
         lr = keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(r, epoch))
@@ -179,22 +156,10 @@ class ScratchTrainer:
                               callbacks=[lr, stop], verbose=0)
         h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
         t1 = time.perf_counter()
-        p_test, p_val = _predict(self.model, Xt), _predict(self.model, Xv)
+        p_test, p_val = (predict_padded(self.model, X, 64)[0][:, 1].astype(np.float64) for X in (Xt, Xv))
         return dict(p_test=p_test, p_val=p_val, history=h, best_epoch=int(np.argmin(h["val_loss"])) + 1,
                     epochs_run=len(h["loss"]), train_seconds=t1 - t0, n_train=int(len(X_train)),
                     final_train_accuracy=h["accuracy"][-1])
-
-
-def _predict(model, X, block: int = 64) -> np.ndarray:
-    """p(ALL) in zero-padded blocks of one shape, so predicting never traces the model again."""
-    out = []
-    for i in range(0, len(X), block):
-        x = X[i:i + block]
-        n = len(x)
-        if n < block:
-            x = np.concatenate([x, np.zeros((block - n, *x.shape[1:]), x.dtype)])
-        out.append(np.asarray(model.predict_on_batch(x))[:n, 1])
-    return np.concatenate(out).astype(np.float64)
 
 
 _TRAINER: list = []

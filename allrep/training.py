@@ -37,9 +37,12 @@ class TrainSettings:
 
 
 class _Shuffled:
-    """A keras PyDataset with a seeded permutation per epoch (backend-agnostic; used for images)."""
+    """A keras PyDataset with a seeded permutation per epoch (backend-agnostic; used for images).
 
-    def __new__(cls, X, y, batch_size, seed):
+    ``transform(x, rng)``, if given, maps each batch of inputs (e.g. online augmentation and
+    preprocessing), drawing its randomness from the same seeded generator."""
+
+    def __new__(cls, X, y, batch_size, seed, transform=None):
         import keras
 
         class DS(keras.utils.PyDataset):
@@ -53,12 +56,34 @@ class _Shuffled:
 
             def __getitem__(self, i):
                 idx = self.order[i * batch_size:(i + 1) * batch_size]
-                return X[idx], y[idx]
+                return (X[idx] if transform is None else transform(X[idx], self.rng)), y[idx]
 
             def on_epoch_end(self):
                 self.order = self.rng.permutation(len(X))
 
         return DS()
+
+
+def predict_padded(model, X, block: int, copies: int = 1) -> list:
+    """Every output's predictions for X, in zero-padded blocks of ``block`` rows, so the model is
+    only ever called on one input shape (no retracing); ``copies``: inputs that all receive X."""
+    n, blocks = len(X), []
+    for i in range(0, n, block):
+        x = X[i:i + block]
+        if len(x) < block:
+            x = np.concatenate([x, np.zeros((block - len(x), *x.shape[1:]), x.dtype)])
+        out = model.predict_on_batch([x] * copies if copies > 1 else x)
+        blocks.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
+    return [np.concatenate([b[k] for b in blocks])[:n] for k in range(len(blocks[0]))]
+
+
+def copy_state(target, source) -> None:
+    """Give ``target`` every variable of the identically built ``source``: weights, BatchNorm
+    statistics and dropout seed-generator states (``variables``, not just ``weights``)."""
+    import keras
+
+    for v, f in zip(target.variables, source.variables, strict=True):
+        v.assign(keras.ops.convert_to_numpy(f))
 
 
 def pca_reduce(X_train, *others, k: int = 0):
@@ -137,22 +162,12 @@ class EnsembleTrainer:
 
         for head, s in zip(self.heads, seeds):
             keras.utils.set_random_seed(int(s))
-            fresh = build_head(*self.shape, self.hp)
-            for v, f in zip(head.variables, fresh.variables):
-                v.assign(keras.ops.convert_to_numpy(f))
+            copy_state(head, build_head(*self.shape, self.hp))
         _reset_optimizer(self.model.optimizer)
 
     def predict(self, X) -> list:
         """Each head's (n, 2) probabilities, computed in padded blocks of ``batch_size`` rows."""
-        B, n = self.batch_size, len(X)
-        blocks = []
-        for i in range(0, n, B):
-            x = X[i:i + B]
-            if len(x) < B:
-                x = np.concatenate([x, np.zeros((B - len(x), *x.shape[1:]), x.dtype)])
-            out = self.model.predict_on_batch([x] * self.M)
-            blocks.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
-        return [np.concatenate([b[m] for b in blocks])[:n] for m in range(self.M)]
+        return predict_padded(self.model, X, self.batch_size, copies=self.M)
 
     def epoch(self, X, y, perms) -> None:
         """One epoch: member m sees the training set in the order ``perms[m]``, cycled to whole batches."""
@@ -293,8 +308,7 @@ class FineTuner:
         for v, x in zip(self.model.weights, self.start):
             v.assign(x)
         keras.utils.set_random_seed(int(seed))
-        fresh = build_head(self.head.input_shape[1], self.head.input_shape[2], self.hp)
-        self.head.set_weights(fresh.get_weights())
+        copy_state(self.head, build_head(self.head.input_shape[1], self.head.input_shape[2], self.hp))
         _reset_optimizer(self.model.optimizer)
 
     def member(self, X_train, y_train, X_val, y_val, X_test, seed: int) -> dict:

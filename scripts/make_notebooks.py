@@ -193,11 +193,8 @@ members"""),
         code("""table = pd.concat([report.scratch_fusion_table(cfg, ds) for ds in sc["datasets"]], ignore_index=True)
 summary = report.summarize(table)
 atomic_write_csv(summary, ex.output_dir(cfg) / "fusion" / "scratch_summary.csv")
-for _, r in summary.iterrows():
-    if r["protocol"] == "paper" and "alone" in r["model"] and "scratch" in r["model"]:
-        key = f"scratch_{r['model'].split('(')[1].split(')')[0]}_{r['dataset']}_paper"
-        glue(f"{key}_k", int(r["k"]), display=False)
-        glue(f"{key}_n", int(r["n"]), display=False)
+for key, value in report.scratch_glue(table).items():
+    glue(key, value, display=False)
 summary.drop(columns=["auc"]).round(4)"""),
         md("## Learning curves of the from-scratch members"),
         code("""from allrep import plots

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from allrep.errors import AllrepError
-from allrep.report import scratch_fusion_table, summarize
+from allrep.report import scratch_fusion_table, scratch_glue, summarize
 from allrep.scratch import Recipe, jitter_view
 
 
@@ -84,8 +84,9 @@ def test_scratch_fusion_table_compares_on_the_same_images():
     assert t.loc["sum fusion, + r frozen random features", "n_correct"] == 9
     assert t.loc["sum fusion, + from scratch (ours)", "n_correct"] == 10
     assert (t["n"] == 10).all()
-    s = summarize(t.reset_index())
-    assert set(s["k"]) <= {5, 9, 10}
+    s = summarize(t.reset_index()).set_index("model")
+    assert s["k"].to_dict() == t["n_correct"].to_dict()  # one split: pooled k is the split's k
+    assert scratch_glue(t.reset_index()) == {"scratch_ours_IDB2_paper_k": 10, "scratch_ours_IDB2_paper_n": 10}
 
 
 @pytest.mark.slow
