@@ -31,8 +31,8 @@ def _cmd_run(a) -> int:
 
 
 def _cmd_book(a) -> int:
-    from .config import load_profile
     from .pipeline import build_book
+    from .profile import load_profile
 
     html = build_book(load_profile(a.profile), strict=not a.lax)
     print(f"book: {html / 'index.html'}")
@@ -40,14 +40,16 @@ def _cmd_book(a) -> int:
 
 
 def _cmd_steps(a) -> int:
-    from .config import load_profile
-    from .pipeline import STEPS, executed_path, is_current, variant_id
+    from .pipeline import is_current
+    from .places import relative
+    from .profile import load_profile
+    from .registry import STEPS, executed_path, variant_id
 
     cfg = load_profile(a.profile)
     for s in STEPS:
         for v in s.variants(cfg):
             state = "current" if is_current(cfg, s, v) else "to run"
-            print(f"{s.name:22s} {variant_id(v):28s} {state:8s} {executed_path(cfg, s, v)}")
+            print(f"{s.name:22s} {variant_id(v):28s} {state:8s} {relative(executed_path(cfg, s, v))}")
     return 0
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from .data import Item, data_root, load_image
 from .io import atomic_save_npz
 from .models import Weights, build_backbone, preprocess
+from .progress import bar
 
 
 def view(img: np.ndarray, v: int, sha: str = "") -> np.ndarray:
@@ -63,14 +64,13 @@ class FeatureCache:
     """Backbone feature maps for one :class:`Weights`, cached per image."""
 
     def __init__(self, weights: Weights, cache_dir: Path | str, batch_size: int = 16, root=None,
-                 progress=None, pool: int = 1):
+                 pool: int = 1):
         self.w = weights
         self.pool = int(pool)
         tag = f"-pool{self.pool}" if self.pool > 1 else ""
         self.dir = Path(cache_dir) / "features" / f"{weights.backbone}-{weights.key}-{weights.input_size}{tag}"
         self.batch_size = int(batch_size)
         self.root = root
-        self.progress = progress
         self._model = None
         self.backbone_calls = 0  # images x views pushed through the backbone in this process
         self.seconds = 0.0
@@ -98,7 +98,7 @@ class FeatureCache:
         root = data_root(self.root)
         t0 = time.perf_counter()
         per_batch = max(1, self.batch_size // n_views)
-        for start in range(0, len(todo), per_batch):
+        for start in bar(range(0, len(todo), per_batch), desc=f"{self.w.backbone} features", unit="batch"):
             chunk = todo[start:start + per_batch]
             x = np.stack([view(load_image(it, self.w.input_size, root), v, it.sha256)
                           for it in chunk for v in range(n_views)])
@@ -108,8 +108,6 @@ class FeatureCache:
             f = f.reshape(len(chunk), n_views, -1, f.shape[-1]).astype(np.float16)
             for it, fi in zip(chunk, f):
                 atomic_save_npz(self.path(it), features=fi)
-            if self.progress:
-                self.progress(f"{self.w.backbone}: features {start + len(chunk)}/{len(todo)} images")
         self.seconds += time.perf_counter() - t0
         return len(todo)
 
@@ -130,3 +128,28 @@ class FeatureCache:
             self.ensure(todo, need)
             got = [f if f is not None and f.shape[0] >= need else self._read(it) for it, f in zip(items, got)]
         return np.concatenate([f[vs] for f in got]).astype(np.float32)
+
+
+def for_backbone(cfg, backbone: str) -> FeatureCache:
+    """The feature cache of ``backbone`` with the weights and settings of profile ``cfg``."""
+    from .models import weights_for
+    from .places import cache_dir
+
+    f = cfg.features
+    return FeatureCache(weights_for(cfg, backbone), cache_dir(), f.batch_size, pool=f.pool)
+
+
+def split_arrays(fc: FeatureCache, split, views: int, roles=("train", "val", "test")) -> dict:
+    """(X, y, ids) of one repeat: train in all ``views``, val and test as view 0."""
+    from .data import manifest
+
+    by_id = {it.id: it for it in manifest("combined")}
+    out = {}
+    for role in roles:
+        part = split[split["role"] == role]
+        items = [by_id[i] for i in part["id"]]
+        v = views if role == "train" else 1
+        X = fc.load(items, v)
+        y = np.repeat(part["label"].to_numpy(dtype=int), v)
+        out[role] = (X, y, list(part["id"]))
+    return out

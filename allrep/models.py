@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AllrepError
+from .profile import Head
 
 BACKBONES = {
     # name: (keras.applications class, native input size, native preprocessing)
@@ -68,7 +69,11 @@ class Weights:
         return "imagenet-official"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The record results carry: a file is named by its name and sha256, never by a machine's path."""
+        d = asdict(self)
+        if self.kind == "imagenet-file":
+            d["path"] = Path(self.path).name
+        return d
 
 
 def _read_weights_manifest(folder: Path) -> dict:
@@ -95,7 +100,7 @@ def resolve_weights(backbone: str, requested: str = "imagenet", weights_dir: str
         entry = _read_weights_manifest(folder).get(backbone)
         if entry is None:
             return Weights(backbone, "random", None, native_pre, input_size or native,
-                           f"random initialisation (no offline ImageNet file for {backbone} in {folder})", seed=seed)
+                           f"random initialisation (no offline ImageNet file for {backbone} in the weights folder)", seed=seed)
         path = folder / entry["path"]
         if not path.is_file():
             raise AllrepError(f"ImageNet file for {backbone} missing: {path} (rebuild with {IMAGENET_TOOL} {folder})")
@@ -104,6 +109,12 @@ def resolve_weights(backbone: str, requested: str = "imagenet", weights_dir: str
                        entry.get("sha256"))
     return Weights(backbone, "imagenet-official", "imagenet", native_pre, input_size or native,
                    "keras.applications official ImageNet weights")
+
+
+def weights_for(cfg, backbone: str) -> Weights:
+    """The weights ``backbone`` starts from under profile ``cfg``."""
+    spec = cfg.backbone(backbone)
+    return resolve_weights(backbone, spec.weights, cfg.weights_dir, spec.input_size, seed=cfg.seed)
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -153,25 +164,7 @@ def feature_shape(backbone: str, input_size: int) -> tuple[int, int, int]:
     return tuple(int(d) for d in m.output_shape[1:])
 
 
-@dataclass
-class HeadParams:
-    """The hyperparameters of the GRU head (what tuning searches)."""
-
-    projection: int = 128  # units of the per-position Dense before the GRU (0: none)
-    gru_units: int = 64
-    dense_units: int = 64
-    dropout: float = 0.3
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "HeadParams":
-        d = dict(d or {})
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+HeadParams = Head  # the profile's `head:` section (allrep.profile.Head)
 
 
 def build_head(seq_len: int, channels: int, hp: HeadParams, name: str = "gru_head"):

@@ -182,49 +182,33 @@ def _windows_overlap(a: dict, b: dict) -> bool:
 
 
 def build_groups(prov: list[dict], overlaps: list[dict]) -> list[dict]:
-    """image id -> group id; union of duplicates, overlapping slides, crops and their parents."""
+    """image id -> group id: connected components of the graph whose edges join duplicates,
+    overlapping photographs, each crop and its parent(s), and crops whose windows overlap."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     items = manifest("combined")
-    parent = {it.id: it.id for it in items}
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union(a, b):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
-    reasons = defaultdict(set)
+    index = {it.id: i for i, it in enumerate(items)}
+    edges = []
     by_sha = defaultdict(list)
     for it in items:
         by_sha[it.sha256].append(it.id)
     for ids in by_sha.values():
-        for x in ids[1:]:
-            union(ids[0], x)
-            reasons[ids[0]].add("duplicate")
-    for o in overlaps:
-        union(o["a"], o["b"])
+        edges += [(ids[0], x) for x in ids[1:]]
+    edges += [(o["a"], o["b"]) for o in overlaps]
     for r in prov:
         if r["parent"]:
-            union(r["crop"], r["parent"])
-            for other in str(r.get("also_in") or "").split(";"):
-                if other:
-                    union(r["crop"], other)
+            edges.append((r["crop"], r["parent"]))
+            edges += [(r["crop"], other) for other in str(r.get("also_in") or "").split(";") if other]
     crops = [r for r in prov if r["parent"]]
-    for i, a in enumerate(crops):
-        for b in crops[i + 1:]:
-            if _windows_overlap(a, b):
-                union(a["crop"], b["crop"])
-    roots = {}
-    rows = []
-    for it in items:
-        r = find(it.id)
-        gid = roots.setdefault(r, f"G{len(roots) + 1:03d}")
-        rows.append(dict(id=it.id, db=it.db, label=it.label, group=gid))
-    return rows
+    edges += [(a["crop"], b["crop"]) for i, a in enumerate(crops) for b in crops[i + 1:] if _windows_overlap(a, b)]
+    rows_, cols = zip(*((index[a], index[b]) for a, b in edges)) if edges else ((), ())
+    graph = coo_matrix((np.ones(len(rows_)), (rows_, cols)), shape=(len(items), len(items)))
+    _, component = connected_components(graph, directed=False)
+    names = {}  # groups numbered in manifest order of their first image
+    return [dict(id=it.id, db=it.db, label=it.label, group=names.setdefault(component[i], f"G{len(names) + 1:03d}"))
+            for i, it in enumerate(items)]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

@@ -1,6 +1,8 @@
 """Reproducibility set-up: one call at the top of every notebook and script."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -23,8 +25,38 @@ def setup(seed: int = 0, threads: int | None = None) -> dict:
     return environment()
 
 
+def seed_for(seed: int, *parts) -> int:
+    """A stable 31-bit seed derived from the profile seed and names (no ``random()``)."""
+    h = hashlib.sha256(json.dumps([int(seed), *map(str, parts)]).encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def digest(obj) -> str:
+    """A short, stable hash of a JSON-able object (cache keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def accelerator() -> str:
+    """The accelerator Keras' backend sees, in words ("none" on a CPU-only machine)."""
+    import keras
+
+    try:
+        if keras.backend.backend() == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform != "cpu"]
+            return ", ".join(sorted({d.device_kind for d in gpus})) or "none"
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return ", ".join(d.name for d in tf.config.list_physical_devices("GPU")) or "none"
+    except Exception:  # noqa: BLE001 - a provenance field must never stop a run
+        return "unknown"
+    return "unknown"
+
+
 def git_commit() -> str:
-    from .config import PROJECT_ROOT
+    from .profile import PROJECT_ROOT
 
     try:
         out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -35,12 +67,13 @@ def git_commit() -> str:
 
 
 def environment() -> dict:
-    """Versions and hardware, for provenance."""
+    """Versions and hardware, for provenance: what matters (OS, architecture, CPU count, accelerator),
+    never a host name or a path."""
     import keras
     import numpy as np
 
-    info = dict(python=sys.version.split()[0], platform=platform.platform(), machine=platform.machine(),
-                cpus=os.cpu_count(), keras=keras.__version__, backend=keras.backend.backend(), numpy=np.__version__,
+    info = dict(python=sys.version.split()[0], os=platform.system(), machine=platform.machine(),
+                cpus=os.cpu_count(), accelerator=accelerator(), keras=keras.__version__, backend=keras.backend.backend(), numpy=np.__version__,
                 commit=git_commit())
     try:
         import importlib.metadata as md

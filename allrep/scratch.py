@@ -22,40 +22,14 @@ Only ``keras`` is used, so the GPU machine (JAX) runs the same code.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from .errors import AllrepError
+from .profile import Recipe as _Recipe
 
 
-@dataclass
-class Recipe:
-    epochs: int = 60
-    batch_size: int = 32
-    learning_rate: float = 1e-3  # peak rate (after the warm-up)
-    schedule: str = "constant"  # constant | cosine (decays to 0 at the last epoch)
-    warmup_epochs: int = 0  # linear warm-up from 10% of the peak
-    weight_decay: float = 0.0  # AdamW; 0 is plain Adam
-    label_smoothing: float = 0.0
-    bn_momentum: float = 0.99  # Keras' default
-    augment: bool = False  # a random dihedral view (+ colour jitter) of each image every epoch
-    patience: int = 8
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "Recipe":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise AllrepError(f"unknown scratch recipe setting(s) {', '.join(sorted(unknown))}: "
-                              f"choose from {', '.join(cls.__dataclass_fields__)}")
-        r = cls(**d)
-        if r.schedule not in ("constant", "cosine"):
-            raise AllrepError(f"unknown learning-rate schedule {r.schedule!r}: choose constant or cosine")
-        return r
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+Recipe = _Recipe  # a `scratch.recipes` entry of the profile (allrep.profile.Recipe)
 
 
 def jitter_view(img: np.ndarray, rng: np.random.Generator, colour: bool) -> np.ndarray:
@@ -136,7 +110,7 @@ class ScratchTrainer:
         import keras
 
         from .models import preprocess
-        from .training import _Shuffled, predict_padded
+        from .training import Shuffled, predict_padded
 
         t0 = time.perf_counter()
         self.reset(seed)
@@ -148,7 +122,7 @@ class ScratchTrainer:
                 x = np.stack([jitter_view(im, rng, colour=True) for im in x])
             return preprocess(x, w.preprocess)
 
-        data = _Shuffled(X_train, eye[np.asarray(y_train, dtype=int)], r.batch_size, seed, transform)
+        data = Shuffled(X_train, eye[np.asarray(y_train, dtype=int)], r.batch_size, seed, transform)
         Xv, Xt = preprocess(X_val, w.preprocess), preprocess(X_test, w.preprocess)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=r.patience, restore_best_weights=True)
         lr = keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(r, epoch))
@@ -162,14 +136,17 @@ class ScratchTrainer:
                     final_train_accuracy=h["accuracy"][-1])
 
 
-_TRAINER: list = []
+@lru_cache(maxsize=1)
+def scratch_trainer(w, hp, r: Recipe) -> ScratchTrainer:
+    """The last :class:`ScratchTrainer` built (``w`` without its seed), reused while backbone,
+    input, head and recipe stay the same."""
+    return ScratchTrainer(w, hp, r)
 
 
 def train_member(w, hp, r: Recipe, X_train, y_train, X_val, y_val, X_test, seed: int, reuse: bool = True) -> dict:
     """One member from random initialisation (weights drawn from ``seed``), on a cached
     :class:`ScratchTrainer` when the recipe, backbone, input and head match (``reuse``)."""
-    if not reuse:
-        return ScratchTrainer(w, hp, r).member(X_train, y_train, X_val, y_val, X_test, seed)
-    if not (_TRAINER and _TRAINER[0].fits(w, hp, r)):
-        _TRAINER[:] = [ScratchTrainer(w, hp, r)]
-    return _TRAINER[0].member(X_train, y_train, X_val, y_val, X_test, seed)
+    from dataclasses import replace
+
+    tr = scratch_trainer(replace(w, seed=None), hp, r) if reuse else ScratchTrainer(w, hp, r)
+    return tr.member(X_train, y_train, X_val, y_val, X_test, seed)

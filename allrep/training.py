@@ -14,54 +14,42 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from .io import atomic_save_npz, atomic_write_json
 from .models import HeadParams, build_head, compile_model
+from .profile import Training
 
 
-@dataclass
-class TrainSettings:
-    epochs: int = 40
-    batch_size: int = 32
-    patience: int = 8
-    pca: int = 0  # 0: raw channels; k: project channels on the top-k principal axes of the *training* features
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "TrainSettings":
-        d = dict(d or {})
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+TrainSettings = Training  # the profile's `training:` section (allrep.profile.Training)
 
 
-class _Shuffled:
-    """A keras PyDataset with a seeded permutation per epoch (backend-agnostic; used for images).
+class Shuffled(keras.utils.PyDataset):
+    """Batches of (X, y) in a seeded permutation, a new one every epoch (backend-agnostic; used for images).
 
     ``transform(x, rng)``, if given, maps each batch of inputs (e.g. online augmentation and
     preprocessing), drawing its randomness from the same seeded generator."""
 
-    def __new__(cls, X, y, batch_size, seed, transform=None):
-        import keras
+    def __init__(self, X, y, batch_size: int, seed: int, transform=None):
+        super().__init__()
+        self.X, self.y, self.batch_size, self.transform = X, y, int(batch_size), transform
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(X))
 
-        class DS(keras.utils.PyDataset):
-            def __init__(self):
-                super().__init__()
-                self.rng = np.random.default_rng(seed)
-                self.order = self.rng.permutation(len(X))
+    def __len__(self):
+        return int(np.ceil(len(self.X) / self.batch_size))
 
-            def __len__(self):
-                return int(np.ceil(len(X) / batch_size))
+    def __getitem__(self, i):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = self.X[idx]
+        return (x if self.transform is None else self.transform(x, self.rng)), self.y[idx]
 
-            def __getitem__(self, i):
-                idx = self.order[i * batch_size:(i + 1) * batch_size]
-                return (X[idx] if transform is None else transform(X[idx], self.rng)), y[idx]
-
-            def on_epoch_end(self):
-                self.order = self.rng.permutation(len(X))
-
-        return DS()
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.X))
 
 
 def predict_padded(model, X, block: int, copies: int = 1) -> list:
@@ -179,14 +167,10 @@ class EnsembleTrainer:
             self.model.train_on_batch([X[j] for j in b], [y[j] for j in b])
 
 
-_TRAINER: list = []  # the last trainer built, reused when the next call has the same shapes and head
-
-
+@lru_cache(maxsize=1)
 def ensemble_trainer(seq_len: int, channels: int, hp: HeadParams, M: int, batch_size: int) -> EnsembleTrainer:
-    """The cached :class:`EnsembleTrainer` for these shapes and hyperparameters (built when they change)."""
-    if not (_TRAINER and _TRAINER[0].fits(seq_len, channels, hp, M, batch_size)):
-        _TRAINER[:] = [EnsembleTrainer(seq_len, channels, hp, M, batch_size)]
-    return _TRAINER[0]
+    """The last :class:`EnsembleTrainer` built, reused while shapes and head stay the same (one held)."""
+    return EnsembleTrainer(seq_len, channels, hp, M, batch_size)
 
 
 def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seeds,
@@ -317,7 +301,7 @@ class FineTuner:
         t0 = time.perf_counter()
         self.reset(seed)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.ts.patience, restore_best_weights=True)
-        hist = self.model.fit(_Shuffled(X_train, y_train, self.ts.batch_size, seed), validation_data=(X_val, y_val),
+        hist = self.model.fit(Shuffled(X_train, y_train, self.ts.batch_size, seed), validation_data=(X_val, y_val),
                               epochs=self.ts.epochs, callbacks=[stop], verbose=0)
         h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
         t1 = time.perf_counter()

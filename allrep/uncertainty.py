@@ -120,3 +120,33 @@ def summary(y, P, bins: int = 10, n_boot: int = 1000, seed: int = 0) -> dict:
         out[f"mean_{k}"] = float(np.mean(d[k]))
         out[f"auroc_{k}"] = error_detection_auroc(y, p, d[k])
     return out
+
+
+def ensemble_summaries(probs, bins: int = 10, n_boot: int = 1000, seed: int = 0):
+    """:func:`summary` of every ensemble (dataset, protocol, repeat, backbone) on its test images."""
+    import pandas as pd
+
+    from .scores import ensembles
+
+    rows = []
+    for (ds, protocol, r, bb), wide in ensembles(probs).items():
+        y = wide.index.get_level_values("label").to_numpy()
+        rows.append(dict(dataset=ds, protocol=protocol, repeat=r, backbone=bb,
+                         **summary(y, wide.to_numpy().T, bins, n_boot, seed)))
+    return pd.DataFrame(rows)
+
+
+def entropy_frame(probs):
+    """Per test image and ensemble: predictive entropy, mutual information, and whether it was right."""
+    import pandas as pd
+
+    from .scores import ensembles
+
+    rows = []
+    for (ds, protocol, r, bb), wide in ensembles(probs).items():
+        y = wide.index.get_level_values("label").to_numpy()
+        d = decompose(wide.to_numpy().T)
+        rows.append(pd.DataFrame(dict(dataset=ds, protocol=protocol, backbone=bb, entropy=d["predictive_entropy"],
+                                      mutual_information=d["mutual_information"],
+                                      correct=(d["p_mean"] > 0.5) == (y == 1))))
+    return pd.concat(rows, ignore_index=True)

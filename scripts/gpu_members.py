@@ -41,48 +41,51 @@ def main(argv=None) -> dict:
 
     from allrep import repro
 
-    from allrep.config import load_profile
+    from allrep.profile import load_profile
 
     cfg = load_profile(a.profile)
-    if a.scratch and a.scratch not in cfg["scratch"]["recipes"]:
-        ap.error(f"unknown recipe {a.scratch!r}: profile {cfg.name} has {', '.join(cfg['scratch']['recipes'])}")
-    env = repro.setup(int(cfg["seed"]))
+    if a.scratch and a.scratch not in cfg.scratch.recipes:
+        ap.error(f"unknown recipe {a.scratch!r}: profile {cfg.name} has {', '.join(cfg.scratch.recipes)}")
+    env = repro.setup(cfg.seed)
     import numpy as np
 
-    from allrep import experiment as ex
+    from dataclasses import replace
+
     from allrep.data import load_images, manifest
     from allrep.features import view
     from allrep.metrics import binary_metrics
-    from allrep.models import preprocess
-    from allrep.training import FineTuner, TrainSettings
+    from allrep.models import preprocess, weights_for
+    from allrep.profile import Head, load_section
+    from allrep.repro import seed_for
+    from allrep.splits import make_splits
+    from allrep.training import FineTuner
 
-    split = ex.splits(cfg, a.dataset, "paper")
+    s = cfg.splits
+    split = make_splits(a.dataset, "paper", cfg.seed, s.test_fraction, s.val_fraction)
     items = {it.id: it for it in manifest(a.dataset)}
-    ts = TrainSettings.from_dict(cfg["training"])
-    if a.epochs:
-        ts.epochs = a.epochs
-    views = int(cfg["features"]["views"])
+    ts = replace(cfg.training, epochs=a.epochs) if a.epochs else cfg.training
+    views = cfg.features.views
     out = dict(environment=env, dataset=a.dataset, profile=cfg.name, backbones={})
-    for bb in a.backbones or cfg["use_backbones"]:
-        w = ex.weights_for(cfg, bb)
+    for bb in a.backbones or cfg.use_backbones:
+        w = weights_for(cfg, bb)
         if a.scratch:
             from allrep.models import resolve_weights
 
-            w = resolve_weights(bb, "none", seed=ex.seed_for(cfg, "gpu-scratch", bb))
+            w = resolve_weights(bb, "none", seed=seed_for(cfg.seed, "gpu-scratch", bb))
         if a.input_size:
-            from dataclasses import replace
-
             w = replace(w, input_size=a.input_size)
-        hp, hp_source = ex.tuned_params(cfg, bb, a.dataset)
-        hp.learning_rate = a.learning_rate  # fine-tuning a pretrained backbone wants a small step
+        best = Path("results") / "tuning" / f"best_{bb}_{a.dataset}.json" if cfg.name == "paper" else None
+        if best is not None and best.is_file():  # the committed paper run's tuned head
+            hp = load_section(Head, json.loads(best.read_text())["hyperparameters"], best.name)
+            hp_source = "tuned (paper run)"
+        else:
+            hp, hp_source = cfg.head, "profile default"
+        hp = replace(hp, learning_rate=a.learning_rate)  # fine-tuning a pretrained backbone wants a small step
         if a.scratch:
-            from allrep.models import HeadParams
-            from allrep.scratch import Recipe
-
-            hp, hp_source = HeadParams.from_dict(cfg["head"]), "profile default (from scratch)"
-            recipe = Recipe.from_dict(cfg["scratch"]["recipes"][a.scratch])
+            hp, hp_source = cfg.head, "profile default (from scratch)"
+            recipe = cfg.scratch.recipes[a.scratch]
             if a.epochs:
-                recipe.epochs = a.epochs
+                recipe = replace(recipe, epochs=a.epochs)
         t0 = time.perf_counter()
         data = {}
         for role in ("train", "val", "test"):
@@ -100,10 +103,8 @@ def main(argv=None) -> dict:
         t_build = time.perf_counter() - t0
         members = []
         for m in range(a.members):
-            seed = ex.seed_for(cfg, "gpu-member", a.dataset, "paper", 0, bb, m)
+            seed = seed_for(cfg.seed, "gpu-member", a.dataset, "paper", 0, bb, m)
             if a.scratch:  # a fresh model per member: random weights from the member's own seed
-                from dataclasses import replace
-
                 from allrep.scratch import train_member
 
                 r = train_member(replace(w, seed=seed), hp, recipe, *data["train"][:2], *data["val"][:2],

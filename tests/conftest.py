@@ -39,3 +39,27 @@ def weights_dir():
         subprocess.run(["bash", str(tool), str(dest), sys.executable], check=True, capture_output=True)
     os.environ["ALLREP_WEIGHTS_DIR"] = str(dest)
     return dest
+
+
+@pytest.fixture
+def results_copy(tmp_path, monkeypatch):
+    """A copy of the committed paper results for steps to write into (the committed files stay untouched)."""
+    import shutil
+
+    from allrep import places
+
+    dst = tmp_path / "results"
+    shutil.copytree(ROOT / "results", dst)
+    monkeypatch.setattr(places, "output_dir", lambda cfg: dst)
+    return dst
+
+
+def paper_context(step: str, **params):
+    from allrep.profile import load_profile
+    from allrep.registry import Context, get_step
+
+    return Context(get_step(step), load_profile("paper"), params)
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()

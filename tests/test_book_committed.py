@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from allrep.config import load_profile
-from allrep.pipeline import STEPS, executed_path
-from allrep.report import write_book_tables
+from allrep.pipeline import write_tables
+from allrep.profile import load_profile
+from allrep.registry import STEPS, executed_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def test_every_executed_notebook_of_the_paper_run_is_committed():
 
 
 def test_generated_tables_match_results(tmp_path):
-    write_book_tables(load_profile("paper"), tmp_path)
+    write_tables(load_profile("paper"), tmp_path)
     for p in tmp_path.glob("*.md"):
         committed = ROOT / "book" / "_generated" / p.name
         assert committed.read_text() == p.read_text(), f"book/_generated/{p.name} is stale: run `allrep book`"
@@ -44,3 +44,23 @@ def test_no_image_data_is_tracked():
     assert not bad, bad
     for nb in (ROOT / "book" / "executed").glob("10_data_exploration*.ipynb"):
         assert "sample grid omitted" in nb.read_text()  # thumbnails of licensed images never committed
+
+
+def test_no_machine_specific_path_or_host_in_tracked_files():
+    """Nothing in git names a machine: no absolute path of any machine, no host name."""
+    import re
+
+    roots = "|".join(["/" + d + "/" for d in ("home", "work", "tmp", "Users", "root", "mnt")])
+    pattern = re.compile(r"(?<![\w.~-])(" + roots + r")|[A-Z]:\\\\")
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True).stdout.split()
+    bad = []
+    for f in files:
+        path = ROOT / f
+        if not path.is_file() or path.suffix in (".png", ".h5"):
+            continue
+        text = path.read_text(errors="ignore")
+        for m in pattern.finditer(text):
+            bad.append(f"{f}: ...{text[max(0, m.start() - 30):m.end() + 30]!r}")
+        if re.search(r"Linux-\d+\.\d+", text):
+            bad.append(f"{f}: a platform string")
+    assert not bad, "\n".join(bad[:20])

@@ -1,4 +1,5 @@
 """The notebook contract, the smoke pipeline (twice), nbval, the book build and a real browser."""
+import json
 import os
 import shutil
 import subprocess
@@ -8,26 +9,36 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from allrep import pipeline
-from allrep.config import load_profile
+from allrep import pipeline, places
+from allrep.profile import load_profile
+from allrep.registry import STEP_NAMES, STEPS, executed_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # ----------------------------------------------------------------------------- contract (fast)
 def test_notebook_contract():
+    """One skeleton: title and purpose, tagged and commented parameters, the set-up call, steps, summary;
+    no outputs in the source notebooks; each notebook calls its own step module."""
     sources = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
-    assert sources == sorted(pipeline.STEP_NAMES), "notebooks/ and the runner's registry differ"
-    assert list(pipeline.STEP_NAMES) == sorted(pipeline.STEP_NAMES), "registry order is not the numbering"
-    for step in pipeline.STEPS:
+    assert sources == sorted(STEP_NAMES), "notebooks/ and the registry differ"
+    assert list(STEP_NAMES) == sorted(STEP_NAMES), "registry order is not the numbering"
+    for step in STEPS:
         nb = nbformat.read(step.notebook, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), step.name
+        assert "**Purpose.**" in nb.cells[0].source, f"{step.name}: no purpose"
         assert "parameters" in code[0].metadata.get("tags", []), f"{step.name}: first code cell is not parameters"
-        assert "profile: str = \"smoke\"" in code[0].source, f"{step.name}: parameters default is not smoke"
+        names = [line.split(":")[0] for line in code[0].source.splitlines()]
+        assert names == ["profile", *step.per], f"{step.name}: parameters {names}"
+        assert 'profile: str = "smoke"' in code[0].source, f"{step.name}: parameters default is not smoke"
         assert all("#" in line for line in code[0].source.splitlines()), f"{step.name}: uncommented parameter"
+        setup = code[1].source
+        assert setup.startswith("import allrep.notebook\nctx = allrep.notebook.setup(" f'"{step.name}", profile'), step.name
+        assert f"from allrep.steps import {step.module.rsplit('.', 1)[1]} as step" in setup, step.name
         for c in code:
             assert not c.get("outputs") and c.get("execution_count") is None, f"{step.name}: outputs in source"
+            assert "results/" not in c.source and "output_dir" not in c.source, f"{step.name}: builds a path"
         assert nb.cells[-1].source.startswith("## Summary"), step.name
 
 
@@ -39,8 +50,8 @@ def test_committed_toc_matches_registry():
 def test_smoke_writes_to_scratch_only(monkeypatch, tmp_path):
     monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path))
     smoke, paper = load_profile("smoke"), load_profile("paper")
-    assert pipeline.executed_dir(smoke) == tmp_path / "smoke" / "book" / "executed"
-    assert pipeline.executed_dir(paper) == ROOT / "book" / "executed"
+    assert places.executed_dir(smoke) == tmp_path / "smoke" / "book" / "executed"
+    assert places.executed_dir(paper) == ROOT / "book" / "executed"
 
 
 def test_unknown_profile_and_step():
@@ -67,14 +78,15 @@ def smoke(data_root, weights_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     cfg = load_profile("smoke")
-    expected = {pipeline.executed_path(cfg, s, v).name for s in pipeline.STEPS for v in s.variants(cfg)}
+    expected = {executed_path(cfg, s, v).name for s in STEPS for v in s.variants(cfg)}
     got = {p.name for p in smoke["executed"].glob("*.ipynb")}
     assert expected == got
     assert len(expected) == 1 + 2 * 3 * 3 + 1 + 3
     nb = nbformat.read(smoke["executed"] / "30_ensemble__mobilenetv2_IDB2.ipynb", as_version=4)
     prov = nb.metadata["allrep"]
     assert prov["profile"] == "smoke" and prov["parameters"] == {"backbone": "mobilenetv2", "dataset": "IDB2"}
-    assert prov["environment"]["keras"] and prov["seconds"] > 0
+    assert prov["environment"]["keras"] and prov["seconds"] > 0 and prov["environment"]["accelerator"] == "none"
+    assert nb.metadata["papermill"]["input_path"] == "notebooks/30_ensemble.ipynb"  # relative, never a machine path
     results = smoke["base"] / "scratch" / "smoke" / "results"
     import pandas as pd
 
@@ -87,11 +99,11 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     probs = pd.read_csv(results / "probabilities" / "IDB2_mobilenetv2.csv")
     assert list(probs.columns) == ["protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
     assert sorted(probs["member"].unique()) == [0, 1]
-    best = pd.read_csv(results / "tuning" / "best_hyperparameters.csv")
-    assert len(best) == 9 and {"gru_units", "learning_rate", "dropout"} <= set(best.columns)
+    best = sorted((results / "tuning").glob("best_*.json"))
+    assert len(best) == 9 and {"gru_units", "learning_rate", "dropout"} <= set(json.loads(best[0].read_text())["hyperparameters"])
     trials = pd.read_csv(results / "tuning" / "trials_mobilenetv2_IDB2.csv")
     assert (trials["status"] == "COMPLETED").all() and trials["val_loss"].notna().all()  # tuning really ran
-    scratch = pd.read_csv(results / "scratch" / f"IDB2_{cfg['scratch']['backbone']}.csv")  # both recipes, 2 splits
+    scratch = pd.read_csv(results / "scratch" / f"IDB2_{cfg.scratch.backbone}.csv")  # both recipes, 2 splits
     assert sorted(set(zip(scratch["recipe"], scratch["protocol"]))) == [
         ("naive", "grouped"), ("naive", "paper"), ("ours", "grouped"), ("ours", "paper")]
     assert len(scratch[scratch["protocol"] == "paper"]) == 2 * 52

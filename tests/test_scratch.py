@@ -4,16 +4,16 @@ import pandas as pd
 import pytest
 
 from allrep.errors import AllrepError
-from allrep.report import scratch_fusion_table, scratch_glue, summarize
+from allrep.scores import scratch_fusion_table, scratch_glue, summarize
 from allrep.scratch import Recipe, jitter_view
 
 
 def test_recipe_rejects_unknown_settings():
-    with pytest.raises(AllrepError, match="unknown scratch recipe setting"):
-        Recipe.from_dict({"epochs": 3, "lr": 0.1})
-    with pytest.raises(AllrepError, match="schedule"):
-        Recipe.from_dict({"schedule": "step"})
-    assert Recipe.from_dict({"epochs": 3}).epochs == 3
+    from allrep.profile import load_section
+
+    with pytest.raises(AllrepError, match="unknown setting scratch.recipes.x.lr"):
+        load_section(Recipe, {"epochs": 3, "lr": 0.1}, "scratch.recipes.x")
+    assert load_section(Recipe, {"epochs": 3}, "r").epochs == 3
 
 
 def test_jitter_view_is_a_seeded_dihedral_transform():
@@ -75,7 +75,7 @@ def _fake(n=10):
 
 def test_scratch_fusion_table_compares_on_the_same_images():
     probs, scratch = _fake()
-    t = scratch_fusion_table(None, "IDB2", probs, scratch, random_bb=["r"]).set_index("model")
+    t = scratch_fusion_table("IDB2", probs, scratch, random_bb=["r"]).set_index("model")
     assert t.loc["from scratch (ours) alone", "n_correct"] == 10
     assert t.loc["r frozen random features alone", "n_correct"] == 5  # 0.6 everywhere: all called ALL
     # a and b disagree on two images with equal confidence: sum = 0.5, a tie, goes to healthy

@@ -2,8 +2,6 @@
 import numpy as np
 import pytest
 
-from allrep import experiment as ex
-from allrep.config import load_profile
 from allrep.features import FeatureCache, view
 from allrep.models import HeadParams, resolve_weights
 from allrep.splits import make_splits
@@ -76,31 +74,6 @@ def test_dihedral_views_are_exact():
     assert all(sorted(v.ravel()) == sorted(img.ravel()) for v in vs)  # no pixel lost
     j = view(img, 9, "abcdef12")
     assert j.shape == img.shape and not np.array_equal(j, view(img, 1))
-
-
-def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("ALLREP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path / "scratch"))
-    cfg = load_profile("smoke")
-    cfg["use_backbones"] = ["mobilenetv2"]
-    cfg["ensemble"]["members"] = 3  # x 3 splits (paper + 2 grouped repeats)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_split(msg):
-        if "trained" in msg:
-            raise Killed
-
-    with pytest.raises(Killed):
-        ex.run_ensemble(cfg, "mobilenetv2", "IDB1", progress=kill_after_first_split)
-    res = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", progress=None)
-    assert (res["members_reused"], res["members_trained"]) == (3, 6)
-    probs = res["probabilities"]
-    assert sorted(probs["member"].unique()) == [0, 1, 2] and len(probs[probs["protocol"] == "paper"]) == 3 * 22
-    again = ex.run_ensemble(cfg, "mobilenetv2", "IDB1", progress=None)
-    assert again["members_trained"] == 0
-    assert again["probabilities"].equals(probs)
 
 
 def test_joint_members_are_independent_and_reproducible(idb2):

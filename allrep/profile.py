@@ -1,0 +1,326 @@
+"""Profiles: every setting of a run, typed, in ``profiles/<name>.yaml``.
+
+A profile may ``extends:`` another and override any key. It loads into a frozen
+:class:`Profile` of section dataclasses through one strict loader
+(:func:`load_section`): a key the dataclass does not declare is an error naming
+its dotted path, and so is a value of the wrong type. Every field is read by the
+code (a setting nobody reads does not exist), so an unknown key is also an unused
+key. Notebooks and the runner take only a profile name and a variant (dataset,
+backbone); ``Profile.digest(*sections)`` is the part of a profile a step depends on.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import AllrepError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = Path(os.environ.get("ALLREP_PROFILES", PROJECT_ROOT / "profiles"))
+DATASETS = ("IDB1", "IDB2", "combined")
+BACKBONE_NAMES = ("inceptionv3", "efficientnetb3", "mobilenetv2")
+
+
+# ----------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class Splits:
+    test_fraction: float = 0.2  # paper: 80/20 hold-out
+    val_fraction: float = 0.2  # carved from training only
+    repeats: int = 10  # grouped protocol: splits with no group across train/test
+
+
+@dataclass(frozen=True)
+class Backbone:
+    weights: str = "imagenet"  # imagenet | none
+    input_size: int | None = None  # None: the weights' own size
+
+
+@dataclass(frozen=True)
+class Features:
+    views: int = 8  # training views per image (dihedral transforms)
+    pool: int = 1  # k x k average pooling of the feature map
+    batch_size: int = 16  # backbone batch
+
+
+@dataclass(frozen=True)
+class Head:
+    """The hyperparameters of the GRU head (what tuning searches)."""
+
+    projection: int = 128  # units of the per-position Dense before the GRU (0: none)
+    gru_units: int = 64
+    dense_units: int = 64
+    dropout: float = 0.3
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Training:
+    epochs: int = 40
+    batch_size: int = 32
+    patience: int = 8
+    pca: int = 0  # 0: raw channels; k: top-k principal axes of the *training* features
+
+
+@dataclass(frozen=True)
+class Tuning:
+    trials: int = 10
+    initial_points: int = 4
+    executions_per_trial: int = 1
+    epochs: int = 16
+    protocol: str = "paper"  # the split whose validation part is the objective
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    members: int = 5
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to train a hybrid end to end from random weights (:mod:`allrep.scratch`)."""
+
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # peak rate (after the warm-up)
+    schedule: str = "constant"  # constant | cosine (decays to 0 at the last epoch)
+    warmup_epochs: int = 0  # linear warm-up from 10% of the peak
+    weight_decay: float = 0.0  # AdamW; 0 is plain Adam
+    label_smoothing: float = 0.0
+    bn_momentum: float = 0.99  # Keras' default
+    augment: bool = False  # a random dihedral view (+ colour jitter) of each image every epoch
+    patience: int = 8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Scratch:
+    backbone: str = "efficientnetb3"
+    datasets: tuple[str, ...] = ("IDB2",)
+    input_size: int = 64
+    repeats: int = 1  # grouped repeats (after the paper split) that get from-scratch members
+    members: int = 1
+    recipes: dict[str, Recipe] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    rules: tuple[str, ...] = ("sum", "product", "max", "vote")
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    ece_bins: int = 10
+    bootstrap: int = 1000
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seed: int
+    datasets: tuple[str, ...]
+    splits: Splits
+    backbones: dict[str, Backbone]
+    use_backbones: tuple[str, ...]
+    features: Features
+    head: Head
+    training: Training
+    tuning: Tuning
+    ensemble: Ensemble
+    scratch: Scratch
+    fusion: Fusion
+    uncertainty: Uncertainty
+    weights_dir: str | None = None  # ALLREP_WEIGHTS_DIR wins
+    show_images: bool = False  # thumbnails recreate licensed images: scratch profiles only
+
+    def section(self, name: str):
+        if name not in {f.name for f in dataclasses.fields(self)}:
+            raise AllrepError(f"profile {self.name!r} has no section {name!r}")
+        return getattr(self, name)
+
+    def slice(self, *names: str) -> dict:
+        return {n: _plain(self.section(n)) for n in names}
+
+    def digest(self, *names: str) -> str:
+        """Hash of the named sections (all when none is named)."""
+        blob = json.dumps(self.slice(*names) if names else _plain(self), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def backbone(self, name: str) -> Backbone:
+        if name not in self.backbones:
+            raise AllrepError(f"unknown backbone {name!r}: profile {self.name!r} has {', '.join(self.backbones)}")
+        return self.backbones[name]
+
+    def flat(self) -> list[tuple[str, object]]:
+        """(dotted setting, value) of every setting, for the book's settings table."""
+        out = []
+
+        def walk(prefix, v):
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    walk(f"{prefix}.{k}" if prefix else k, x)
+            else:
+                out.append((prefix, v))
+
+        walk("", _plain(self))
+        return out
+
+
+def _plain(obj):
+    """Dataclasses, tuples and dicts as JSON-ready dicts and lists (the form the YAML had)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------- the strict loader
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _convert(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, value, where)
+            except AllrepError:
+                continue
+        raise AllrepError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return load_section(tp, value, where)
+    if origin is dict:
+        _, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise AllrepError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        (et, _) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise AllrepError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(et, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise AllrepError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AllrepError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AllrepError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise AllrepError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported setting type {tp!r} at {where}")
+
+
+def load_section(cls, raw, where: str):
+    """``cls(**raw)`` with every key checked: unknown keys and wrong types raise one line naming them.
+    The single loading style for every section (and for tuned hyperparameters read back)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise AllrepError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise AllrepError(f"unknown setting {', '.join(f'{where}.{k}' if where else k for k in unknown)}: "
+                          f"{where or 'a profile'} takes {', '.join(names)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in raw.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        raise AllrepError(f"{where or 'profile'}: missing setting(s) {', '.join(missing)}") from e
+
+
+def _check(p: Profile) -> Profile:
+    for d in (*p.datasets, *p.scratch.datasets):
+        if d not in DATASETS:
+            raise AllrepError(f"profile {p.name!r}: unknown dataset {d!r}: choose from {', '.join(DATASETS)}")
+    for b in (*p.backbones, *p.use_backbones, p.scratch.backbone):
+        if b not in BACKBONE_NAMES:
+            raise AllrepError(f"profile {p.name!r}: unknown backbone {b!r}: choose from {', '.join(BACKBONE_NAMES)}")
+    for b in p.use_backbones:
+        if b not in p.backbones:
+            raise AllrepError(f"profile {p.name!r}: use_backbones names {b!r}, which backbones: does not define")
+    for b, spec in p.backbones.items():
+        if spec.weights not in ("imagenet", "none"):
+            raise AllrepError(f"backbones.{b}.weights: {spec.weights!r}: use imagenet or none")
+    for name, r in p.scratch.recipes.items():
+        if r.schedule not in ("constant", "cosine"):
+            raise AllrepError(f"scratch.recipes.{name}.schedule: {r.schedule!r}: choose constant or cosine")
+    for rule in p.fusion.rules:
+        if rule not in ("sum", "product", "max", "vote"):
+            raise AllrepError(f"fusion.rules: unknown rule {rule!r}: choose from sum, product, max, vote")
+    if p.tuning.protocol not in ("paper", "grouped"):
+        raise AllrepError(f"tuning.protocol: {p.tuning.protocol!r}: choose paper or grouped")
+    return p
+
+
+# ----------------------------------------------------------------------------- files
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _load_raw(name: str, seen: tuple = ()) -> dict:
+    path = Path(name) if name.endswith(".yaml") else PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise AllrepError(f"unknown profile {name!r}: choose one of {', '.join(available_profiles())} "
+                          f"(files in {PROFILES_DIR.name}/)")
+    if name in seen:
+        raise AllrepError(f"profile {name!r} extends itself")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise AllrepError(f"profile {path.name} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise AllrepError(f"profile {path.name}: expected a mapping of settings")
+    parent = raw.pop("extends", None)
+    return _merge(_load_raw(parent, seen + (name,)), raw) if parent else raw
+
+
+def load_profile(name: str) -> Profile:
+    """The typed profile ``name`` (or a path to a .yaml file)."""
+    raw = _load_raw(name)
+    raw.setdefault("name", Path(name).stem)
+    return _check(load_section(Profile, raw, ""))

@@ -1,0 +1,315 @@
+"""The step registry: every notebook step, its variants, and every file it reads and writes.
+
+One registry (:data:`STEPS`) is shared by the runner (:mod:`allrep.pipeline`), the book's table
+of contents, the notebooks (through :class:`Context`) and the tests. A step declares
+
+* ``sections``: the parts of the profile it depends on;
+* ``inputs`` and ``outputs``: named path templates relative to the profile's results folder.
+  A placeholder a variant fixes (``{dataset}``, ``{backbone}``) takes the variant's value; any
+  other expands over the profile (``{protocol}``: both protocols; ``{scratch_dataset}``...);
+* ``module``: the :mod:`allrep.steps` module that does its work (``30_ensemble`` ->
+  ``allrep.steps.step30_ensemble``, tested in ``tests/test_step30_ensemble.py``).
+
+Notebooks build no path: they ask their :class:`Context` for a declared name, and the context
+refuses names a step did not declare. While the runner executes a notebook, an audit hook
+(:mod:`allrep.notebook`) logs every results file the kernel opens or replaces; the runner fails
+the step when one was not declared.
+
+A variant is re-executed only when its stamp changes: the source notebook, its parameters, its
+profile sections, the contents of its declared inputs, its declaration here, and the code of the
+allrep modules it uses (the import closure of its step module and of the modules its notebook
+imports, hashed as syntax trees, so comments do not count).
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import itertools
+import json
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import places
+from .errors import AllrepError
+from .io import atomic_write_csv, atomic_write_json
+from .profile import PROJECT_ROOT, Profile
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+PACKAGE = PROJECT_ROOT / "allrep"
+PROTOCOLS = ("paper", "grouped")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # notebook stem, e.g. "30_ensemble"
+    title: str
+    sections: tuple  # profile sections (or top-level settings) the step depends on
+    inputs: dict = field(default_factory=dict)  # name -> template under the results folder
+    outputs: dict = field(default_factory=dict)
+    per: tuple = ()  # variant axes: "backbone", "dataset"
+
+    @property
+    def notebook(self) -> Path:
+        return NOTEBOOKS / f"{self.name}.ipynb"
+
+    @property
+    def module(self) -> str:
+        num, rest = self.name.split("_", 1)
+        return f"allrep.steps.step{num}_{rest}"
+
+    def variants(self, cfg: Profile) -> list[dict]:
+        out = [{}]
+        for axis in self.per:
+            values = cfg.use_backbones if axis == "backbone" else cfg.datasets
+            out = [dict(v, **{axis: x}) for v in out for x in values]
+        return out
+
+    def declaration(self) -> str:
+        return json.dumps(dict(sections=self.sections, inputs=self.inputs, outputs=self.outputs, per=self.per),
+                          sort_keys=True)
+
+
+_SPLITS = "splits/{dataset}_{protocol}.csv"
+_PROBS = "probabilities/{dataset}_{backbone}.csv"
+_META = "probabilities/{dataset}_{backbone}.json"
+_BEST = "tuning/best_{backbone}_{dataset}.json"
+_SHORTCUTS = "data/shortcut_baselines.csv"
+
+STEPS = (
+    Step("10_data_exploration", "Data exploration and shortcut audit", ("seed", "datasets", "splits", "show_images"),
+         outputs=dict(splits=_SPLITS, shortcuts=_SHORTCUTS)),
+    Step("20_tuning", "Bayesian tuning", ("seed", "backbones", "weights_dir", "features", "training", "tuning"),
+         inputs=dict(splits=_SPLITS),
+         outputs=dict(best=_BEST, trials="tuning/trials_{backbone}_{dataset}.csv"), per=("backbone", "dataset")),
+    Step("30_ensemble", "Deep-ensemble training",
+         ("seed", "backbones", "weights_dir", "features", "head", "training", "ensemble"),
+         inputs=dict(splits=_SPLITS, best=_BEST), outputs=dict(probabilities=_PROBS, meta=_META),
+         per=("backbone", "dataset")),
+    Step("35_scratch", "EfficientNetB3 from scratch", ("seed", "scratch", "head", "use_backbones"),
+         inputs=dict(splits="splits/{scratch_dataset}_{protocol}.csv",
+                     probabilities="probabilities/{scratch_dataset}_{backbone}.csv",
+                     meta="probabilities/{scratch_dataset}_{backbone}.json"),
+         outputs=dict(probabilities="scratch/{scratch_dataset}_{scratch_backbone}.csv",
+                      members="scratch/{scratch_dataset}_{scratch_backbone}_members.csv",
+                      summary="fusion/scratch_summary.csv")),
+    Step("40_uncertainty", "Uncertainty and calibration", ("seed", "datasets", "use_backbones", "uncertainty"),
+         inputs=dict(probabilities=_PROBS), outputs=dict(summary="uncertainty/summary.csv")),
+    Step("50_fusion", "Sum-rule fusion and ablations", ("datasets", "use_backbones", "fusion"),
+         inputs=dict(probabilities=_PROBS, meta=_META, shortcuts=_SHORTCUTS),
+         outputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", baselines="fusion/baselines.csv")),
+    Step("60_results", "Results: claims, protocols, baselines", ("datasets", "use_backbones"),
+         inputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", meta=_META, best=_BEST),
+         outputs=dict(claims="claims.csv")),
+)
+STEP_NAMES = tuple(s.name for s in STEPS)
+
+
+def get_step(name: str) -> Step:
+    for s in STEPS:
+        if name in (s.name, s.name.split("_", 1)[1], s.name[:2]):
+            return s
+    raise AllrepError(f"unknown step {name!r}: choose from {', '.join(STEP_NAMES)}")
+
+
+def variant_id(params: dict) -> str:
+    return "_".join(str(params[k]) for k in ("backbone", "dataset") if k in params) or "all"
+
+
+def executed_path(cfg: Profile, step: Step, params: dict) -> Path:
+    return places.executed_dir(cfg) / f"{step.name}__{variant_id(params)}.ipynb"
+
+
+# ----------------------------------------------------------------------------- templates
+def _axis_values(cfg: Profile, params: dict, key: str) -> tuple:
+    if key in params:
+        return (params[key],)
+    table = dict(dataset=cfg.datasets, backbone=cfg.use_backbones, protocol=PROTOCOLS,
+                 scratch_dataset=cfg.scratch.datasets, scratch_backbone=(cfg.scratch.backbone,))
+    if key not in table:
+        raise AllrepError(f"unknown placeholder {{{key}}} in a step's path template")
+    return tuple(table[key])
+
+
+def expand(cfg: Profile, params: dict, template: str) -> dict[tuple, Path]:
+    """Every file a template names for this variant: {(value, ...): path}, keys in placeholder order."""
+    keys = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    out = {}
+    for combo in itertools.product(*(_axis_values(cfg, params, k) for k in keys)):
+        out[combo] = places.output_dir(cfg) / template.format(**dict(zip(keys, combo)))
+    return out
+
+
+def declared(cfg: Profile, step: Step, params: dict, kind: str) -> list[Path]:
+    templates = step.inputs if kind == "inputs" else step.outputs
+    return sorted({p for t in templates.values() for p in expand(cfg, params, t).values()})
+
+
+# ----------------------------------------------------------------------------- module closure
+def _imports(path: Path, modname: str) -> set[str]:
+    """allrep modules imported anywhere in ``path`` (top level or inside functions)."""
+    tree = ast.parse(path.read_text())
+    pkg = modname if path.name == "__init__.py" else modname.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "allrep"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] != "allrep":
+                continue
+            found.add(mod)
+            found |= {f"{mod}.{a.name}" for a in node.names}  # `from allrep import plots` imports a module
+    return found
+
+
+def module_file(mod: str) -> Path | None:
+    parts = mod.split(".")[1:]
+    base = PACKAGE.joinpath(*parts)
+    for p in (base.with_suffix(".py"), base / "__init__.py"):
+        if p.is_file():
+            return p
+    return None
+
+
+_NOT_HASHED = {"allrep.registry", "allrep.pipeline", "allrep.cli"}  # plumbing: the declaration is hashed instead
+
+
+def closure(roots) -> list[str]:
+    """The allrep modules ``roots`` use, transitively."""
+    seen, todo = set(), [r for r in roots]
+    while todo:
+        mod = todo.pop()
+        path = module_file(mod)
+        if mod in seen or path is None:
+            continue
+        seen.add(mod)
+        todo += sorted(_imports(path, mod))
+    return sorted(seen - _NOT_HASHED)
+
+
+def notebook_imports(nb_path: Path) -> set[str]:
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    tree = ast.parse(src)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("allrep")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("allrep"):
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def step_modules(step: Step) -> list[str]:
+    return closure({step.module} | notebook_imports(step.notebook))
+
+
+def _code_digest(mods) -> str:
+    h = hashlib.sha256()
+    for m in mods:
+        h.update(m.encode())
+        h.update(ast.dump(ast.parse(module_file(m).read_text())).encode())
+    return h.hexdigest()[:16]
+
+
+def _files_digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(places.relative(p).encode())
+        with open(p, "rb") as f:
+            h.update(hashlib.file_digest(f, "sha256").digest())
+    return h.hexdigest()[:16]
+
+
+def stamp(cfg: Profile, step: Step, params: dict) -> dict:
+    """What a variant's executed copy depends on; equal stamps mean nothing to re-execute."""
+    inputs = declared(cfg, step, params, "inputs")
+    missing = [places.relative(p) for p in inputs if not p.is_file()]
+    return dict(notebook=_files_digest([step.notebook]), params=params, profile=cfg.digest(*step.sections),
+                declaration=hashlib.sha256(step.declaration().encode()).hexdigest()[:16],
+                inputs=_files_digest([p for p in inputs if p.is_file()]), missing_inputs=missing,
+                code=_code_digest(step_modules(step)))
+
+
+# ----------------------------------------------------------------------------- the notebooks' view
+@dataclass
+class Context:
+    """What one executing variant may touch: its profile, its parameters and its declared files."""
+
+    step: Step
+    cfg: Profile
+    params: dict
+    env: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):  # ctx.backbone, ctx.dataset
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(name)
+
+    def _template(self, name: str, kind: str) -> str:
+        table = self.step.inputs if kind == "inputs" else self.step.outputs
+        if name not in table:
+            raise AllrepError(f"step {self.step.name} declares no {kind[:-1]} {name!r} "
+                              f"(it declares {', '.join(table) or 'none'}): add it to allrep.registry.STEPS")
+        return table[name]
+
+    def paths(self, name: str, kind: str = "inputs", **fixed) -> dict[tuple, Path]:
+        return expand(self.cfg, {**self.params, **fixed}, self._template(name, kind))
+
+    def path(self, name: str, kind: str = "inputs", **fixed) -> Path:
+        found = self.paths(name, kind, **fixed)
+        if len(found) != 1:
+            raise AllrepError(f"{self.step.name}: {kind[:-1]} {name!r} names {len(found)} files; fix the placeholders")
+        return next(iter(found.values()))
+
+    def output(self, name: str, **fixed) -> Path:
+        return self.path(name, "outputs", **fixed)
+
+    def read_csv(self, name: str, **fixed) -> pd.DataFrame:
+        return _read_csv(self.path(name, **fixed))
+
+    def read_all_csv(self, name: str) -> pd.DataFrame:
+        """Every file a template names, concatenated (a missing one is an error naming the step that writes it)."""
+        return pd.concat([_read_csv(p) for p in sorted(self.paths(name).values())], ignore_index=True)
+
+    def read_json(self, name: str, **fixed):
+        p = self.path(name, **fixed)
+        _require(p)
+        return json.loads(p.read_text())
+
+    def read_all_json(self, name: str) -> dict:
+        out = {}
+        for key, p in self.paths(name).items():
+            _require(p)
+            out[key] = json.loads(p.read_text())
+        return out
+
+    def write_csv(self, df: pd.DataFrame, name: str, **fixed) -> Path:
+        return atomic_write_csv(df, self.output(name, **fixed))
+
+    def write_json(self, obj, name: str, **fixed) -> Path:
+        return atomic_write_json(self.output(name, **fixed), obj)
+
+
+def _require(p: Path) -> None:
+    if not p.is_file():
+        writer = next((s.name for s in STEPS if any(Path(t).parts[0] == p.parent.name for t in s.outputs.values())),
+                      "an earlier step")
+        raise AllrepError(f"{places.relative(p)} does not exist yet: run {writer} first "
+                          f"(allrep run --steps {writer[:2]})")
+
+
+def _read_csv(p: Path) -> pd.DataFrame:
+    _require(p)
+    return pd.read_csv(p)

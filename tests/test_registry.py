@@ -1,0 +1,142 @@
+"""The step registry: names, declared files, stamps (what re-executes) and the access check."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from allrep import registry
+from allrep.errors import AllrepError
+from allrep.pipeline import check_access
+from allrep.profile import load_profile
+from allrep.registry import STEPS, Context, declared, get_step, stamp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_step_has_its_module_and_test_by_name():
+    for s in STEPS:
+        num, rest = s.name.split("_", 1)
+        assert (ROOT / "allrep" / "steps" / f"step{num}_{rest}.py").is_file(), s.name
+        assert (ROOT / "tests" / f"test_step{num}_{rest}.py").is_file(), s.name
+        __import__(s.module)
+
+
+def test_every_input_is_some_earlier_steps_output():
+    cfg = load_profile("paper")
+    written = set()
+    for s in STEPS:
+        for v in s.variants(cfg):
+            for p in declared(cfg, s, v, "inputs"):
+                assert p in written, f"{s.name} reads {p.name}, which no earlier step writes"
+        written |= {p for v in s.variants(cfg) for p in declared(cfg, s, v, "outputs")}
+
+
+def test_variants_get_their_own_files():
+    cfg = load_profile("paper")
+    s = get_step("30")
+    a = declared(cfg, s, {"backbone": "inceptionv3", "dataset": "IDB1"}, "inputs")
+    assert sorted(p.name for p in a) == ["IDB1_grouped.csv", "IDB1_paper.csv", "best_inceptionv3_IDB1.json"]
+    assert len(declared(cfg, get_step("40"), {}, "inputs")) == 9  # every dataset x backbone
+
+
+def test_context_refuses_undeclared_names():
+    ctx = Context(get_step("60"), load_profile("paper"), {})
+    with pytest.raises(AllrepError, match="declares no input 'splits'"):
+        ctx.path("splits")
+    with pytest.raises(AllrepError, match="declares no output 'scores'"):
+        ctx.output("scores")
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    """Copies of the notebooks and the package that stamps read, so a test can edit them."""
+    nbs, pkg = tmp_path / "notebooks", tmp_path / "allrep"
+    shutil.copytree(ROOT / "notebooks", nbs)
+    shutil.copytree(ROOT / "allrep", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(registry, "NOTEBOOKS", nbs)
+    monkeypatch.setattr(registry, "PACKAGE", pkg)
+    return nbs, pkg
+
+
+def _stamps(cfg):
+    return {(s.name, registry.variant_id(v)): stamp(cfg, s, v) for s in STEPS for v in s.variants(cfg)}
+
+
+def _changed(before, after):
+    return sorted({k[0] for k in before if before[k] != after[k]})
+
+
+def test_a_markdown_edit_restamps_only_its_notebook(tree):
+    cfg = load_profile("smoke")
+    before = _stamps(cfg)
+    path = tree[0] / "30_ensemble.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source += "\n\nEdited in Jupyter."
+    nbformat.write(nb, path)
+    assert _changed(before, _stamps(cfg)) == ["30_ensemble"]
+
+
+def test_code_edits_restamp_exactly_the_steps_that_use_the_module(tree):
+    cfg = load_profile("smoke")
+    before = _stamps(cfg)
+    plots = tree[1] / "plots.py"
+    plots.write_text(plots.read_text() + "\n# a comment changes no syntax tree\n")
+    assert _changed(before, _stamps(cfg)) == []
+    plots.write_text(plots.read_text() + "\n\ndef extra():\n    return 1\n")
+    assert _changed(before, _stamps(cfg)) == ["10_data_exploration", "35_scratch", "40_uncertainty"]
+    claims = tree[1] / "claims.py"
+    claims.write_text(claims.read_text() + "\n\nEXTRA = 1\n")
+    assert _changed(before, _stamps(cfg)) == ["10_data_exploration", "35_scratch", "40_uncertainty", "60_results"]
+
+
+def test_profile_slices_restamp_only_their_steps():
+    from dataclasses import replace
+
+    cfg = load_profile("smoke")
+    before = _stamps(cfg)
+    other = replace(cfg, uncertainty=replace(cfg.uncertainty, bootstrap=7))
+    assert _changed(before, _stamps(other)) == ["40_uncertainty"]
+
+
+def test_access_check_fails_on_an_undeclared_read(tmp_path, monkeypatch):
+    from allrep import places
+
+    monkeypatch.setattr(places, "output_dir", lambda cfg: tmp_path)
+    cfg = load_profile("paper")
+    step = get_step("60")
+    log = tmp_path / "log"
+    declared_in = declared(cfg, step, {}, "inputs")[0]
+    log.write_text(json.dumps(["read", str(declared_in)]) + "\n"
+                   + json.dumps(["write", str(tmp_path / "claims.csv")]) + "\n")
+    check_access(cfg, step, {}, log)  # declared: fine
+    with log.open("a") as f:
+        f.write(json.dumps(["read", str(tmp_path / "data" / "shortcut_baselines.csv")]) + "\n")
+    with pytest.raises(AllrepError, match="read data/shortcut_baselines.csv|read shortcut_baselines.csv"):
+        check_access(cfg, step, {}, log)
+
+
+def test_the_audit_hook_logs_reads_and_replaces_under_results(tmp_path):
+    """What a kernel opens under the results folder is logged (the runner then checks it)."""
+    results = tmp_path / "results"
+    (results / "fusion").mkdir(parents=True)
+    (results / "fusion" / "scores.csv").write_text("a\n1\n")
+    (tmp_path / "elsewhere.txt").write_text("x")
+    code = f"""
+import sys, pandas as pd
+from pathlib import Path
+from allrep.notebook import _AccessLog
+from allrep.io import atomic_write_text
+sys.addaudithook(_AccessLog(Path({str(tmp_path / 'log')!r}), Path({str(results)!r})))
+pd.read_csv({str(results / 'fusion' / 'scores.csv')!r})
+open({str(tmp_path / 'elsewhere.txt')!r}).read()
+atomic_write_text(Path({str(results / 'claims.csv')!r}), "x")
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+    lines = [json.loads(x) for x in (tmp_path / "log").read_text().splitlines()]
+    assert ["read", str(results / "fusion" / "scores.csv")] in lines
+    assert ["write", str(results / "claims.csv")] in lines
+    assert not any("elsewhere" in p for _, p in lines) and not any(Path(p).name.startswith(".") for _, p in lines)

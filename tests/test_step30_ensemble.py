@@ -1,0 +1,69 @@
+"""Step 30: committed probabilities match the split files; a killed ensemble keeps finished members."""
+import json
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from allrep.profile import load_profile
+from allrep.steps import step30_ensemble as step
+
+
+def test_committed_probabilities_cover_each_split_test_part_once_per_member():
+    cfg = load_profile("paper")
+    for bb in cfg.use_backbones:
+        for ds in cfg.datasets:
+            probs = pd.read_csv(ROOT / "results" / "probabilities" / f"{ds}_{bb}.csv")
+            assert list(probs.columns) == step.PROB_COLUMNS
+            for protocol in ("paper", "grouped"):
+                sp = pd.read_csv(ROOT / "results" / "splits" / f"{ds}_{protocol}.csv")
+                for r, part in sp.groupby("repeat"):
+                    test = sorted(part.loc[part["role"] == "test", "id"])
+                    got = probs[(probs["protocol"] == protocol) & (probs["repeat"] == r)]
+                    for m, g in got.groupby("member"):
+                        assert sorted(g["id"]) == test, (bb, ds, protocol, r, m)
+                    assert got["member"].nunique() == cfg.ensemble.members
+            meta = json.loads((ROOT / "results" / "probabilities" / f"{ds}_{bb}.json").read_text())
+            assert meta["weights"]["kind"] in ("imagenet-file", "imagenet-official", "random")
+            assert "/" not in (meta["weights"]["path"] or "")  # a file name, never a machine's path
+
+
+@pytest.mark.slow
+def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from allrep import places
+    from allrep.registry import Context, get_step
+    from allrep.steps import step10_data_exploration as step10
+
+    monkeypatch.setenv("ALLREP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(places, "output_dir", lambda cfg: tmp_path / "results")
+    cfg = load_profile("smoke")
+    cfg = replace(cfg, use_backbones=("mobilenetv2",), ensemble=replace(cfg.ensemble, members=3))
+    step10.splits(Context(get_step("10"), cfg, {}))
+    ctx = Context(get_step("30"), cfg, {"backbone": "mobilenetv2", "dataset": "IDB1"})
+    best = tmp_path / "results" / "tuning" / "best_mobilenetv2_IDB1.json"
+    best.parent.mkdir(parents=True)
+    best.write_text(json.dumps(dict(hyperparameters=cfg.head.to_dict())))
+
+    class Killed(Exception):
+        pass
+
+    real, calls = step.train_ensemble, []
+
+    def killed_after_first_split(*a, **k):
+        if calls:
+            raise Killed
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(step, "train_ensemble", killed_after_first_split)
+    with pytest.raises(Killed):
+        step.run(ctx)
+    monkeypatch.setattr(step, "train_ensemble", real)
+    res = step.run(ctx)
+    assert (res["members_reused"], res["members_trained"]) == (3, 6)  # x 3 splits (paper + 2 grouped)
+    probs = res["probabilities"]
+    assert sorted(probs["member"].unique()) == [0, 1, 2] and len(probs[probs["protocol"] == "paper"]) == 3 * 22
+    again = step.run(ctx)
+    assert again["members_trained"] == 0 and again["probabilities"].equals(probs)
