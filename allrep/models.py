@@ -86,8 +86,13 @@ def _read_weights_manifest(folder: Path) -> dict:
 
 
 def resolve_weights(backbone: str, requested: str = "imagenet", weights_dir: str | None = None,
-                    input_size: int | None = None, seed: int = 0) -> Weights:
-    """Decide which weights ``backbone`` loads, with their preprocessing and input size."""
+                    input_size: int | None = None, seed: int = 0, random_if_unavailable: bool = False) -> Weights:
+    """Decide which weights ``backbone`` loads, with their preprocessing and input size.
+
+    ``imagenet``: the official Keras download (the default, online), or with an offline weights folder
+    (``weights_dir`` / ``$ALLREP_WEIGHTS_DIR``) that folder's file. A folder without a file for the
+    backbone is an error that says how to get one, unless ``random_if_unavailable`` (the profile's
+    explicit permission): then random initialisation, and the record says so."""
     check_backbone(backbone)
     _, native, native_pre = BACKBONES[backbone]
     weights_dir = weights_dir or os.environ.get(WEIGHTS_ENV) or None
@@ -99,8 +104,15 @@ def resolve_weights(backbone: str, requested: str = "imagenet", weights_dir: str
         folder = Path(weights_dir)
         entry = _read_weights_manifest(folder).get(backbone)
         if entry is None:
+            if not random_if_unavailable:
+                raise AllrepError(
+                    f"no ImageNet file for {backbone} in the offline weights folder {folder.name}/ "
+                    f"({WEIGHTS_ENV}): add one to its manifest.yaml, or unset {WEIGHTS_ENV} to download the official "
+                    f"Keras weights (internet), or allow random weights explicitly in the profile "
+                    f"(backbones.{backbone}.random_if_unavailable: true)")
             return Weights(backbone, "random", None, native_pre, input_size or native,
-                           f"random initialisation (no offline ImageNet file for {backbone} in the weights folder)", seed=seed)
+                           f"random initialisation (no offline ImageNet file for {backbone}; "
+                           f"the profile allows random_if_unavailable)", seed=seed)
         path = folder / entry["path"]
         if not path.is_file():
             raise AllrepError(f"ImageNet file for {backbone} missing: {path} (rebuild with {IMAGENET_TOOL} {folder})")
@@ -114,7 +126,8 @@ def resolve_weights(backbone: str, requested: str = "imagenet", weights_dir: str
 def weights_for(cfg, backbone: str) -> Weights:
     """The weights ``backbone`` starts from under profile ``cfg``."""
     spec = cfg.backbone(backbone)
-    return resolve_weights(backbone, spec.weights, cfg.weights_dir, spec.input_size, seed=cfg.seed)
+    return resolve_weights(backbone, spec.weights, cfg.weights_dir, spec.input_size, seed=cfg.seed,
+                           random_if_unavailable=spec.random_if_unavailable)
 
 
 # ----------------------------------------------------------------------------- preprocessing

@@ -42,6 +42,7 @@ class Splits:
 class Backbone:
     weights: str = "imagenet"  # imagenet | none
     input_size: int | None = None  # None: the weights' own size
+    random_if_unavailable: bool = False  # imagenet wanted, but an offline folder lacks the file: random, said
 
 
 @dataclass(frozen=True)

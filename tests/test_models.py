@@ -26,7 +26,9 @@ def test_offline_manifest_resolution(weights_dir, monkeypatch):
     assert (mb.kind, mb.preprocess, mb.input_size) == ("imagenet-file", "torch", 225) and len(mb.sha256) == 64
     inc = resolve_weights("inceptionv3", "imagenet", str(weights_dir))
     assert (inc.kind, inc.preprocess, inc.input_size) == ("imagenet-file", "tf", 299)
-    eff = resolve_weights("efficientnetb3", "imagenet", str(weights_dir), seed=7)
+    with pytest.raises(AllrepError, match="no ImageNet file for efficientnetb3.*random_if_unavailable: true"):
+        resolve_weights("efficientnetb3", "imagenet", str(weights_dir), seed=7)  # no silent fallback
+    eff = resolve_weights("efficientnetb3", "imagenet", str(weights_dir), seed=7, random_if_unavailable=True)
     assert eff.kind == "random" and "no offline ImageNet file" in eff.source and eff.key == "random-s7"
     monkeypatch.delenv("ALLREP_WEIGHTS_DIR", raising=False)
     official = resolve_weights("efficientnetb3", "imagenet", weights_dir=None)

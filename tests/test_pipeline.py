@@ -119,6 +119,14 @@ def test_second_run_executes_nothing(smoke):
                            cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "0 executed, 23 skipped" in again.stdout
+    # a forced re-execution writes byte-identical outputs, so nothing downstream re-executes
+    forced = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke", "--steps", "30",
+                             "--datasets", "IDB1", "--backbones", "mobilenetv2", "--force"], env=smoke["env"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert forced.returncode == 0 and "1 executed, 0 skipped" in forced.stdout, forced.stderr[-2000:]
+    after = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke"], env=smoke["env"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert "0 executed, 23 skipped" in after.stdout, after.stdout[-2000:]
 
 
 @pytest.mark.slow
@@ -132,6 +140,38 @@ def test_nbval_on_executed_notebooks(smoke):
                          text=True)
     assert out.returncode == 0, out.stdout[-4000:]
     assert " passed" in out.stdout
+    # nbval can fail: a glued number that differs from a fresh execution is caught
+    tampered = ex / "tampered_60.ipynb"
+    nb = nbformat.read(ex / "60_results__all.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "glue_values" in c.source)
+    for o in cell.outputs:
+        if "text/plain" in o.get("data", {}):
+            o["data"]["text/plain"] = o["data"]["text/plain"].replace("22", "21")
+    nbformat.write(nb, tampered)
+    try:
+        bad = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                              "--nbval-current-env", str(tampered)], env=smoke["env"], cwd=ex, capture_output=True,
+                             text=True)
+    finally:
+        tampered.unlink()
+    assert bad.returncode != 0 and "failed" in bad.stdout
+
+
+def test_every_number_the_book_quotes_is_compared_by_nbval():
+    """Each {glue} key a book page quotes comes from a cell whose first line is nbval's marker."""
+    import re
+
+    quoted = set()
+    for page in (ROOT / "book").glob("*.md"):
+        quoted |= set(re.findall(r"`(executed/[\w.]+\.ipynb)::(\w+)", page.read_text()))
+    assert quoted
+    for nb_name, key in quoted:
+        nb = nbformat.read(ROOT / "book" / nb_name, as_version=4)
+        cells = [c for c in nb.cells if c.cell_type == "code" and any(
+            "application/papermill.record/text/plain" in o.get("data", {}) and o.get("metadata", {}).get("scrapbook", {}).get(
+                "name") == key for o in c.get("outputs", []))]
+        assert len(cells) == 1, f"{nb_name}::{key} is glued by {len(cells)} cells"
+        assert cells[0].source.splitlines()[0] == "# NBVAL_CHECK_OUTPUT", f"{nb_name}::{key}: not compared by nbval"
 
 
 @pytest.fixture(scope="module")

@@ -57,3 +57,79 @@ def test_paper_protocol_leaks_and_says_so():
 def test_unknown_protocol():
     with pytest.raises(AllrepError, match="unknown protocol"):
         make_splits("IDB2", "kfold", SEED)
+
+
+# ----------------------------------------------------------------------------- properties (hypothesis)
+import math  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SEEDS = st.integers(min_value=0, max_value=2**31 - 1)
+FRACTIONS = st.sampled_from([0.1, 0.15, 0.2, 0.25, 0.3])
+DATASETS = st.sampled_from(["IDB1", "IDB2", "combined"])
+
+
+def _check_partition(sp, dataset):
+    from allrep.data import manifest
+
+    ids = sorted(it.id for it in manifest(dataset))
+    for _, part in sp.groupby("repeat"):
+        assert sorted(part["id"]) == ids  # every image exactly once per repeat
+        assert set(part["role"]) == {"train", "val", "test"}
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=SEEDS, test_fraction=FRACTIONS, val_fraction=FRACTIONS, dataset=DATASETS)
+def test_grouped_splits_partition_and_never_share_a_group(seed, test_fraction, val_fraction, dataset):
+    sp = make_splits(dataset, "grouped", seed, test_fraction, val_fraction, repeats=2)
+    _check_partition(sp, dataset)
+    for _, part in sp.groupby("repeat"):
+        roles_per_group = part.groupby("group")["role"].nunique()
+        assert (roles_per_group == 1).all(), "a group on two sides (train/val/test)"
+        biggest = part.groupby("group").size().max()
+        for label, cls in part.groupby("label"):
+            target = math.ceil(test_fraction * len(cls))
+            assert int((cls["role"] == "test").sum()) < target + biggest  # whole groups: overshoot < one group
+
+
+@pytest.mark.xfail(strict=True, reason="found by hypothesis: _grouped_pick can end short of its target when it "
+                   "skipped big groups (the committed combined grouped splits are 1 image short in 6 of 10 "
+                   "repeats); the fix changes those splits, so it lands with the issue-11 re-run")
+@settings(max_examples=30, deadline=None)
+@given(seed=SEEDS, test_fraction=FRACTIONS, dataset=DATASETS)
+def test_grouped_test_part_never_falls_short_of_its_target(seed, test_fraction, dataset):
+    sp = make_splits(dataset, "grouped", seed, test_fraction, 0.2, repeats=3)
+    for _, part in sp.groupby("repeat"):
+        for label, cls in part.groupby("label"):
+            assert int((cls["role"] == "test").sum()) >= math.ceil(test_fraction * len(cls))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=SEEDS, test_fraction=FRACTIONS, dataset=DATASETS)
+def test_paper_split_is_stratified_within_one_image_per_class(seed, test_fraction, dataset):
+    sp = make_splits(dataset, "paper", seed, test_fraction, 0.2)
+    _check_partition(sp, dataset)
+    test = sp[sp["role"] == "test"]
+    assert len(test) == math.ceil(test_fraction * len(sp))  # sklearn's test size
+    for label, cls in sp.groupby("label"):
+        assert abs(int((cls["role"] == "test").sum()) - test_fraction * len(cls)) <= 1
+    dup = sp.groupby(sp["id"].map(_sha()))["role"].agg(lambda r: (r == "test").nunique())
+    assert (dup == 1).all(), "byte-identical files on both sides"
+
+
+def _sha():
+    from allrep.data import manifest
+
+    return {it.id: it.sha256 for it in manifest("combined")}
+
+
+def test_groups_table_equals_what_the_committed_tables_produce():
+    """results of scripts/make_provenance.py: groups.csv is the connected components of the
+    committed provenance and overlap tables."""
+    from allrep import provenance as p
+
+    rows = p.build_groups(p.provenance(), p.overlaps())
+    committed = p.read_csv(p.GROUPS)
+    assert [dict(r, label=str(r["label"])) for r in rows] == committed
+    assert len({r["group"] for r in rows}) == 95
