@@ -152,14 +152,6 @@ def scan_manifest(root: Path) -> list[dict]:
     return rows
 
 
-def write_manifest(rows: list[dict], path: Path = MANIFEST) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-
-
 # ----------------------------------------------------------------------------- verification
 @dataclass
 class VerifyReport:

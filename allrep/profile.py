@@ -85,6 +85,14 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class Plain:
+    """The plain reference head: fixed, untuned settings, one member per split (step 32)."""
+
+    head: Head = field(default_factory=Head)
+    training: Training = field(default_factory=Training)
+
+
+@dataclass(frozen=True)
 class Ensemble:
     members: int = 5
 
@@ -142,6 +150,7 @@ class Profile:
     training: Training
     tuning: Tuning
     ensemble: Ensemble
+    plain: Plain
     scratch: Scratch
     fusion: Fusion
     uncertainty: Uncertainty

@@ -211,14 +211,6 @@ def build_groups(prov: list[dict], overlaps: list[dict]) -> list[dict]:
             for i, it in enumerate(items)]
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    fields = list(rows[0]) if rows else []
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-
-
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))

@@ -86,7 +86,8 @@ STEPS = (
          outputs=dict(best=_BEST, trials="tuning/trials_{backbone}_{dataset}.csv"), per=("backbone", "dataset")),
     Step("30_ensemble", "Deep-ensemble training",
          ("seed", "backbones", "weights_dir", "features", "head", "training", "ensemble"),
-         inputs=dict(splits=_SPLITS, best=_BEST), outputs=dict(probabilities=_PROBS, meta=_META),
+         inputs=dict(splits=_SPLITS, best=_BEST),
+         outputs=dict(probabilities=_PROBS, meta=_META, members="probabilities/{dataset}_{backbone}_members.csv"),
          per=("backbone", "dataset")),
     Step("35_scratch", "EfficientNetB3 from scratch", ("seed", "scratch", "head", "use_backbones"),
          inputs=dict(splits="splits/{scratch_dataset}_{protocol}.csv",
@@ -277,21 +278,21 @@ class Context:
         return self.path(name, "outputs", **fixed)
 
     def read_csv(self, name: str, **fixed) -> pd.DataFrame:
-        return _read_csv(self.path(name, **fixed))
+        return _read_csv(self.path(name, **fixed), self.cfg)
 
     def read_all_csv(self, name: str) -> pd.DataFrame:
         """Every file a template names, concatenated (a missing one is an error naming the step that writes it)."""
-        return pd.concat([_read_csv(p) for p in sorted(self.paths(name).values())], ignore_index=True)
+        return pd.concat([_read_csv(p, self.cfg) for p in sorted(self.paths(name).values())], ignore_index=True)
 
     def read_json(self, name: str, **fixed):
         p = self.path(name, **fixed)
-        _require(p)
+        _require(p, self.cfg)
         return json.loads(p.read_text())
 
     def read_all_json(self, name: str) -> dict:
         out = {}
         for key, p in self.paths(name).items():
-            _require(p)
+            _require(p, self.cfg)
             out[key] = json.loads(p.read_text())
         return out
 
@@ -302,14 +303,16 @@ class Context:
         return atomic_write_json(self.output(name, **fixed), obj)
 
 
-def _require(p: Path) -> None:
-    if not p.is_file():
-        writer = next((s.name for s in STEPS if any(Path(t).parts[0] == p.parent.name for t in s.outputs.values())),
-                      "an earlier step")
-        raise AllrepError(f"{places.relative(p)} does not exist yet: run {writer} first "
-                          f"(allrep run --steps {writer[:2]})")
+def _require(p: Path, cfg: Profile | None = None) -> None:
+    if p.is_file():
+        return
+    writer = "an earlier step"
+    if cfg is not None:
+        writer = next((s.name for s in STEPS for v in s.variants(cfg) if p in declared(cfg, s, v, "outputs")), writer)
+    raise AllrepError(f"{places.relative(p)} does not exist yet: run {writer} first "
+                      f"(allrep run --profile {cfg.name if cfg else 'NAME'} --steps {writer[:2]})")
 
 
-def _read_csv(p: Path) -> pd.DataFrame:
-    _require(p)
+def _read_csv(p: Path, cfg: Profile | None = None) -> pd.DataFrame:
+    _require(p, cfg)
     return pd.read_csv(p)

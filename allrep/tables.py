@@ -24,7 +24,9 @@ def fmt_pct(x: float) -> str:
     return "n/a" if pd.isna(x) else f"{100 * x:.2f}"
 
 
-def claims_markdown(cl: pd.DataFrame) -> str:
+def claims_markdown(cl: pd.DataFrame, weights: pd.DataFrame | None = None) -> str:
+    """The claims table; with the ensembles' weights table, each row names the fused backbones that
+    started from random weights."""
     rows = []
     for _, r in cl.iterrows():
         if r["protocol"] == "paper":
@@ -36,6 +38,9 @@ def claims_markdown(cl: pd.DataFrame) -> str:
         rows.append({"dataset": r["dataset"], "protocol": r["protocol"], "paper %": f"{r['paper_accuracy']:.2f}",
                      "ours k/n": f"{r['n_correct']}/{r['n_test']}", "ours % (trunc. / round.)": est,
                      "95% CI %": ci, "verdict": r["verdict"]})
+        if weights is not None and len(weights):
+            w = weights[(weights["dataset"] == r["dataset"]) & (weights["weights"] == "random")]
+            rows[-1]["random-init backbones in the fusion"] = ", ".join(sorted(w["backbone"])) or "none"
     return _md(pd.DataFrame(rows))
 
 
@@ -81,8 +86,8 @@ def book_tables(cfg: Profile) -> dict[str, str]:
     """Markdown snippets the book's pages include, by file name; '(no results yet)' before a run."""
     out = {}
     cl = _csv(cfg, "60_results", "claims")
-    out["claims.md"] = claims_markdown(cl) + "\n" if len(cl) else "*(no results yet)*\n"
     wt = weights_table(_json(cfg, "30_ensemble", "meta"))
+    out["claims.md"] = claims_markdown(cl, wt) + "\n" if len(cl) else "*(no results yet)*\n"
     if len(wt):
         wt = wt.drop_duplicates(["backbone", "weights", "source", "sha256", "input_size", "preprocess"])
         wt = wt.drop(columns=["dataset", "hyperparameters"])
@@ -95,6 +100,13 @@ def book_tables(cfg: Profile) -> dict[str, str]:
         out[f"{name}.md"] = _md(df) + "\n"
     sc = _csv(cfg, "35_scratch", "summary").drop(columns=["auc"], errors="ignore")
     out["scratch.md"] = _md(sc) + "\n"
+    members = _csv(cfg, "30_ensemble", "members")
+    if len(members):
+        from .training import convergence
+
+        out["convergence.md"] = _md(convergence(members)) + "\n"
+    else:
+        out["convergence.md"] = "*(no results yet)*\n"
     out["hyperparameters.md"] = _md(hyperparameter_table(_json(cfg, "20_tuning", "best"))) + "\n"
     out["search_space.md"] = search_space_markdown()
     out["settings.md"] = settings_markdown(cfg)

@@ -223,6 +223,21 @@ def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: T
             for m in range(M)]
 
 
+def ended_by(epochs_run: int, best_epoch: int, patience: int) -> str:
+    """What ended a member's training (:func:`train_ensemble`): "early stopping" (``patience`` epochs
+    without a better validation loss) or "epoch cap" (the last epoch came while patience had not run out)."""
+    return "early stopping" if epochs_run == best_epoch + patience else "epoch cap"
+
+
+def convergence(members):
+    """Per ensemble (backbone, dataset, protocol): members ended by early stopping and by the epoch cap."""
+    t = members.groupby(["backbone", "dataset", "protocol", "ended_by"]).size().unstack("ended_by", fill_value=0)
+    for col in ("early stopping", "epoch cap"):
+        if col not in t:
+            t[col] = 0
+    return t[["early stopping", "epoch cap"]].reset_index()
+
+
 def predict(model, X, batch_size: int = 64) -> np.ndarray:
     """p(ALL) for each row of X."""
     p = np.asarray(model.predict(X, batch_size=batch_size, verbose=0))

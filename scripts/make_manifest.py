@@ -7,8 +7,11 @@ Names, labels, sizes and sha256 only: never pixels (the data is licensed).
 import sys
 from pathlib import Path
 
-from allrep.data import scan_manifest, write_manifest
+import pandas as pd
+
+from allrep.data import MANIFEST, MANIFEST_FIELDS, scan_manifest
+from allrep.io import atomic_write_csv
 
 rows = scan_manifest(Path(sys.argv[1]))
-write_manifest(rows)
+atomic_write_csv(pd.DataFrame(rows, columns=MANIFEST_FIELDS), MANIFEST)
 print(f"wrote {len(rows)} rows")

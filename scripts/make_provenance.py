@@ -6,15 +6,23 @@ Writes allrep/resources/{crop_provenance,slide_overlaps,groups}.csv (coordinates
 """
 import sys
 
+import pandas as pd
+
 from allrep import provenance as pv
+from allrep.io import atomic_write_csv
+
+
+def write(rows, path):
+    atomic_write_csv(pd.DataFrame(rows), path)
+
 
 root = sys.argv[1]
 prov = pv.match_crops(root)
-pv.write_csv(prov, pv.PROVENANCE)
+write(prov, pv.PROVENANCE)
 print(f"crops located: {sum(1 for r in prov if r['parent'])}/{len(prov)}")
 ov = pv.find_overlaps(root)
-pv.write_csv(ov, pv.OVERLAPS)
+write(ov, pv.OVERLAPS)
 print(f"overlapping slide pairs: {len(ov)}")
 grp = pv.build_groups(prov, ov)
-pv.write_csv(grp, pv.GROUPS)
+write(grp, pv.GROUPS)
 print(f"groups: {len(set(r['group'] for r in grp))}")

@@ -140,3 +140,12 @@ atomic_write_text(Path({str(results / 'claims.csv')!r}), "x")
     assert ["read", str(results / "fusion" / "scores.csv")] in lines
     assert ["write", str(results / "claims.csv")] in lines
     assert not any("elsewhere" in p for _, p in lines) and not any(Path(p).name.startswith(".") for _, p in lines)
+
+
+def test_a_missing_input_names_the_step_that_writes_it(tmp_path, monkeypatch):
+    from allrep import places
+
+    monkeypatch.setattr(places, "output_dir", lambda cfg: tmp_path)
+    ctx = Context(get_step("60"), load_profile("paper"), {})
+    with pytest.raises(AllrepError, match=r"scores.csv does not exist yet: run 50_fusion first \(allrep run --profile paper --steps 50\)"):
+        ctx.read_csv("scores")

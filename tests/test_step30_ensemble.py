@@ -67,3 +67,17 @@ def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path
     assert sorted(probs["member"].unique()) == [0, 1, 2] and len(probs[probs["protocol"] == "paper"]) == 3 * 22
     again = step.run(ctx)
     assert again["members_trained"] == 0 and again["probabilities"].equals(probs)
+
+
+def test_every_member_says_what_ended_its_training():
+    from allrep.training import convergence, ended_by
+
+    assert ended_by(16, 12, 4) == "early stopping" and ended_by(16, 14, 4) == "epoch cap"
+    cfg = load_profile("paper")
+    for bb in cfg.use_backbones:
+        for ds in cfg.datasets:
+            m = pd.read_csv(ROOT / "results" / "probabilities" / f"{ds}_{bb}_members.csv")
+            assert len(m) == cfg.ensemble.members * (1 + cfg.splits.repeats)
+            assert (m["epochs_run"] <= cfg.training.epochs).all() and (m["best_epoch"] <= m["epochs_run"]).all()
+            c = convergence(m)
+            assert (c["early stopping"] + c["epoch cap"]).sum() == len(m)

@@ -86,9 +86,15 @@ def test_joint_members_are_independent_and_reproducible(idb2):
     assert not np.array_equal(a[0]["p_test"], a[1]["p_test"])  # own init and data order
     assert all(_acc(x["p_test"], d["test"][1]) >= 0.75 for x in a)
     # each member stops on its own validation curve
+    from allrep.training import ended_by
+
     for x in a:
         assert x["best_epoch"] == int(np.argmin(x["history"]["val_loss"])) + 1
         assert x["epochs_run"] == len(x["history"]["val_loss"])
+        stopped_early = x["epochs_run"] - x["best_epoch"] == TS.patience
+        assert ended_by(x["epochs_run"], x["best_epoch"], TS.patience) == ("early stopping" if stopped_early else "epoch cap")
+        if not stopped_early:
+            assert x["epochs_run"] == TS.epochs
 
 
 def test_gpu_script_runs_members_on_cpu_with_one_model(weights_dir, data_root, tmp_path, monkeypatch):

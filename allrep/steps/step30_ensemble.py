@@ -16,7 +16,7 @@ from ..profile import Head, load_section
 from ..progress import bar
 from ..registry import PROTOCOLS, Context
 from ..repro import digest, seed_for
-from ..training import MemberStore, train_ensemble
+from ..training import MemberStore, ended_by, train_ensemble
 
 PROB_COLUMNS = ["protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
 
@@ -63,13 +63,16 @@ def run(ctx: Context) -> dict:
                                             p_all=np.round(mem["p_test"], 6))))
             member_meta.append(dict(protocol=protocol, repeat=r, member=m, seed=seeds[m],
                                     epochs_run=mem["epochs_run"], best_epoch=mem["best_epoch"],
-                                    train_seconds=mem["train_seconds"]))
+                                    ended_by=ended_by(mem["epochs_run"], mem["best_epoch"], ts.patience),
+                                    train_seconds=round(mem["train_seconds"], 2)))
     probs = pd.concat(frames, ignore_index=True)[PROB_COLUMNS]
     ctx.write_csv(probs, "probabilities")
+    members = pd.DataFrame(member_meta).assign(dataset=dataset, backbone=backbone)
+    ctx.write_csv(members, "members")
     # the record holds only what the probabilities depend on, so an identical re-execution leaves it
     # byte-identical and re-executes nothing downstream; what this execution did is returned (and shown)
     meta = dict(backbone=backbone, dataset=dataset, weights=fc.w.to_dict(), hp=hp.to_dict(), hp_source=hp_source,
                 members_per_split=M)
     ctx.write_json(meta, "meta")
-    return dict(probabilities=probs, members=pd.DataFrame(member_meta), members_trained=trained,
+    return dict(probabilities=probs, members=members, members_trained=trained,
                 members_reused=reused, feature_seconds=fc.seconds, seconds=time.perf_counter() - t0, **meta)
