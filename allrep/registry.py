@@ -77,6 +77,7 @@ _PROBS = "probabilities/{dataset}_{backbone}.csv"
 _META = "probabilities/{dataset}_{backbone}.json"
 _BEST = "tuning/best_{backbone}_{dataset}.json"
 _SHORTCUTS = "data/shortcut_baselines.csv"
+_PLAIN = "probabilities/{dataset}_{backbone}_plain.csv"
 
 STEPS = (
     Step("10_data_exploration", "Data exploration and shortcut audit", ("seed", "datasets", "splits", "show_images"),
@@ -89,6 +90,10 @@ STEPS = (
          inputs=dict(splits=_SPLITS, best=_BEST),
          outputs=dict(probabilities=_PROBS, meta=_META, members="probabilities/{dataset}_{backbone}_members.csv"),
          per=("backbone", "dataset")),
+    Step("32_plain", "Plain reference head", ("seed", "backbones", "weights_dir", "features", "plain"),
+         inputs=dict(splits=_SPLITS),
+         outputs=dict(probabilities=_PLAIN, members="probabilities/{dataset}_{backbone}_plain_members.csv"),
+         per=("backbone", "dataset")),
     Step("35_scratch", "EfficientNetB3 from scratch", ("seed", "scratch", "head", "use_backbones"),
          inputs=dict(splits="splits/{scratch_dataset}_{protocol}.csv",
                      probabilities="probabilities/{scratch_dataset}_{backbone}.csv",
@@ -99,7 +104,7 @@ STEPS = (
     Step("40_uncertainty", "Uncertainty and calibration", ("seed", "datasets", "use_backbones", "uncertainty"),
          inputs=dict(probabilities=_PROBS), outputs=dict(summary="uncertainty/summary.csv")),
     Step("50_fusion", "Sum-rule fusion and ablations", ("datasets", "use_backbones", "fusion"),
-         inputs=dict(probabilities=_PROBS, meta=_META, shortcuts=_SHORTCUTS),
+         inputs=dict(probabilities=_PROBS, meta=_META, plain=_PLAIN, shortcuts=_SHORTCUTS),
          outputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", baselines="fusion/baselines.csv")),
     Step("60_results", "Results: claims, protocols, baselines", ("datasets", "use_backbones"),
          inputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", meta=_META, best=_BEST),

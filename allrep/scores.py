@@ -34,9 +34,14 @@ def ensemble_accuracy(probs: pd.DataFrame) -> pd.DataFrame:
     return m.groupby(["protocol", "repeat"])["correct"].agg(correct="sum", n="count").reset_index()
 
 
-def score_table(probs: pd.DataFrame, rules, random_bb) -> pd.DataFrame:
+PLAIN_FUSION = "sum fusion, plain heads"
+
+
+def score_table(probs: pd.DataFrame, rules, random_bb, plain: pd.DataFrame | None = None) -> pd.DataFrame:
     """Accuracy etc. of every single member, backbone ensemble and fusion rule (``rules``), per split;
-    fusion also without the ``random_bb`` backbones (random initialisation) when two others remain."""
+    fusion also without the ``random_bb`` backbones (random initialisation) when two others remain.
+    With ``plain`` (the plain reference heads' test probabilities), each plain head and their sum rule
+    follow, on the same splits."""
     means = ensemble_means(probs)
     rows = []
     random_bb = list(random_bb)
@@ -57,6 +62,33 @@ def score_table(probs: pd.DataFrame, rules, random_bb) -> pd.DataFrame:
                 p = fuse(wide[cols].to_numpy().T, rule)
                 rows.append(dict(zip(KEYS, key), model=f"{rule} fusion, {set_name}", kind="fusion",
                                  **binary_metrics(y, p)))
+    if plain is not None and len(plain):
+        for key, part in plain.groupby(KEYS, sort=True):
+            wide = part.pivot(index=["id", "label"], columns="backbone", values="p_all")
+            y = wide.index.get_level_values("label").to_numpy()
+            for bb in wide.columns:
+                rows.append(dict(zip(KEYS, key), model=f"{bb} plain head", kind="plain", **binary_metrics(y, wide[bb])))
+            rows.append(dict(zip(KEYS, key), model=PLAIN_FUSION, kind="plain fusion",
+                             **binary_metrics(y, fuse(wide.to_numpy().T, "sum"))))
+    return pd.DataFrame(rows)
+
+
+def tuned_vs_plain(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, protocol and backbone (and for the sum rule): the tuned ensemble against the
+    plain head on the same splits, pooled k/n and mean over repeats, and whether tuning won."""
+    rows = []
+    for (ds, protocol), part in summary.groupby(["dataset", "protocol"], sort=True):
+        s = part.set_index("model")
+        pairs = [(m[: -len(" plain head")], f"{m[: -len(' plain head')]} ensemble", m)
+                 for m in s.index if m.endswith(" plain head")]
+        pairs.append(("sum rule, all backbones", "sum fusion, all backbones", PLAIN_FUSION))
+        for name, tuned, plain in pairs:
+            if tuned not in s.index or plain not in s.index:
+                continue
+            t, p = s.loc[tuned], s.loc[plain]
+            better = "yes" if t["k"] > p["k"] else ("tie" if t["k"] == p["k"] else "no")
+            rows.append(dict(dataset=ds, protocol=protocol, model=name, tuned_k=int(t["k"]), plain_k=int(p["k"]),
+                             n=int(t["n"]), tuned_mean=t["mean"], plain_mean=p["mean"], tuned_beats_plain=better))
     return pd.DataFrame(rows)
 
 

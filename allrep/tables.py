@@ -76,6 +76,22 @@ def hyperparameter_table(best: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["backbone", "dataset"], ignore_index=True) if rows else pd.DataFrame()
 
 
+def plain_markdown(t: pd.DataFrame) -> str:
+    """The tuned ensembles against the plain reference heads, with a sentence naming where tuning lost."""
+    df = t.assign(tuned=[f"{a}/{n}" for a, n in zip(t["tuned_k"], t["n"])],
+                  plain=[f"{a}/{n}" for a, n in zip(t["plain_k"], t["n"])],
+                  tuned_mean=t["tuned_mean"].map(fmt_pct), plain_mean=t["plain_mean"].map(fmt_pct))
+    df = df[["dataset", "protocol", "model", "tuned", "plain", "tuned_mean", "plain_mean", "tuned_beats_plain"]]
+    lost = t[(t["protocol"] == "grouped") & (t["tuned_beats_plain"] != "yes")]
+    if len(lost):
+        text = ("Under the grouped protocol the tuned ensemble does **not** beat the plain head for: "
+                + "; ".join(f"{r['model']} on {r['dataset']} ({r['tuned_k']} vs {r['plain_k']} of {r['n']})"
+                            for _, r in lost.iterrows()) + ".")
+    else:
+        text = "Under the grouped protocol every tuned ensemble beats its plain head."
+    return _md(df) + "\n\n" + text + "\n"
+
+
 def search_space_markdown() -> str:
     from .tuning import space_table
 
@@ -98,6 +114,13 @@ def book_tables(cfg: Profile) -> dict[str, str]:
             df = df[~df["model"].str.contains("member")].drop(columns=["auc"], errors="ignore")
             df = df.sort_values(["dataset", "protocol", "model"])
         out[f"{name}.md"] = _md(df) + "\n"
+    summ = _csv(cfg, "50_fusion", "summary")
+    if len(summ) and summ["model"].str.endswith("plain head").any():
+        from .scores import tuned_vs_plain
+
+        out["plain.md"] = plain_markdown(tuned_vs_plain(summ))
+    else:
+        out["plain.md"] = "*(no results yet)*\n"
     sc = _csv(cfg, "35_scratch", "summary").drop(columns=["auc"], errors="ignore")
     out["scratch.md"] = _md(sc) + "\n"
     members = _csv(cfg, "30_ensemble", "members")

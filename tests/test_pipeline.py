@@ -14,6 +14,7 @@ from allrep.profile import load_profile
 from allrep.registry import STEP_NAMES, STEPS, executed_path
 
 ROOT = Path(__file__).resolve().parent.parent
+N_VARIANTS = sum(len(s.variants(load_profile("smoke"))) for s in STEPS)
 
 
 # ----------------------------------------------------------------------------- contract (fast)
@@ -81,7 +82,7 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     expected = {executed_path(cfg, s, v).name for s in STEPS for v in s.variants(cfg)}
     got = {p.name for p in smoke["executed"].glob("*.ipynb")}
     assert expected == got
-    assert len(expected) == 1 + 2 * 3 * 3 + 1 + 3
+    assert len(expected) == 1 + 3 * 3 * 3 + 1 + 3 == N_VARIANTS  # 20, 30 and 32 per backbone and dataset
     nb = nbformat.read(smoke["executed"] / "30_ensemble__mobilenetv2_IDB2.ipynb", as_version=4)
     prov = nb.metadata["allrep"]
     assert prov["profile"] == "smoke" and prov["parameters"] == {"backbone": "mobilenetv2", "dataset": "IDB2"}
@@ -96,6 +97,10 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     paper = claims[claims["protocol"] == "paper"].set_index("dataset")
     assert paper.loc["IDB1", "n_test"] == 22 and paper.loc["IDB2", "n_test"] == 52 and paper.loc["combined", "n_test"] == 74
     assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    assert (claims["random_init_backbones"] == "efficientnetb3").all()  # smoke: no offline EfficientNetB3 file
+    assert claims["plain_n_correct"].between(0, claims["n_test"]).all()  # the plain heads' sum rule beside ours
+    summary = pd.read_csv(results / "fusion" / "summary.csv")
+    assert {"sum fusion, plain heads", "mobilenetv2 plain head"} <= set(summary["model"])
     probs = pd.read_csv(results / "probabilities" / "IDB2_mobilenetv2.csv")
     assert list(probs.columns) == ["protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
     assert sorted(probs["member"].unique()) == [0, 1]
@@ -118,7 +123,7 @@ def test_second_run_executes_nothing(smoke):
     again = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke"], env=smoke["env"],
                            cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "0 executed, 23 skipped" in again.stdout
+    assert f"0 executed, {N_VARIANTS} skipped" in again.stdout
     # a forced re-execution writes byte-identical outputs, so nothing downstream re-executes
     forced = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke", "--steps", "30",
                              "--datasets", "IDB1", "--backbones", "mobilenetv2", "--force"], env=smoke["env"], cwd=ROOT,
@@ -126,7 +131,7 @@ def test_second_run_executes_nothing(smoke):
     assert forced.returncode == 0 and "1 executed, 0 skipped" in forced.stdout, forced.stderr[-2000:]
     after = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke"], env=smoke["env"],
                            cwd=ROOT, capture_output=True, text=True)
-    assert "0 executed, 23 skipped" in after.stdout, after.stdout[-2000:]
+    assert f"0 executed, {N_VARIANTS} skipped" in after.stdout, after.stdout[-2000:]
 
 
 @pytest.mark.slow

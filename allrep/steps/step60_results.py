@@ -6,13 +6,15 @@ import pandas as pd
 
 from ..claims import claims
 from ..registry import Context
+from ..scores import random_weight_backbones
 from ..tables import hyperparameter_table, weights_table
 
 
 def run(ctx: Context) -> dict:
-    cl = claims(ctx.read_csv("scores"))
+    meta = ctx.read_all_json("meta")
+    cl = claims(ctx.read_csv("scores"), random_weight_backbones(meta))
     ctx.write_csv(cl, "claims")
-    return dict(claims=cl, weights=weights_table(ctx.read_all_json("meta")),
+    return dict(claims=cl, weights=weights_table(meta),
                 hyperparameters=hyperparameter_table(ctx.read_all_json("best")),
                 summary=ctx.read_csv("summary"))
 
