@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .fusion import fuse
-from .metrics import binary_metrics, summarize_repeats
+from .metrics import binary_metrics, predict_label, summarize_repeats
 
 KEYS = ["protocol", "repeat", "dataset"]
 
@@ -115,18 +115,32 @@ def scratch_fusion_table(dataset: str, probs: pd.DataFrame, scratch: pd.DataFram
         bbs = [b for b in part["backbone"].unique()]
         pretrained = sorted(b for b in bbs if b not in random_bb)
         rnd = sorted(b for b in bbs if b in random_bb)
+        constant = {c for c in wide.columns if len(set(predict_label(wide[c]))) == 1}
         for name in sc_wide.columns:
-            rows.append(dict(key, model=f"from scratch ({name}) alone", recipe=name, **binary_metrics(y, wide[name])))
+            rows.append(dict(key, model=f"from scratch ({name}) alone", recipe=name, **binary_metrics(y, wide[name]),
+                             note="constant prediction" if name in constant else ""))
         for b in rnd:
-            rows.append(dict(key, model=f"{b} frozen random features alone", **binary_metrics(y, wide[b])))
+            rows.append(dict(key, model=f"{b} frozen random features alone", **binary_metrics(y, wide[b]),
+                             note="constant prediction" if b in constant else ""))
         sets = {f"sum fusion, {' + '.join(pretrained)}": pretrained}
         for b in rnd:
             sets[f"sum fusion, + {b} frozen random features"] = pretrained + [b]
         for name in sc_wide.columns:
             sets[f"sum fusion, + from scratch ({name})"] = pretrained + [name]
         for label, cols in sets.items():
-            rows.append(dict(key, model=label, **binary_metrics(y, fuse(wide[cols].to_numpy().T, "sum"))))
+            const = [c for c in cols if c in constant]
+            rows.append(dict(key, model=label, **binary_metrics(y, fuse(wide[cols].to_numpy().T, "sum")),
+                             note=f"fuses a constant predictor: {', '.join(const)}" if const else ""))
     return pd.DataFrame(rows)
+
+
+def notes_by_model(table: pd.DataFrame) -> pd.Series:
+    """Per (dataset, protocol, model): the notes of its splits, with how many splits carry each."""
+    def join(notes):
+        counts = notes[notes != ""].value_counts()
+        return "; ".join(f"{n} ({c}/{len(notes)} splits)" for n, c in counts.items())
+
+    return table.fillna({"note": ""}).groupby(["dataset", "protocol", "model"], sort=True)["note"].agg(join)
 
 
 def scratch_glue(table: pd.DataFrame) -> dict:

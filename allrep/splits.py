@@ -38,7 +38,10 @@ def items_frame(dataset: str) -> pd.DataFrame:
 
 
 def _grouped_pick(df: pd.DataFrame, units: str, fraction: float, rng: np.random.Generator) -> set:
-    """Ids of whole ``units`` drawn per class until ``ceil(fraction * n_class)`` images."""
+    """Ids of whole ``units`` drawn per class until ``ceil(fraction * n_class)`` images: units in a
+    seeded random order, a unit that would overshoot the target skipped while smaller ones remain;
+    if the target is still not reached, the skipped units are added smallest first. A class never
+    gets fewer than its target, and never more than its target plus its largest unit minus one."""
     picked = set()
     for label, part in df.groupby("label", sort=True):
         target = math.ceil(fraction * len(part))
@@ -46,12 +49,18 @@ def _grouped_pick(df: pd.DataFrame, units: str, fraction: float, rng: np.random.
         order = rng.permutation(sizes.index.to_numpy())
         n = 0
         chosen = []
+        skipped = []
         for u in order:
             if n >= target:
                 break
             if n + sizes[u] > target and n > 0 and sizes[u] > 1:
-                # a big group would overshoot: skip it unless nothing smaller remains
+                skipped.append(u)  # a big group would overshoot: try smaller ones first
                 continue
+            chosen.append(u)
+            n += sizes[u]
+        for u in sorted(skipped, key=lambda u: sizes[u]):  # still short: the smallest skipped groups, in turn
+            if n >= target:
+                break
             chosen.append(u)
             n += sizes[u]
         picked |= set(part.loc[part[units].isin(chosen), "id"])

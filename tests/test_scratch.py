@@ -84,6 +84,14 @@ def test_scratch_fusion_table_compares_on_the_same_images():
     assert t.loc["sum fusion, + r frozen random features", "n_correct"] == 9
     assert t.loc["sum fusion, + from scratch (ours)", "n_correct"] == 10
     assert (t["n"] == 10).all()
+    # a constant predictor is named, alone and wherever it is fused (never fused silently)
+    assert t.loc["r frozen random features alone", "note"] == "constant prediction"
+    assert t.loc["sum fusion, + r frozen random features", "note"] == "fuses a constant predictor: r"
+    assert t.loc["from scratch (ours) alone", "note"] == "" and t.loc["sum fusion, a + b", "note"] == ""
+    from allrep.scores import notes_by_model
+
+    notes = notes_by_model(t.reset_index())
+    assert notes[("IDB2", "paper", "r frozen random features alone")] == "constant prediction (1/1 splits)"
     s = summarize(t.reset_index()).set_index("model")
     assert s["k"].to_dict() == t["n_correct"].to_dict()  # one split: pooled k is the split's k
     assert scratch_glue(t.reset_index()) == {"scratch_ours_IDB2_paper_k": 10, "scratch_ours_IDB2_paper_n": 10}

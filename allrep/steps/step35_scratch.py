@@ -13,7 +13,7 @@ from ..models import resolve_weights
 from ..places import cache_dir
 from ..registry import Context
 from ..repro import digest, seed_for
-from ..scores import random_weight_backbones, scratch_fusion_table, scratch_glue, summarize
+from ..scores import notes_by_model, random_weight_backbones, scratch_fusion_table, scratch_glue, summarize
 from ..scratch import train_member
 from ..training import MemberStore
 
@@ -84,5 +84,7 @@ def comparison(ctx: Context, runs: dict) -> tuple[pd.DataFrame, pd.DataFrame, di
     table = pd.concat([scratch_fusion_table(ds, probs, runs[ds]["probabilities"], random_bb) for ds in runs],
                       ignore_index=True)
     summary = summarize(table)
+    summary = summary.assign(note=notes_by_model(table).reindex(
+        pd.MultiIndex.from_frame(summary[["dataset", "protocol", "model"]])).fillna("").to_numpy())
     ctx.write_csv(summary, "summary")
     return table, summary, scratch_glue(table)
