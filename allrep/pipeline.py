@@ -105,6 +105,11 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
     """Execute the pipeline in order; returns counts of executed and skipped variants."""
     cfg = load_profile(profile)
     _absolute_env()
+    for given, allowed, what in ((datasets, cfg.datasets, "dataset"), (backbones, cfg.use_backbones, "backbone")):
+        unknown = sorted(set(given or ()) - set(allowed))
+        if unknown:
+            raise AllrepError(f"unknown {what} {', '.join(map(repr, unknown))}: profile {cfg.name} has "
+                              f"{', '.join(allowed)}")
     chosen = [get_step(s) for s in steps] if steps else list(STEPS)
     chosen.sort(key=lambda s: s.name)
     todo = []

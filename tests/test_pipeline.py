@@ -62,6 +62,9 @@ def test_unknown_profile_and_step():
     out = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--steps", "99_magic"], capture_output=True,
                          text=True)
     assert out.returncode == 2 and "unknown step" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--backbones", "resnet50"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "unknown backbone 'resnet50'" in out.stderr and "Traceback" not in out.stderr
 
 
 # ----------------------------------------------------------------------------- the smoke pipeline (slow)
