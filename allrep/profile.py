@@ -90,6 +90,7 @@ class Plain:
 
     head: Head = field(default_factory=Head)
     training: Training = field(default_factory=Training)
+    min_delta: float = 0.0  # a validation-loss improvement this small does not reset early stopping
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain tqdm: tqdm.auto warns (with a path) in kernels without ipywidgets
 
 
 def bar(iterable=None, **kwargs):

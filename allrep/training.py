@@ -174,15 +174,15 @@ def ensemble_trainer(seq_len: int, channels: int, hp: HeadParams, M: int, batch_
 
 
 def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seeds,
-                   reuse: bool = True) -> list[dict]:
+                   reuse: bool = True, min_delta: float = 0.0) -> list[dict]:
     """Train M members together (one model, M heads), each as if alone.
 
     Member m has its own initialisation and its own data order (``default_rng(seeds[m])``
     permutes the training set every epoch), and its own early stopping: its validation loss
     is tracked every epoch, its best weights kept, and it stops counting after ``patience``
-    epochs without improvement; training ends when every member has stopped. Sharing one
-    model, reused across splits (``reuse``), saves the tracing and per-step overhead that
-    dominate small heads on a CPU.
+    epochs without an improvement larger than ``min_delta``; training ends when every member has
+    stopped. Sharing one model, reused across splits (``reuse``), saves the tracing and per-step
+    overhead that dominate small heads on a CPU.
     """
     t0 = time.perf_counter()
     X_train, X_val, X_test = pca_reduce(X_train, X_val, X_test, k=ts.pca)
@@ -204,7 +204,7 @@ def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: T
                 continue
             loss = _nll(y_val, pv[m])
             hist[m]["val_loss"].append(loss)
-            if loss < best[m]:
+            if loss < best[m] - min_delta:  # an improvement of min_delta or less does not count
                 best[m], best_epoch[m], wait[m] = loss, epoch, 0
                 best_w[m] = tr.heads[m].get_weights()
             else:

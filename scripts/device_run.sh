@@ -3,9 +3,10 @@
 # fine-tuned MobileNetV2 members (ImageNet file), then EfficientNetB3-GRU from random weights at its
 # native 300 px with our from-scratch recipe and the naive one. Results and logs into $OUT.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-export ALLREP_DATA=$PWD/.carry/data ALLREP_WEIGHTS_DIR=$PWD/.carry/weights ALLREP_SCRATCH=/tmp/scratch
+SITE="${TMPDIR:-/tmp}/site" SCRATCH_DIR="${TMPDIR:-/tmp}/scratch"  # on the device machine, outside the carried tree
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
+export PYTHONPATH=$SITE:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+export ALLREP_DATA=$PWD/.carry/data ALLREP_WEIGHTS_DIR=$PWD/.carry/weights ALLREP_SCRATCH=$SCRATCH_DIR
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 run() {  # name, then gpu_members.py arguments
   local name=$1; shift

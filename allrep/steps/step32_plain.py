@@ -31,13 +31,15 @@ def run(ctx: Context) -> dict:
     for protocol, split_all, r in bar(jobs, desc=f"{backbone}/{dataset} plain head"):
         split = split_all[split_all["repeat"] == r]
         key = digest(dict(algo="plain-1", w=fc.w.key, size=fc.w.input_size, features=asdict(cfg.features),
-                          hp=hp.to_dict(), ts=asdict(ts), split=split[["id", "role"]].values.tolist()))
+                          hp=hp.to_dict(), ts=asdict(ts), min_delta=cfg.plain.min_delta,
+                          split=split[["id", "role"]].values.tolist()))
         store = MemberStore(cache_dir() / "plain" / f"{backbone}-{dataset}")
         seed = seed_for(cfg.seed, "plain", dataset, protocol, r, backbone)
         test = split[split["role"] == "test"]
         if not store.has(key):
             a = split_arrays(fc, split, cfg.features.views)
-            res = train_ensemble(*a["train"][:2], *a["val"][:2], a["test"][0], hp, ts, [seed])[0]
+            res = train_ensemble(*a["train"][:2], *a["val"][:2], a["test"][0], hp, ts, [seed],
+                                 min_delta=cfg.plain.min_delta)[0]
             store.save(key, res, dict(seed=seed, test_ids=a["test"][2]))
             trained += 1
         mem = store.load(key)
