@@ -122,6 +122,8 @@ def book_tables(cfg: Profile) -> dict[str, str]:
     else:
         out["plain.md"] = "*(no results yet)*\n"
     sc = _csv(cfg, "35_scratch", "summary").drop(columns=["auc"], errors="ignore")
+    if "note" in sc:
+        sc["note"] = sc["note"].fillna("")  # an empty note reads back from CSV as NaN
     out["scratch.md"] = _md(sc) + "\n"
     members = _csv(cfg, "30_ensemble", "members")
     if len(members):
