@@ -36,10 +36,10 @@ from . import places
 from .errors import AllrepError
 from .io import atomic_write_csv, atomic_write_json
 from .profile import PROJECT_ROOT, Profile
+from .splits import PROTOCOLS  # noqa: F401 - re-exported: the steps expand {protocol} over it
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 PACKAGE = PROJECT_ROOT / "allrep"
-PROTOCOLS = ("paper", "grouped")
 
 
 @dataclass(frozen=True)

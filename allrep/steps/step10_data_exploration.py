@@ -17,7 +17,7 @@ def splits(ctx: Context) -> dict[tuple[str, str], pd.DataFrame]:
     """Make and write the split file of every (dataset, protocol); returns them."""
     cfg, s = ctx.cfg, ctx.cfg.splits
     out = {}
-    for (dataset, protocol), path in ctx.paths("splits", "outputs").items():
+    for dataset, protocol in ctx.paths("splits", "outputs"):
         df = make_splits(dataset, protocol, cfg.seed, s.test_fraction, s.val_fraction, s.repeats)
         ctx.write_csv(df, "splits", dataset=dataset, protocol=protocol)
         out[dataset, protocol] = df

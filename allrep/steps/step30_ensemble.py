@@ -21,6 +21,23 @@ from ..training import MemberStore, ended_by, train_ensemble
 PROB_COLUMNS = ["protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
 
 
+def each_split(ctx: Context) -> list[tuple[str, int, pd.DataFrame]]:
+    """(protocol, repeat, split) of every split of the variant's dataset: the paper split, then each grouped repeat."""
+    out = []
+    for protocol in PROTOCOLS:
+        frame = ctx.read_csv("splits", protocol=protocol)
+        out += [(protocol, int(r), part) for r, part in frame.groupby("repeat", sort=True)]
+    return out
+
+
+def member_frame(test: pd.DataFrame, p_test, protocol: str, repeat: int, dataset: str, backbone: str,
+                       member: int) -> pd.DataFrame:
+    """One member's p(ALL) on a split's test images, in the committed column order (6 decimals)."""
+    return pd.DataFrame(dict(protocol=protocol, repeat=repeat, dataset=dataset, backbone=backbone, member=member,
+                             id=test["id"].to_numpy(), label=test["label"].to_numpy(),
+                             p_all=np.round(p_test, 6)))[PROB_COLUMNS]
+
+
 def tuned_head(ctx: Context) -> Head:
     best = ctx.read_json("best")
     return load_section(Head, best["hyperparameters"], f"tuning/best_{ctx.backbone}_{ctx.dataset}.json")
@@ -35,10 +52,7 @@ def run(ctx: Context) -> dict:
     ts = cfg.training
     views, M = cfg.features.views, cfg.ensemble.members
     frames, trained, reused, member_meta = [], 0, 0, []
-    jobs = [(protocol, split_all, int(r)) for protocol in PROTOCOLS
-            for split_all in [ctx.read_csv("splits", protocol=protocol)] for r in sorted(split_all["repeat"].unique())]
-    for protocol, split_all, r in bar(jobs, desc=f"{backbone}/{dataset} splits"):
-        split = split_all[split_all["repeat"] == r]
+    for protocol, r, split in bar(each_split(ctx), desc=f"{backbone}/{dataset} splits"):
         key_base = digest(dict(algo="joint-heads-2", w=fc.w.key, size=fc.w.input_size, features=asdict(cfg.features),
                                hp=hp.to_dict(), ts=ts.__dict__, split=split[["id", "role"]].values.tolist()))
         store = MemberStore(cache_dir() / "members" / f"{backbone}-{key_base}")
@@ -58,9 +72,7 @@ def run(ctx: Context) -> dict:
             mem = store.load(keys[m])
             if list(test["id"]) != mem["test_ids"]:
                 raise RuntimeError(f"member cache {store.dir.name}/{keys[m]} does not match the split")
-            frames.append(pd.DataFrame(dict(protocol=protocol, repeat=r, dataset=dataset, backbone=backbone,
-                                            member=m, id=test["id"].to_numpy(), label=test["label"].to_numpy(),
-                                            p_all=np.round(mem["p_test"], 6))))
+            frames.append(member_frame(test, mem["p_test"], protocol, r, dataset, backbone, m))
             member_meta.append(dict(protocol=protocol, repeat=r, member=m, seed=seeds[m],
                                     epochs_run=mem["epochs_run"], best_epoch=mem["best_epoch"],
                                     ended_by=ended_by(mem["epochs_run"], mem["best_epoch"], ts.patience),

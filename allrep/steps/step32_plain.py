@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import numpy as np
 import pandas as pd
 
 from ..features import for_backbone, split_arrays
 from ..places import cache_dir
 from ..progress import bar
-from ..registry import PROTOCOLS, Context
+from ..registry import Context
 from ..repro import digest, seed_for
 from ..training import MemberStore, ended_by, train_ensemble
-from .step30_ensemble import PROB_COLUMNS
+from .step30_ensemble import PROB_COLUMNS, each_split, member_frame
 
 
 def run(ctx: Context) -> dict:
@@ -26,10 +25,7 @@ def run(ctx: Context) -> dict:
     fc = for_backbone(cfg, backbone)
     hp, ts = cfg.plain.head, cfg.plain.training
     frames, members, trained = [], [], 0
-    jobs = [(protocol, split_all, int(r)) for protocol in PROTOCOLS
-            for split_all in [ctx.read_csv("splits", protocol=protocol)] for r in sorted(split_all["repeat"].unique())]
-    for protocol, split_all, r in bar(jobs, desc=f"{backbone}/{dataset} plain head"):
-        split = split_all[split_all["repeat"] == r]
+    for protocol, r, split in bar(each_split(ctx), desc=f"{backbone}/{dataset} plain head"):
         key = digest(dict(algo="plain-1", w=fc.w.key, size=fc.w.input_size, features=asdict(cfg.features),
                           hp=hp.to_dict(), ts=asdict(ts), min_delta=cfg.plain.min_delta,
                           split=split[["id", "role"]].values.tolist()))
@@ -45,9 +41,7 @@ def run(ctx: Context) -> dict:
         mem = store.load(key)
         if list(test["id"]) != mem["test_ids"]:
             raise RuntimeError(f"plain-head cache {key} does not match the split")
-        frames.append(pd.DataFrame(dict(protocol=protocol, repeat=r, dataset=dataset, backbone=backbone, member=0,
-                                        id=test["id"].to_numpy(), label=test["label"].to_numpy(),
-                                        p_all=np.round(mem["p_test"], 6))))
+        frames.append(member_frame(test, mem["p_test"], protocol, r, dataset, backbone, 0))
         members.append(dict(protocol=protocol, repeat=r, seed=seed, epochs_run=mem["epochs_run"],
                             best_epoch=mem["best_epoch"], ended_by=ended_by(mem["epochs_run"], mem["best_epoch"],
                                                                             ts.patience),
