@@ -10,6 +10,7 @@ User errors print one line and exit 2; nothing else changes.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 from .errors import AllrepError
@@ -53,6 +54,40 @@ def _cmd_steps(a) -> int:
     return 0
 
 
+def _cmd_train_final(a) -> int:
+    from .final import train_final
+    from .profile import load_profile
+    from .repro import setup
+
+    cfg = load_profile(a.profile)
+    setup(cfg.seed)
+    out = train_final(cfg, a.dataset, a.hold_out or ())
+    print(f"final models of {cfg.name}/{a.dataset} saved in {out}")
+    return 0
+
+
+def _cmd_predict(a) -> int:
+    from .inference import predict
+    from .repro import setup
+
+    setup(0)
+    df = predict(a.paths, a.profile, a.dataset, progress=True)
+    failed = df.attrs.get("failed", [])
+    for b in failed:
+        print(f"allrep predict: skipped {b}", file=sys.stderr)
+    if a.out:
+        out = Path(a.out)
+        if out.suffix.lower() == ".json":
+            out.write_text(df.to_json(orient="records", indent=1))
+        else:
+            df.to_csv(out, index=False)
+        print(f"{len(df)} image(s) classified, written to {out}; {len(failed)} skipped")
+    elif len(df):
+        print(df.to_string(index=False))
+    print("research software, not a diagnostic device", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="allrep", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -71,6 +106,18 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default="paper")
     b.add_argument("--lax", action="store_true", help="do not turn warnings into errors")
     b.set_defaults(fn=_cmd_book)
+    t = sub.add_parser("train-final", help="train and save each backbone's ensemble on all images of a dataset")
+    t.add_argument("--profile", default="paper")
+    t.add_argument("--dataset", default="IDB2", choices=["IDB1", "IDB2", "combined"])
+    t.add_argument("--hold-out", nargs="*", metavar="GROUP", help="photograph groups kept out of training (tests)")
+    t.set_defaults(fn=_cmd_train_final)
+    q = sub.add_parser("predict", help="classify your own images (research use only)")
+    q.add_argument("paths", nargs="+", help="image files (JPEG, PNG, TIFF) or folders of them")
+    q.add_argument("--profile", default="paper")
+    q.add_argument("--dataset", default="IDB2", choices=["IDB1", "IDB2", "combined"],
+                   help="whose final models classify (IDB2: single-cell crops; IDB1: whole smear photographs)")
+    q.add_argument("--out", help="write a .csv or .json file instead of a table on the terminal")
+    q.set_defaults(fn=_cmd_predict)
     s = sub.add_parser("steps", help="list steps, variants and whether they are current")
     s.add_argument("--profile", default="smoke")
     s.set_defaults(fn=_cmd_steps)

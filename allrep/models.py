@@ -180,6 +180,48 @@ def feature_shape(backbone: str, input_size: int) -> tuple[int, int, int]:
 HeadParams = Head  # the profile's `head:` section (allrep.profile.Head)
 
 
+def _rate_dropout():
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="allrep")
+    class RateDropout(keras.layers.Layer):
+        """Dropout whose rate is a (non-trainable) variable, so one traced model serves any rate
+        (heads trained together with tuned rates, :class:`allrep.training.HeadsTrainer`).
+        keras' ``Dropout`` bakes its rate into the graph as a Python float."""
+
+        def __init__(self, rate=0.0, **kw):
+            super().__init__(**kw)
+            self.init_rate = float(rate)
+            self.seed_generator = keras.random.SeedGenerator()
+
+        def build(self, input_shape):
+            self.rate = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.init_rate),
+                                        trainable=False, name="rate")
+
+        def call(self, x, training=False):
+            if not training:
+                return x
+            keep = 1.0 - ops.cast(self.rate, x.dtype)
+            mask = keras.random.uniform(ops.shape(x), seed=self.seed_generator) < keep
+            return ops.where(mask, x / keep, ops.zeros_like(x))
+
+        def get_config(self):
+            return {**super().get_config(), "rate": self.init_rate}
+
+    return RateDropout
+
+
+RateDropout = None  # created on first use (keras is imported lazily)
+
+
+def rate_dropout(rate: float, name: str):
+    global RateDropout
+    if RateDropout is None:
+        RateDropout = _rate_dropout()
+    return RateDropout(rate, name=name)
+
+
 def build_head(seq_len: int, channels: int, hp: HeadParams, name: str = "gru_head"):
     """GRU head on a sequence of ``seq_len`` feature vectors of size ``channels``."""
     import keras
@@ -190,9 +232,9 @@ def build_head(seq_len: int, channels: int, hp: HeadParams, name: str = "gru_hea
     if hp.projection:
         x = layers.Dense(hp.projection, activation="relu", name="projection")(x)
     x = layers.GRU(hp.gru_units, name="gru")(x)
-    x = layers.Dropout(hp.dropout)(x)
+    x = rate_dropout(hp.dropout, "dropout_1")(x)
     x = layers.Dense(hp.dense_units, activation="relu", name="dense")(x)
-    x = layers.Dropout(hp.dropout)(x)
+    x = rate_dropout(hp.dropout, "dropout_2")(x)
     out = layers.Dense(2, activation="softmax", name="probs")(x)
     return keras.Model(inp, out, name=name)
 

@@ -73,15 +73,17 @@ class Training:
     batch_size: int = 32
     patience: int = 8
     pca: int = 0  # 0: raw channels; k: top-k principal axes of the *training* features
+    whiten: bool = True  # principal axes scaled to unit variance (False: one common scale)
+    pool: int = 1  # further k x k average pooling of the cached feature map (1: none)
+    min_delta: float = 0.0  # a validation-NLL improvement this small does not reset early stopping
 
 
 @dataclass(frozen=True)
 class Tuning:
-    trials: int = 10
-    initial_points: int = 4
-    executions_per_trial: int = 1
-    epochs: int = 16
-    protocol: str = "paper"  # the split whose validation part is the objective
+    """Nested tuning (:mod:`allrep.tuning`): one search per split, on its own validation part."""
+
+    trials: int = 10  # BayesianOptimization trials per search
+    initial_points: int = 4  # random trials before the Gaussian process proposes
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,40 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One recipe in the recipe study (:mod:`allrep.recipe`): the settings it changes (None: as the base)."""
+
+    pool: int | None = None
+    pca: int | None = None
+    whiten: bool | None = None
+    epochs: int | None = None
+    patience: int | None = None
+    min_delta: float | None = None
+    batch_size: int | None = None
+    projection: int | None = None
+    gru_units: int | None = None
+    dense_units: int | None = None
+    dropout: float | None = None
+    learning_rate: float | None = None
+    weight_decay: float | None = None
+
+    def changes(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RecipeStudy:
+    """How the head's training recipe was chosen: candidates scored on inner grouped folds of one
+    grouped repeat's training part (never a test image of that repeat)."""
+
+    datasets: tuple[str, ...] = ("IDB1", "IDB2")
+    repeat: int = 0
+    folds: int = 3
+    base: Candidate = field(default_factory=Candidate)
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Scratch:
     backbone: str = "efficientnetb3"
     datasets: tuple[str, ...] = ("IDB2",)
@@ -136,6 +172,7 @@ class Fusion:
 class Uncertainty:
     ece_bins: int = 10
     bootstrap: int = 1000
+    referral_coverage: float = 0.9  # share of predictions kept; the least confident rest is referred to a human
 
 
 @dataclass(frozen=True)
@@ -155,6 +192,7 @@ class Profile:
     scratch: Scratch
     fusion: Fusion
     uncertainty: Uncertainty
+    recipe_study: RecipeStudy = field(default_factory=RecipeStudy)
     weights_dir: str | None = None  # ALLREP_WEIGHTS_DIR wins
     show_images: bool = False  # thumbnails recreate licensed images: scratch profiles only
 
@@ -293,8 +331,6 @@ def _check(p: Profile) -> Profile:
     for rule in p.fusion.rules:
         if rule not in ("sum", "product", "max", "vote"):
             raise AllrepError(f"fusion.rules: unknown rule {rule!r}: choose from sum, product, max, vote")
-    if p.tuning.protocol not in ("paper", "grouped"):
-        raise AllrepError(f"tuning.protocol: {p.tuning.protocol!r}: choose paper or grouped")
     return p
 
 

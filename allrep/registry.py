@@ -75,20 +75,22 @@ class Step:
 _SPLITS = "splits/{dataset}_{protocol}.csv"
 _PROBS = "probabilities/{dataset}_{backbone}.csv"
 _META = "probabilities/{dataset}_{backbone}.json"
-_BEST = "tuning/best_{backbone}_{dataset}.json"
+_VALPROBS = "probabilities/{dataset}_{backbone}_val.csv"  # the same members on each split's validation part
+_BEST = "tuning/best_{backbone}_{dataset}.csv"
 _SHORTCUTS = "data/shortcut_baselines.csv"
 _PLAIN = "probabilities/{dataset}_{backbone}_plain.csv"
 
 STEPS = (
     Step("10_data_exploration", "Data exploration and shortcut audit", ("seed", "datasets", "splits", "show_images"),
          outputs=dict(splits=_SPLITS, shortcuts=_SHORTCUTS)),
-    Step("20_tuning", "Bayesian tuning", ("seed", "backbones", "weights_dir", "features", "training", "tuning"),
+    Step("20_tuning", "Bayesian tuning", ("seed", "backbones", "weights_dir", "features", "head", "training", "tuning"),
          inputs=dict(splits=_SPLITS),
          outputs=dict(best=_BEST, trials="tuning/trials_{backbone}_{dataset}.csv"), per=("backbone", "dataset")),
     Step("30_ensemble", "Deep-ensemble training",
          ("seed", "backbones", "weights_dir", "features", "head", "training", "ensemble"),
          inputs=dict(splits=_SPLITS, best=_BEST),
-         outputs=dict(probabilities=_PROBS, meta=_META, members="probabilities/{dataset}_{backbone}_members.csv"),
+         outputs=dict(probabilities=_PROBS, validation=_VALPROBS, meta=_META,
+                      members="probabilities/{dataset}_{backbone}_members.csv"),
          per=("backbone", "dataset")),
     Step("32_plain", "Plain reference head", ("seed", "backbones", "weights_dir", "features", "plain"),
          inputs=dict(splits=_SPLITS),
@@ -102,13 +104,21 @@ STEPS = (
                       members="scratch/{scratch_dataset}_{scratch_backbone}_members.csv",
                       summary="fusion/scratch_summary.csv")),
     Step("40_uncertainty", "Uncertainty and calibration", ("seed", "datasets", "use_backbones", "uncertainty"),
-         inputs=dict(probabilities=_PROBS), outputs=dict(summary="uncertainty/summary.csv")),
+         inputs=dict(probabilities=_PROBS, validation=_VALPROBS),
+         outputs=dict(summary="uncertainty/summary.csv", calibration="uncertainty/calibration.csv",
+                      temperatures="uncertainty/temperatures.csv", referral="uncertainty/referral.csv",
+                      diversity="uncertainty/diversity.csv")),
     Step("50_fusion", "Sum-rule fusion and ablations", ("datasets", "use_backbones", "fusion"),
          inputs=dict(probabilities=_PROBS, meta=_META, plain=_PLAIN, shortcuts=_SHORTCUTS),
-         outputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", baselines="fusion/baselines.csv")),
+         outputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", baselines="fusion/baselines.csv",
+                      camera="fusion/camera.csv", camera_test="fusion/camera_test.csv")),
     Step("60_results", "Results: claims, protocols, baselines", ("datasets", "use_backbones"),
-         inputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", meta=_META, best=_BEST),
+         inputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", meta=_META, best=_BEST, splits=_SPLITS),
          outputs=dict(claims="claims.csv")),
+    Step("70_using_models", "Using the models",
+         ("seed", "backbones", "use_backbones", "weights_dir", "features", "head", "training", "tuning", "ensemble",
+          "splits", "uncertainty"),
+         outputs=dict(predictions="using/IDB2_held_out.csv")),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)
 
@@ -281,6 +291,15 @@ class Context:
 
     def output(self, name: str, **fixed) -> Path:
         return self.path(name, "outputs", **fixed)
+
+    def each_split(self) -> list[tuple[str, int, pd.DataFrame]]:
+        """(protocol, repeat, split frame) of every split of the variant's dataset: the paper split,
+        then each grouped repeat."""
+        out = []
+        for protocol in PROTOCOLS:
+            frame = self.read_csv("splits", protocol=protocol)
+            out += [(protocol, int(r), part) for r, part in frame.groupby("repeat", sort=True)]
+        return out
 
     def read_csv(self, name: str, **fixed) -> pd.DataFrame:
         return _read_csv(self.path(name, **fixed), self.cfg)

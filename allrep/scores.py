@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .fusion import fuse
-from .metrics import binary_metrics, predict_label, summarize_repeats
+from .metrics import binary_metrics, clopper_pearson, predict_label, summarize_repeats
 
 KEYS = ["protocol", "repeat", "dataset"]
 
@@ -155,13 +155,17 @@ def scratch_glue(table: pd.DataFrame) -> dict:
 
 
 def summarize(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, protocol, model): pooled k/n and mean/CI over repeats."""
+    """Per (dataset, protocol, model): pooled k/n, mean, sd, lowest and highest split accuracy, and
+    an interval: the t interval of the mean over repeats, or for one split its exact (Clopper-Pearson) one."""
     rows = []
     for (ds, protocol, model), part in scores.groupby(["dataset", "protocol", "model"], sort=True):
         k, n = int(part["n_correct"].sum()), int(part["n"].sum())
         rep = summarize_repeats(part["accuracy"])
+        if len(part) == 1:  # one split: its exact interval (a t interval needs repeats)
+            rep["ci_low"], rep["ci_high"] = clopper_pearson(k, n)
         rows.append(dict(dataset=ds, protocol=protocol, model=model, repeats=len(part), k=k, n=n, accuracy=k / n,
                          mean=rep["mean"], sd=rep["sd"], ci_low=rep["ci_low"], ci_high=rep["ci_high"],
+                         min=float(part["accuracy"].min()), max=float(part["accuracy"].max()),
                          auc=float(part["auc"].mean())))
     return pd.DataFrame(rows)
 

@@ -13,6 +13,7 @@ from .profile import Profile
 from .registry import expand, get_step
 
 TIMINGS = "timings/runs.json"  # written by the runner, not by a step
+RECIPE = "recipe/study.csv"  # written by scripts/recipe_study.py
 BENCHMARK = "benchmark.json"  # written by scripts/benchmark.py
 
 
@@ -25,23 +26,51 @@ def fmt_pct(x: float) -> str:
 
 
 def claims_markdown(cl: pd.DataFrame, weights: pd.DataFrame | None = None) -> str:
-    """The claims table; with the ensembles' weights table, each row names the fused backbones that
-    started from random weights."""
+    """The claims table (rule in :mod:`allrep.claims`); with the ensembles' weights table, each row names
+    the fused backbones that started from random weights. Blank where a column does not apply."""
     rows = []
     for _, r in cl.iterrows():
         if r["protocol"] == "paper":
             est = f"{r['acc_pct_truncated']:.2f} / {r['acc_pct_rounded']:.2f}"
-            ci = f"{fmt_pct(r['ci_low'])}-{fmt_pct(r['ci_high'])} (exact)"
+            ci = f"{fmt_pct(r['ci_low'])} to {fmt_pct(r['ci_high'])} (exact)"
+            mean = ""
+            leak = f"{100 * r['leakage']:.0f}%" if pd.notna(r.get("leakage")) else ""
         else:
-            est = f"mean {fmt_pct(r['mean_over_repeats'])} (sd {fmt_pct(r['sd_over_repeats'])})"
-            ci = f"{fmt_pct(r['mean_ci_low'])}-{fmt_pct(r['mean_ci_high'])} (t, {r['repeats']} splits)"
+            est = f"mean {fmt_pct(r['mean_over_repeats'])} (sd {fmt_pct(r['sd_over_repeats'])}); {r['reach_paper']} of {r['repeats']} splits reach the paper"
+            ci = f"{fmt_pct(r['ci_low'])} to {fmt_pct(r['ci_high'])} (one split, PI)"
+            mean = f"{fmt_pct(r['mean_ci_low'])} to {fmt_pct(r['mean_ci_high'])}"
+            leak = "0% (by construction)"
+        margin = "" if pd.isna(r.get("margin")) else f"{int(r['margin'])} image{'s' if int(r['margin']) != 1 else ''}"
         rows.append({"dataset": r["dataset"], "protocol": r["protocol"], "paper %": f"{r['paper_accuracy']:.2f}",
-                     "ours k/n": f"{r['n_correct']}/{r['n_test']}", "ours % (trunc. / round.)": est,
-                     "95% CI %": ci, "verdict": r["verdict"]})
+                     "ours k/n": f"{r['n_correct']}/{r['n_test']}", "ours %": est, "95% interval %": ci,
+                     "mean, corrected t 95% %": mean, "verdict": r["verdict"], "margin": margin,
+                     "test images with a group in training": leak})
         if weights is not None and len(weights):
             w = weights[(weights["dataset"] == r["dataset"]) & (weights["weights"] == "random")]
             rows[-1]["random-init backbones in the fusion"] = ", ".join(sorted(w["backbone"])) or "none"
     return _md(pd.DataFrame(rows))
+
+
+def summary_view(df: pd.DataFrame) -> pd.DataFrame:
+    """A score summary (allrep.scores.summarize) as a person reads it: k/n, percentages with two decimals,
+    and for one split its exact interval, for repeats the mean, sd and the range over splits. No nan:
+    a cell that does not apply is blank."""
+    if not len(df):
+        return df
+    out = df[["dataset", "protocol", "model"]].copy()
+    out["splits"] = df["repeats"]
+    out["k/n"] = [f"{k}/{n}" for k, n in zip(df["k"], df["n"])]
+    one = df["repeats"] == 1
+    out["accuracy %"] = [f"{100 * a:.2f}" if o else f"mean {100 * m:.2f} (sd {100 * s:.2f})"
+                         for o, a, m, s in zip(one, df["accuracy"], df["mean"], df["sd"])]
+    from .metrics import clopper_pearson
+
+    out["95% interval % (one split: exact) / range over splits %"] = [
+        "{:.2f} to {:.2f}".format(*(100 * x for x in clopper_pearson(k, n))) if o else f"{100 * mn:.2f} to {100 * mx:.2f}"
+        for o, k, n, mn, mx in zip(one, df["k"], df["n"], df.get("min", df["mean"]), df.get("max", df["mean"]))]
+    if "note" in df:
+        out["note"] = df["note"].fillna("")
+    return out
 
 
 def _outputs(cfg: Profile, step: str, name: str) -> list[Path]:
@@ -66,14 +95,32 @@ def weights_table(meta: dict) -> pd.DataFrame:
         w = m["weights"]
         rows.append(dict(backbone=m["backbone"], dataset=m["dataset"], weights=w["kind"], source=w["source"],
                          sha256=(w.get("sha256") or "")[:16], input_size=w["input_size"], preprocess=w["preprocess"],
-                         hyperparameters=m["hp_source"]))
+                         hyperparameters=m.get("hp_source", "")))
     return pd.DataFrame(rows).sort_values(["backbone", "dataset"], ignore_index=True) if rows else pd.DataFrame()
 
 
-def hyperparameter_table(best: dict) -> pd.DataFrame:
-    """The tuned head of every (backbone, dataset), from the tuning step's records."""
-    rows = [dict(backbone=b["backbone"], dataset=b["dataset"], **b["hyperparameters"]) for b in best.values()]
-    return pd.DataFrame(rows).sort_values(["backbone", "dataset"], ignore_index=True) if rows else pd.DataFrame()
+def hyperparameter_table(best: pd.DataFrame) -> pd.DataFrame:
+    """The tuned hyperparameters of every (backbone, dataset, protocol), from the nested searches
+    (step 20): the paper split's value, or the median and range over the grouped repeats' own
+    searches, and how many searches ended on a bound of the space."""
+    from .tuning import space
+
+    if not len(best):
+        return pd.DataFrame()
+    bounds = {h.name: (h.min_value, h.max_value) for h in space().space}
+    rows = []
+    for (bb, ds, proto), g in best.groupby(["backbone", "dataset", "protocol"], sort=True):
+        row = dict(backbone=bb, dataset=ds, protocol=proto, searches=len(g))
+        on_bound = []
+        for k, (lo, hi) in bounds.items():
+            v = g[k]
+            row[k] = f"{v.iloc[0]:.3g}" if len(v) == 1 else f"{v.median():.3g} ({v.min():.3g} to {v.max():.3g})"
+            n = int(((v <= lo * 1.02 + 1e-12) | (v >= hi * 0.98)).sum()) if k != "dropout" else 0
+            if n:
+                on_bound.append(f"{k} {n}")
+        row["on a bound"] = ", ".join(on_bound) or "none"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def plain_markdown(t: pd.DataFrame) -> str:
@@ -112,7 +159,7 @@ def book_tables(cfg: Profile) -> dict[str, str]:
         df = _csv(cfg, "50_fusion", name)
         if len(df):
             df = df[~df["model"].str.contains("member")].drop(columns=["auc"], errors="ignore")
-            df = df.sort_values(["dataset", "protocol", "model"])
+            df = summary_view(df.sort_values(["dataset", "protocol", "model"]))
         out[f"{name}.md"] = _md(df) + "\n"
     summ = _csv(cfg, "50_fusion", "summary")
     if len(summ) and summ["model"].str.endswith("plain head").any():
@@ -122,9 +169,7 @@ def book_tables(cfg: Profile) -> dict[str, str]:
     else:
         out["plain.md"] = "*(no results yet)*\n"
     sc = _csv(cfg, "35_scratch", "summary").drop(columns=["auc"], errors="ignore")
-    if "note" in sc:
-        sc["note"] = sc["note"].fillna("")  # an empty note reads back from CSV as NaN
-    out["scratch.md"] = _md(sc) + "\n"
+    out["scratch.md"] = _md(summary_view(sc)) + "\n"
     members = _csv(cfg, "30_ensemble", "members")
     if len(members):
         from .training import convergence
@@ -132,12 +177,57 @@ def book_tables(cfg: Profile) -> dict[str, str]:
         out["convergence.md"] = _md(convergence(members)) + "\n"
     else:
         out["convergence.md"] = "*(no results yet)*\n"
-    out["hyperparameters.md"] = _md(hyperparameter_table(_json(cfg, "20_tuning", "best"))) + "\n"
+    out["hyperparameters.md"] = _md(hyperparameter_table(_csv(cfg, "20_tuning", "best"))) + "\n"
     out["search_space.md"] = search_space_markdown()
+    out["recipe.md"] = recipe_markdown(cfg, places.output_dir(cfg) / RECIPE)
     out["settings.md"] = settings_markdown(cfg)
     out["timings.md"] = timings_markdown(places.output_dir(cfg) / TIMINGS)
     out["benchmark.md"] = benchmark_markdown(places.output_dir(cfg) / BENCHMARK)
     return out
+
+
+def recipe_markdown(cfg: Profile, path: Path) -> str:
+    """The recipe study's evidence (allrep.recipe): per candidate its paired held-out NLL against the
+    base, pooled accuracy, heads ended by the epoch cap and cost; then the decision the rule makes and
+    the recipe the profile uses."""
+    from .recipe import CONFIRM, decide, summary
+
+    if not path.is_file():
+        return "*(no recipe study recorded yet: run `python scripts/recipe_study.py`)*\n"
+    res = pd.read_csv(path)
+    s = summary(res, cfg)
+    d = decide(s, cfg)
+    t = pd.DataFrame({
+        "candidate": s["candidate"], "changes from the base": s["changes"].replace("", "(the base)"),
+        "held-out NLL": s["nll"].map("{:.3f}".format),
+        "paired difference (SE)": [("" if c == "base" else f"{x:+.3f} ({e:.3f})")
+                                   for c, x, e in zip(s["candidate"], s["d_nll"], s["se_d_nll"])],
+        "accuracy k/n": [f"{k}/{n} ({100 * k / n:.1f}%)" for k, n in zip(s["correct"], s["n"])],
+        "ended by the cap": [f"{c}/{h}" for c, h in zip(s["capped"], s["heads"])],
+        "s per head": s["seconds_per_head"].map("{:.1f}".format),
+        "adopted": ["yes" if c in d["adopted"] else "" for c in s["candidate"]]})
+    head, ts = cfg.head, cfg.training
+    rs = cfg.recipe_study
+    folds = res.groupby(["backbone", "dataset", "fold"]).ngroups
+    chosen = ", ".join(f"{k}={v}" for k, v in d["changes"].items())
+    used = dict(pool=ts.pool, pca=ts.pca, whiten=ts.whiten, epochs=ts.epochs, patience=ts.patience,
+                min_delta=ts.min_delta, batch_size=ts.batch_size, projection=head.projection,
+                gru_units=head.gru_units, dense_units=head.dense_units)
+    confirm = s[s["candidate"] == CONFIRM]
+    text = (f"Training all {len(res)} heads took {res['seconds'].sum() / 60:.0f} min on the machine that ran the study "
+            f"(two CPU cores, shared with other work while it ran). "
+            f"{folds} paired cells per candidate (3 backbones x {len(rs.datasets)} datasets x {rs.folds} inner folds of "
+            f"grouped repeat {rs.repeat}'s training part; {int(s['n'].iloc[0])} held-out images per candidate).\n\n"
+            f"**Base**: " + ", ".join(f"{k}={v}" for k, v in rs.base.changes().items()) + ".\n\n"
+            f"**Decision** (`allrep.recipe.decide`): the base with {chosen or 'no change'}.\n\n"
+            f"**The profile's recipe** (`head:` and `training:`): "
+            + ", ".join(f"{k}={v}" for k, v in used.items()) + ".")
+    if len(confirm):
+        c = confirm.iloc[0]
+        text += (f"\n\n**Re-scored on the same folds** (candidate `{CONFIRM}`): held-out NLL {c['nll']:.3f} "
+                 f"({c['d_nll']:+.3f} against the base, SE {c['se_d_nll']:.3f}), {c['correct']}/{c['n']} correct, "
+                 f"{c['capped']}/{c['heads']} heads ended by the cap, {c['seconds_per_head']:.1f} s per head.")
+    return _md(t) + "\n\n" + text + "\n"
 
 
 def settings_markdown(cfg: Profile) -> str:
@@ -181,14 +271,23 @@ def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
                      f"({steps[top] / 60:.1f} min, {100 * steps[top] / r['total_seconds']:.0f}%).")
     agg = pd.DataFrame(dict(zip(names, per_run))).sort_index()
     agg.loc["total (s)"] = [r["total_seconds"] for r in runs]
+    agg = agg.map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     variants = sorted({k for r in runs for k in r["variants"]})
     df = pd.DataFrame({n: [r["variants"].get(s) for s in variants] for n, r in zip(names, runs)}, index=variants)
     df.loc["total (s)"] = [r["total_seconds"] for r in runs]
+    df = df.map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else (f"{v:.0f}" if isinstance(v, float) else v))
     df.loc["machine"] = [r["machine"] for r in runs]
     return ("\n".join(lines) + "\n\nSeconds per step:\n\n"
             + agg.reset_index(names="step").to_markdown(index=False, floatfmt=".0f")
             + "\n\nSeconds per executed notebook:\n\n"
             + df.reset_index(names="notebook").to_markdown(index=False, floatfmt=".0f") + "\n")
+
+
+def _predict_line(p: dict | None) -> str:
+    if not p:
+        return "\n`allrep predict` was not measured (no final models when the benchmark ran).\n"
+    return (f"\n`allrep predict` on {p['images']} {p['dataset']} files: {p['seconds_with_model_loading']} s including model "
+            f"loading, {p['seconds_models_loaded']} s with the models loaded ({p['images_per_second_loaded']} images/s).\n")
 
 
 def benchmark_markdown(path: Path) -> str:
@@ -199,4 +298,4 @@ def benchmark_markdown(path: Path) -> str:
     env = b["environment"]
     return (f"Measured {b['when']} on {env['cpus']} CPUs ({env['os']} {env['machine']}, accelerator: "
             f"{env['accelerator']}), Keras {env['keras']} "
-            f"on {env['backend']}.\n\n" + df.to_markdown(index=False) + "\n")
+            f"on {env['backend']}.\n\n" + df.to_markdown(index=False) + "\n" + _predict_line(b.get("predict")))

@@ -74,28 +74,73 @@ def copy_state(target, source) -> None:
         v.assign(keras.ops.convert_to_numpy(f))
 
 
-def pca_reduce(X_train, *others, k: int = 0):
-    """Fit a PCA of the channels on the training features only; apply it to every array.
+def repool(X, k: int):
+    """Average-pool a batch of square feature sequences (n, h*h, c) by k x k (ceil, as the cache's pooling)."""
+    if k <= 1:
+        return X
+    from .features import pool_map
 
-    A fixed, unsupervised projection before the learned one: no label and no validation
-    or test image is used to fit it; components are scaled to unit variance. Returns
-    float32 arrays (unchanged when ``k`` is 0 or not smaller than the channel count)."""
-    if not k or k >= X_train.shape[-1]:
-        return (X_train, *others)
-    from sklearn.utils.extmath import randomized_svd
+    n, L, c = X.shape
+    h = int(round(L ** 0.5))
+    if h * h != L:
+        raise ValueError(f"sequence of {L} positions is not a square feature map")
+    P = pool_map(X.reshape(n, h, h, c), k)
+    return P.reshape(n, -1, c)
 
-    C = X_train.shape[-1]
-    flat = X_train.reshape(-1, C)
-    mean = flat.mean(0, dtype=np.float64).astype(np.float32)
-    rng = np.random.default_rng(0)
-    rows = (flat[rng.choice(len(flat), size=min(len(flat), 8000), replace=False)] - mean).astype(np.float32)
-    _, _, vt = randomized_svd(rows, n_components=k, n_iter=4, random_state=0)
-    comp = np.ascontiguousarray(vt.T, dtype=np.float32)
-    scale = ((rows @ comp).std(0) + 1e-6).astype(np.float32)
 
-    def f(X):
-        return (((X.reshape(-1, C).astype(np.float32) - mean) @ comp) / scale).reshape(*X.shape[:-1], k)
+class Reduction:
+    """The recipe's fixed input reduction, fitted on training features only: ``pool`` further pools the
+    cached map, then the channels go onto ``k`` principal axes (``whiten``: each scaled to unit
+    variance; otherwise one common scale). No label and no validation or test image is used to fit it.
+    Saved with a final model (:meth:`state`), so prediction applies exactly what training did."""
 
+    def __init__(self, pool: int = 1, mean=None, comp=None, scale=None):
+        self.pool, self.mean, self.comp, self.scale = int(pool), mean, comp, scale
+
+    @classmethod
+    def fit(cls, X_train, pool: int = 1, k: int = 0, whiten: bool = True) -> Reduction:
+        X = repool(X_train, pool)
+        if not k or k >= X.shape[-1]:
+            return cls(pool)
+        from sklearn.utils.extmath import randomized_svd
+
+        C = X.shape[-1]
+        flat = X.reshape(-1, C)
+        mean = flat.mean(0, dtype=np.float64).astype(np.float32)
+        rng = np.random.default_rng(0)
+        rows = (flat[rng.choice(len(flat), size=min(len(flat), 8000), replace=False)] - mean).astype(np.float32)
+        _, _, vt = randomized_svd(rows, n_components=k, n_iter=4, random_state=0)
+        comp = np.ascontiguousarray(vt.T, dtype=np.float32)
+        proj = rows @ comp
+        # whitened: unit variance per axis; otherwise one common scale (unit mean variance) keeps the spectrum
+        scale = ((proj.std(0) + 1e-6) if whiten else np.full(k, proj.std() + 1e-6)).astype(np.float32)
+        return cls(pool, mean, comp, scale)
+
+    def __call__(self, X):
+        X = repool(X, self.pool)
+        if self.comp is None:
+            return X
+        C, k = self.comp.shape
+        return (((X.reshape(-1, C).astype(np.float32) - self.mean) @ self.comp) / self.scale).reshape(*X.shape[:-1], k)
+
+    def state(self) -> dict:
+        return dict(pool=np.int64(self.pool), **({} if self.comp is None else
+                                                 dict(mean=self.mean, comp=self.comp, scale=self.scale)))
+
+    @classmethod
+    def from_state(cls, z) -> Reduction:
+        return cls(int(z["pool"]), *((z["mean"], z["comp"], z["scale"]) if "comp" in z else ()))
+
+
+def reduce_channels(X_train, *others, ts: TrainSettings):
+    """:class:`Reduction` fitted on ``X_train`` with the recipe ``ts`` (pool, pca, whiten), applied to every array."""
+    f = Reduction.fit(X_train, ts.pool, ts.pca, ts.whiten)
+    return tuple(f(X) for X in (X_train, *others))
+
+
+def pca_reduce(X_train, *others, k: int = 0, whiten: bool = True):
+    """Fit a PCA of the channels on the training features only; apply it to every array (:class:`Reduction`)."""
+    f = Reduction.fit(X_train, 1, k, whiten)
     return tuple(f(X) for X in (X_train, *others))
 
 
@@ -105,122 +150,207 @@ def _nll(y, p2) -> float:
 
 
 def _reset_optimizer(optimizer) -> None:
-    """Zero the optimiser's state (step counter and moments), keeping its learning rate: a fresh optimiser."""
+    """Zero the optimiser's state (step counter and moments), keeping its learning rate and its
+    per-head settings: a fresh optimiser."""
     if optimizer.built:
         for v in optimizer.variables:
-            if v.name != "learning_rate":
+            if v.name not in ("learning_rate", "head_lr", "head_wd"):
                 v.assign(np.zeros(v.shape, dtype=v.dtype))
 
 
-class EnsembleTrainer:
-    """M independent GRU heads in one compiled Keras model, reused across splits.
+def _headwise_adamw():
+    import keras
+    from keras import ops
 
-    Head m reads input m and shares no weight with the others (the summed loss has
-    independent gradients). On a CPU the cost of a small head is mostly graph tracing
-    (about 6 s for five heads), not arithmetic, so the model is traced once and reused:
-    :meth:`reset` gives every head the exact initial weights a freshly built head would
-    get from its seed, and a fresh optimiser; every training batch has the same shape
-    (the epoch's permutation is cycled to fill the last batch) and predictions are made in
-    padded blocks of one shape, so nothing is traced again. A reused trainer gives the
-    same probabilities as a new one (tests/test_training.py).
+    class HeadwiseAdamW(keras.optimizers.Adam):
+        """Adam with decoupled weight decay (AdamW) whose learning rate and weight decay are set per head.
+
+        Keras gives a model one optimiser; heads trained together with different hyperparameters need
+        their own rates. ``groups[i]`` is the head of the i-th trainable variable; ``head_lr`` and
+        ``head_wd`` are optimiser variables, so new values need no new trace. Per variable it does what
+        ``keras.optimizers.AdamW`` does: ``w -= w * wd * lr``, then the Adam step at rate ``lr``.
+        (keras has no per-variable-group optimiser; this subclass overrides only ``update_step``.)"""
+
+        def __init__(self, groups, n_heads, **kw):
+            super().__init__(learning_rate=1.0, **kw)
+            self.groups, self.n_heads = list(groups), int(n_heads)
+
+        def build(self, variables):
+            super().build(variables)
+            self.head_lr = self.add_variable((self.n_heads,), initializer="ones", name="head_lr")
+            self.head_wd = self.add_variable((self.n_heads,), initializer="zeros", name="head_wd")
+
+        def update_step(self, gradient, variable, learning_rate):
+            k = self.groups[self._get_variable_index(variable)]
+            lr = ops.cast(learning_rate, variable.dtype) * ops.cast(self.head_lr[k], variable.dtype)
+            wd = ops.cast(self.head_wd[k], variable.dtype)
+            self.assign(variable, ops.subtract(variable, ops.multiply(variable, wd * lr)))
+            super().update_step(gradient, variable, lr)
+
+    return HeadwiseAdamW
+
+
+class HeadsTrainer:
+    """K GRU heads of one architecture in one compiled Keras model, each with its own data,
+    initialisation, data order, learning rate, weight decay and dropout; reused across tasks.
+
+    Head k reads input k and shares no weight with the others (the summed loss has independent
+    gradients; the optimiser applies head k's own rate and decay). On a CPU the cost of small heads
+    is graph tracing (seconds per head), not arithmetic, so the model is traced once and reused:
+    :meth:`reset` gives every head the exact initial weights a freshly built head would get from its
+    seed, its rates, and a fresh optimiser; every training batch has one shape (a head's epoch
+    permutation is cycled to fill the steps of the longest training set in the group) and predictions
+    are made in padded blocks of one shape, so nothing is traced again. A reused trainer gives the same
+    probabilities as a new one (tests/test_training.py).
     """
 
-    def __init__(self, seq_len: int, channels: int, hp: HeadParams, M: int, batch_size: int):
+    def __init__(self, seq_len: int, channels: int, arch: tuple, K: int, batch_size: int):
         import keras
 
-        self.shape, self.hp, self.M, self.batch_size = (int(seq_len), int(channels)), hp, int(M), int(batch_size)
+        self.shape, self.arch, self.K, self.batch_size = (int(seq_len), int(channels)), tuple(arch), int(K), int(batch_size)
         inputs, outputs = [], []
-        for m in range(self.M):
+        hp = self._hp(0.001, 0.0, 0.0)
+        for m in range(self.K):
             head = build_head(seq_len, channels, hp, name=f"member_{m}")
             x = keras.Input((seq_len, channels), name=f"features_{m}")
             inputs.append(x)
             outputs.append(head(x))
-        self.model = keras.Model(inputs, outputs, name="ensemble")
-        self.model.compile(optimizer=keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay),
-                           loss=["sparse_categorical_crossentropy"] * self.M)
-        self.heads = [self.model.get_layer(f"member_{m}") for m in range(self.M)]
+        self.model = keras.Model(inputs, outputs, name="heads")
+        self.heads = [self.model.get_layer(f"member_{m}") for m in range(self.K)]
+        head_of = {id(v): k for k, h in enumerate(self.heads) for v in h.trainable_variables}
+        groups = [head_of[id(v)] for v in self.model.trainable_variables]
+        self.model.compile(optimizer=_headwise_adamw()(groups, self.K),
+                           loss=["sparse_categorical_crossentropy"] * self.K)
+        self.model.optimizer.build(self.model.trainable_variables)
 
-    def fits(self, seq_len: int, channels: int, hp: HeadParams, M: int, batch_size: int) -> bool:
-        return (self.shape, self.hp, self.M, self.batch_size) == ((seq_len, channels), hp, M, batch_size)
+    def _hp(self, lr, wd, dropout) -> HeadParams:
+        p, g, d = self.arch
+        return HeadParams(projection=p, gru_units=g, dense_units=d, dropout=dropout, learning_rate=lr, weight_decay=wd)
 
-    def reset(self, seeds) -> None:
-        """Head m gets the initial state ``build_head`` draws after ``set_random_seed(seeds[m])``:
-        its weights and its dropout seed-generator states (variables that are not weights)."""
+    def reset(self, hps, seeds) -> None:
+        """Head k gets the initial state ``build_head`` draws after ``set_random_seed(seeds[k])``
+        (weights and dropout seed-generator states), then ``hps[k]``'s rates; the optimiser restarts."""
         import keras
 
-        for head, s in zip(self.heads, seeds):
+        opt = self.model.optimizer
+        _reset_optimizer(opt)
+        lr, wd = np.ones(self.K, np.float32), np.zeros(self.K, np.float32)
+        for k, (head, hp, s) in enumerate(zip(self.heads, hps, seeds)):
             keras.utils.set_random_seed(int(s))
-            copy_state(head, build_head(*self.shape, self.hp))
-        _reset_optimizer(self.model.optimizer)
+            copy_state(head, build_head(*self.shape, self._hp(hp.learning_rate, hp.weight_decay, hp.dropout)))
+            lr[k], wd[k] = hp.learning_rate, hp.weight_decay
+        opt.head_lr.assign(lr)
+        opt.head_wd.assign(wd)
 
-    def predict(self, X) -> list:
-        """Each head's (n, 2) probabilities, computed in padded blocks of ``batch_size`` rows."""
-        return predict_padded(self.model, X, self.batch_size, copies=self.M)
+    def predict(self, Xs) -> list:
+        """Head k's (n_k, 2) probabilities on ``Xs[k]``, in padded blocks of ``batch_size`` rows."""
+        n = max(len(x) for x in Xs)
+        pad = [np.concatenate([x, np.zeros((n - len(x), *x.shape[1:]), x.dtype)]) if len(x) < n else x for x in Xs]
+        B, out = self.batch_size, [[] for _ in Xs]
+        for i in range(0, n, B):
+            blk = [x[i:i + B] for x in pad]
+            if len(blk[0]) < B:
+                blk = [np.concatenate([b, np.zeros((B - len(b), *b.shape[1:]), b.dtype)]) for b in blk]
+            res = self.model.predict_on_batch(blk)
+            for k, o in enumerate(res if isinstance(res, (list, tuple)) else [res]):
+                out[k].append(np.asarray(o))
+        return [np.concatenate(o)[:len(x)] for o, x in zip(out, Xs)]
 
-    def epoch(self, X, y, perms) -> None:
-        """One epoch: member m sees the training set in the order ``perms[m]``, cycled to whole batches."""
+    def epoch(self, Xs, ys, perms) -> None:
+        """One epoch: head k sees its training set in the order ``perms[k]``, cycled to the group's steps."""
         B = self.batch_size
-        steps = -(-len(X) // B)
+        steps = max(-(-len(x) // B) for x in Xs)
         idx = [np.resize(p, steps * B) for p in perms]
         for i in range(steps):
             b = [p[i * B:(i + 1) * B] for p in idx]
-            self.model.train_on_batch([X[j] for j in b], [y[j] for j in b])
+            self.model.train_on_batch([x[j] for x, j in zip(Xs, b)], [y[j] for y, j in zip(ys, b)])
 
 
-@lru_cache(maxsize=1)
-def ensemble_trainer(seq_len: int, channels: int, hp: HeadParams, M: int, batch_size: int) -> EnsembleTrainer:
-    """The last :class:`EnsembleTrainer` built, reused while shapes and head stay the same (one held)."""
-    return EnsembleTrainer(seq_len, channels, hp, M, batch_size)
+@lru_cache(maxsize=2)
+def heads_trainer(seq_len: int, channels: int, arch: tuple, K: int, batch_size: int) -> HeadsTrainer:
+    """The last :class:`HeadsTrainer` built for these shapes, reused while they stay the same."""
+    return HeadsTrainer(seq_len, channels, arch, K, batch_size)
 
 
-def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seeds,
-                   reuse: bool = True, min_delta: float = 0.0) -> list[dict]:
-    """Train M members together (one model, M heads), each as if alone.
+def train_heads(tasks, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0, reuse: bool = True,
+                max_heads: int = 16, keep_weights: bool = False) -> list[dict]:
+    """Train one head per task, in groups of at most ``max_heads`` heads traced as one model.
 
-    Member m has its own initialisation and its own data order (``default_rng(seeds[m])``
-    permutes the training set every epoch), and its own early stopping: its validation loss
-    is tracked every epoch, its best weights kept, and it stops counting after ``patience``
-    epochs without an improvement larger than ``min_delta``; training ends when every member has
-    stopped. Sharing one model, reused across splits (``reuse``), saves the tracing and per-step
-    overhead that dominate small heads on a CPU.
+    A task is a dict: ``X_train, y_train, X_val, y_val`` (arrays already reduced), ``X_test``
+    (optional), ``hp`` (:class:`Head`; every task of a call shares its architecture) and ``seed``.
+    Each head has its own initialisation and data order (``default_rng(seed)`` permutes its training
+    set every epoch) and its own early stopping: its validation NLL is tracked every epoch, its best
+    weights kept, and it stops counting after ``patience`` epochs without an improvement larger than
+    ``min_delta``; a group ends when every head has stopped or at ``epochs``. ``keep_weights``: each
+    result also holds its head's restored (best-epoch) weights, for saving a final model.
     """
+    tasks = list(tasks)
+    arch = {(t["hp"].projection, t["hp"].gru_units, t["hp"].dense_units) for t in tasks}
+    if len(arch) != 1:
+        raise ValueError(f"tasks trained together share one head architecture, got {sorted(arch)}")
+    arch = arch.pop()
+    out = []
+    n_groups = -(-len(tasks) // max_heads)
+    size = -(-len(tasks) // n_groups) if tasks else 0
+    for g in range(n_groups):
+        out += _train_group(tasks[g * size:(g + 1) * size], arch, epochs, patience, batch_size, min_delta, reuse,
+                            keep_weights)
+    return out
+
+
+def _train_group(tasks, arch, epochs, patience, batch_size, min_delta, reuse, keep_weights=False) -> list[dict]:
     t0 = time.perf_counter()
-    X_train, X_val, X_test = pca_reduce(X_train, X_val, X_test, k=ts.pca)
-    seeds = [int(s) for s in seeds]
-    M = len(seeds)
-    args = (X_train.shape[1], X_train.shape[2], hp, M, ts.batch_size)
-    tr = ensemble_trainer(*args) if reuse else EnsembleTrainer(*args)
-    tr.reset(seeds)
-    rngs = [np.random.default_rng(s) for s in seeds]
-    best = [np.inf] * M
+    K = len(tasks)
+    X0 = tasks[0]["X_train"]
+    args = (X0.shape[1], X0.shape[2], arch, K, batch_size)
+    tr = heads_trainer(*args) if reuse else HeadsTrainer(*args)
+    tr.reset([t["hp"] for t in tasks], [t["seed"] for t in tasks])
+    Xs, ys = [t["X_train"] for t in tasks], [t["y_train"] for t in tasks]
+    Xv, yv = [t["X_val"] for t in tasks], [t["y_val"] for t in tasks]
+    rngs = [np.random.default_rng(int(t["seed"])) for t in tasks]
+    best = [np.inf] * K
     best_w = [h.get_weights() for h in tr.heads]
-    best_epoch, stopped_at, wait = [0] * M, [None] * M, [0] * M
-    hist = [dict(val_loss=[]) for _ in range(M)]
-    for epoch in range(1, ts.epochs + 1):
-        tr.epoch(X_train, y_train, [r.permutation(len(X_train)) for r in rngs])
-        pv = tr.predict(X_val)
-        for m in range(M):
-            if stopped_at[m] is not None:
+    best_epoch, stopped_at, wait = [0] * K, [None] * K, [0] * K
+    hist = [dict(val_loss=[]) for _ in range(K)]
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        tr.epoch(Xs, ys, [r.permutation(len(x)) for r, x in zip(rngs, Xs)])
+        pv = tr.predict(Xv)
+        for k in range(K):
+            if stopped_at[k] is not None:
                 continue
-            loss = _nll(y_val, pv[m])
-            hist[m]["val_loss"].append(loss)
-            if loss < best[m] - min_delta:  # an improvement of min_delta or less does not count
-                best[m], best_epoch[m], wait[m] = loss, epoch, 0
-                best_w[m] = tr.heads[m].get_weights()
+            loss = _nll(yv[k], pv[k])
+            hist[k]["val_loss"].append(loss)
+            if loss < best[k] - min_delta:  # an improvement of min_delta or less does not count
+                best[k], best_epoch[k], wait[k] = loss, epoch, 0
+                best_w[k] = tr.heads[k].get_weights()
             else:
-                wait[m] += 1
-                if wait[m] >= ts.patience:
-                    stopped_at[m] = epoch
+                wait[k] += 1
+                if wait[k] >= patience:
+                    stopped_at[k] = epoch
         if all(s is not None for s in stopped_at):
             break
     for h, w in zip(tr.heads, best_w):
         h.set_weights(w)
     t1 = time.perf_counter()
-    pt, pv = tr.predict(X_test), tr.predict(X_val)
-    return [dict(p_test=pt[m][:, 1].astype(np.float64), p_val=pv[m][:, 1].astype(np.float64),
-                 history=hist[m], best_epoch=best_epoch[m], epochs_run=stopped_at[m] or epoch,
-                 train_seconds=(t1 - t0) / M, trained_with=M, n_train=int(len(X_train)))
-            for m in range(M)]
+    pv = tr.predict(Xv)
+    pt = tr.predict([t["X_test"] if t.get("X_test") is not None else t["X_val"][:1] for t in tasks])
+    return [dict(p_test=pt[k][:, 1].astype(np.float64) if tasks[k].get("X_test") is not None else None,
+                 p_val=pv[k][:, 1].astype(np.float64), history=hist[k], best_epoch=best_epoch[k],
+                 best_val_loss=float(best[k]), epochs_run=stopped_at[k] or epoch, train_seconds=(t1 - t0) / K,
+                 trained_with=K, n_train=int(len(Xs[k])), **({"weights": best_w[k]} if keep_weights else {}))
+            for k in range(K)]
+
+
+def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seeds,
+                   reuse: bool = True, min_delta: float | None = None) -> list[dict]:
+    """M members on one split (:func:`train_heads` with one task per seed), after the split's channel
+    reduction (:func:`reduce_channels`, fitted on its training features only)."""
+    X_train, X_val, X_test = reduce_channels(X_train, X_val, X_test, ts=ts)
+    tasks = [dict(X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, X_test=X_test, hp=hp, seed=int(s))
+             for s in seeds]
+    md = ts.min_delta if min_delta is None else min_delta
+    return train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, md, reuse=reuse)
 
 
 def ended_by(epochs_run: int, best_epoch: int, patience: int) -> str:

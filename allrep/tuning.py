@@ -1,21 +1,32 @@
-"""Bayesian optimisation of the GRU head with keras-tuner.
+"""Nested Bayesian optimisation of the GRU head with keras-tuner, one search per split.
 
-The whole search space is :meth:`HeadHyperModel.build`. The objective is the
-validation loss (cross-entropy) on the validation part of the *training* split;
-the test images are never seen. The tuner keeps its trials in
-``<cache>/tuning/<backbone>-<dataset>`` with a fixed ``project_name``, so a killed
-search resumes instead of restarting.
+Every split (the paper split and each grouped repeat) gets its own search, on its own training
+part, with its own grouped validation part as the objective (the best epoch's validation
+cross-entropy, exactly as early stopping scores a member): no search sees a test image of its split.
+The head's architecture is the recipe's (:mod:`allrep.recipe`); the search tunes what the recipe
+study cannot fix once for all splits: learning rate, weight decay and dropout (:func:`space`).
+
+keras-tuner's ``BayesianOptimizationOracle`` (Gaussian process, upper-confidence-bound acquisition)
+proposes every trial. Its ``Tuner`` loop would train one model per trial; here the searches of one
+(backbone, dataset) advance in lockstep instead: round t takes trial t of every search and trains
+them as heads of one traced model (:func:`allrep.training.train_heads`; the learning rate, weight
+decay and dropout of each head are variables, so no round traces again). Each search still sees only
+its own results, in order, so it is the same sequential Bayesian optimisation it would be alone.
+Each trial's result is cached (keyed by the search and the proposed values); a rerun replays the
+same seeded proposals, finds them cached, and resumes where a kill left it.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
-from .errors import AllrepError
-from .models import HeadParams, build_head, compile_model
-from .profile import load_section
-from .training import TrainSettings
+from .io import atomic_write_json
+from .profile import Head
+
 
 def _kt():
     import keras_tuner
@@ -23,85 +34,98 @@ def _kt():
     return keras_tuner
 
 
-TRAINER = "allrep.training.train_ensemble, one head, best-epoch validation NLL"  # part of the tuner's cache key
+ALGO = "nested-lockstep-1"  # part of every trial's cache key
 
 
-def _params(hp) -> HeadParams:
-    """The search space, written once: ``HeadHyperModel.build`` and :func:`space_table` both read it."""
-    return HeadParams(
-        projection=hp.Choice("projection", [32, 64, 128]),
-        gru_units=hp.Choice("gru_units", [16, 32, 64]),
-        dense_units=hp.Choice("dense_units", [16, 32, 64]),
-        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1),
-        learning_rate=hp.Float("learning_rate", 1e-4, 3e-3, sampling="log"),
-        weight_decay=hp.Float("weight_decay", 1e-5, 1e-2, sampling="log"),
-    )
+def _params(hp, arch: Head) -> Head:
+    """The search space, written once: :func:`space` and :func:`space_table` both read it. Bounds are
+    wide (two to five decades) because best values sat on the old, narrower bounds."""
+    return replace(arch,
+                   learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, sampling="log"),
+                   weight_decay=hp.Float("weight_decay", 1e-6, 1e-1, sampling="log"),
+                   dropout=hp.Float("dropout", 0.0, 0.5, step=0.1))
+
+
+def space():
+    hp = _kt().HyperParameters()
+    _params(hp, Head())
+    return hp
 
 
 def space_table():
     """The search space as a table (one row per hyperparameter), read off :func:`_params`."""
     import pandas as pd
 
-    hp = _kt().HyperParameters()
-    _params(hp)
     rows = []
-    for h in hp.space:
+    for h in space().space:
         c = h.get_config()
-        if "values" in c:
-            rows.append(dict(hyperparameter=c["name"], kind="choice", values=", ".join(map(str, c["values"])),
-                             sampling=""))
-        else:
-            rows.append(dict(hyperparameter=c["name"], kind="float", values=f"{c['min_value']:g} to {c['max_value']:g}"
-                             + (f", step {c['step']:g}" if c.get("step") else ""), sampling=c.get("sampling") or "linear"))
+        rows.append(dict(hyperparameter=c["name"], kind="float",
+                         values=f"{c['min_value']:g} to {c['max_value']:g}" + (f", step {c['step']:g}" if c.get("step") else ""),
+                         sampling=c.get("sampling") or "linear"))
     return pd.DataFrame(rows)
 
 
-def make_hypermodel(seq_len: int, channels: int, ts: TrainSettings, seed: int):
-    """The search space (``build``) and how a trial trains (``fit``): exactly as an ensemble member
-    does (:func:`allrep.training.train_ensemble` with one head, the member's fixed-shape batches
-    and early stopping), from the same seed in every trial, so trials differ only in their
-    hyperparameters. The objective is the best epoch's validation cross-entropy."""
-    from dataclasses import replace
-
-    from .training import train_ensemble
-
+def _oracle(trials: int, initial_points: int, seed: int, folder: Path, name: str):
     kt = _kt()
-    member_ts = replace(ts, pca=0)  # features arrive already projected
-
-    class HeadHyperModel(kt.HyperModel):
-        def build(self, hp):
-            p = _params(hp)
-            return compile_model(build_head(seq_len, channels, p), p)
-
-        def fit(self, hp, model, X, y, validation_data=None, epochs=None, **kwargs):
-            Xv, yv = validation_data
-            res = train_ensemble(X, y, Xv, yv, Xv[:1], _params(hp), replace(member_ts, epochs=int(epochs or ts.epochs)),
-                                 [seed], reuse=False)[0]
-            return {"val_loss": float(min(res["history"]["val_loss"]))}
-
-    return HeadHyperModel()
+    oracle = kt.oracles.BayesianOptimizationOracle(objective=kt.Objective("val_loss", "min"), max_trials=int(trials),
+                                                   num_initial_points=int(initial_points),
+                                                   seed=int(seed) or 1,  # keras-tuner draws a random seed for 0
+                                                   hyperparameters=space())
+    shutil.rmtree(folder / name, ignore_errors=True)  # the oracle's own files: rewritten by the replay
+    oracle._set_project_dir(str(folder), name)  # the public Tuner API sets it the same way
+    return oracle
 
 
-def tune(X_train, y_train, X_val, y_val, ts: TrainSettings, trials: int, initial_points: int, seed: int,
-         directory: Path | str, project: str, executions_per_trial: int = 1, epochs: int | None = None) -> dict:
-    """Run (or resume) the search; returns the best hyperparameters and the trial table."""
-    import keras
+def tune_splits(searches: dict, arch: Head, ts, trials: int, initial_points: int, folder: Path | str) -> dict:
+    """Run (or resume) one search per entry of ``searches``: name -> dict(X_train, y_train, X_val, y_val,
+    seed, key). Returns name -> dict(best=Head, best_loss, trials=[rows])."""
+    from .training import train_heads
 
-    kt = _kt()
-    keras.utils.set_random_seed(int(seed))
+    folder = Path(folder)
+    oracles = {n: _oracle(trials, initial_points, s["seed"], folder / "oracles", n) for n, s in searches.items()}
+    rows = {n: [] for n in searches}
+    for t in range(int(trials)):
+        pending = []
+        for n, s in searches.items():
+            with contextlib.redirect_stdout(io.StringIO()):
+                trial = oracles[n].create_trial("allrep")
+            if trial.status != "RUNNING":
+                continue
+            values = dict(trial.hyperparameters.values)
+            path = folder / s["key"] / f"trial_{t:03d}.json"
+            cached = json.loads(path.read_text()) if path.is_file() else None
+            if cached is not None and cached["values"] == values:
+                _end(oracles[n], trial, cached["val_loss"])
+                rows[n].append(dict(trial=t, **values, val_loss=cached["val_loss"], best_epoch=cached["best_epoch"],
+                                    epochs_run=cached["epochs_run"]))
+            else:
+                pending.append((n, trial, values, path))
+        if not pending:
+            continue
+        tasks = [dict(X_train=searches[n]["X_train"], y_train=searches[n]["y_train"], X_val=searches[n]["X_val"],
+                      y_val=searches[n]["y_val"], hp=_head(arch, values), seed=searches[n]["seed"])
+                 for n, _, values, _ in pending]
+        results = train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
+        for (n, trial, values, path), r in zip(pending, results):
+            rec = dict(values=values, val_loss=r["best_val_loss"], best_epoch=r["best_epoch"], epochs_run=r["epochs_run"])
+            atomic_write_json(path, rec)
+            _end(oracles[n], trial, rec["val_loss"])
+            rows[n].append(dict(trial=t, **values, val_loss=rec["val_loss"], best_epoch=rec["best_epoch"],
+                                epochs_run=rec["epochs_run"]))
+    out = {}
+    for n, o in oracles.items():
+        best = o.get_best_trials(1)[0]
+        out[n] = dict(best=_head(arch, best.hyperparameters.values), best_loss=float(best.score), trials=rows[n])
+    return out
+
+
+def _head(arch: Head, values: dict) -> Head:
+    return replace(arch, learning_rate=float(values["learning_rate"]), weight_decay=float(values["weight_decay"]),
+                   dropout=float(values["dropout"]))
+
+
+def _end(oracle, trial, val_loss: float) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
-        tuner = kt.BayesianOptimization(
-            make_hypermodel(X_train.shape[1], X_train.shape[2], ts, seed), objective="val_loss",
-            max_trials=int(trials), num_initial_points=int(initial_points), seed=int(seed),
-            executions_per_trial=int(executions_per_trial), directory=str(directory), project_name=project,
-            overwrite=False)
-    with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from <cache path>" is not content
-        tuner.search(X_train, y_train, validation_data=(X_val, y_val), epochs=int(epochs or ts.epochs), verbose=0)
-    rows = []
-    for t in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):  # reloaded trials come unordered
-        rows.append(dict(trial=t.trial_id, status=str(t.status), val_loss=t.score, **t.hyperparameters.values))
-    done = [r for r in rows if r["status"] == "COMPLETED" and r["val_loss"] is not None]
-    if not done:
-        raise AllrepError(f"tuning {project}: no trial completed ({len(rows)} failed; see the tuner log in the cache's tuning folder)")
-    best = tuner.get_best_hyperparameters(1)[0].values
-    return dict(best=load_section(HeadParams, best, "tuned hyperparameters").to_dict(), trials=rows)
+        oracle.update_trial(trial.trial_id, {"val_loss": float(val_loss)})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)

@@ -69,10 +69,35 @@ def main(argv=None):
             member_seconds=round(member_s, 1), member_epochs=res["epochs_run"],
             sequence=list(arr["train"][0].shape[1:]))
         print(bb, out["backbones"][bb], flush=True)
+    out["predict"] = _predict_speed(cfg)
+    print("predict", out["predict"], flush=True)
     dest = Path(a.out) if a.out else output_dir(cfg) / "benchmark.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(f"wrote {dest}")
+
+
+def _predict_speed(cfg, n: int = 10, dataset: str = "IDB2") -> dict | None:
+    """`allrep predict` on n ALL-IDB2 files: seconds with model loading (a fresh Predictor) and without
+    (a loaded one), when the final models exist (step 70 or `allrep train-final` builds them)."""
+    from allrep.data import data_root, manifest
+    from allrep.errors import AllrepError
+    from allrep.inference import Predictor, predict
+
+    paths = [data_root() / it.relpath() for it in manifest(dataset)[:n]]
+    t0 = time.perf_counter()
+    try:
+        pr = Predictor(cfg, dataset)
+    except AllrepError as e:
+        print(f"predict not measured: {e}")
+        return None
+    predict(paths, cfg.name, dataset, progress=False, predictor=pr)
+    with_loading = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    predict(paths, cfg.name, dataset, progress=False, predictor=pr)
+    without = time.perf_counter() - t0
+    return dict(images=n, dataset=dataset, seconds_with_model_loading=round(with_loading, 1),
+                seconds_models_loaded=round(without, 1), images_per_second_loaded=round(n / without, 2))
 
 
 if __name__ == "__main__":

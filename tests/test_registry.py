@@ -39,14 +39,14 @@ def test_variants_get_their_own_files():
     cfg = load_profile("paper")
     s = get_step("30")
     a = declared(cfg, s, {"backbone": "inceptionv3", "dataset": "IDB1"}, "inputs")
-    assert sorted(p.name for p in a) == ["IDB1_grouped.csv", "IDB1_paper.csv", "best_inceptionv3_IDB1.json"]
-    assert len(declared(cfg, get_step("40"), {}, "inputs")) == 9  # every dataset x backbone
+    assert sorted(p.name for p in a) == ["IDB1_grouped.csv", "IDB1_paper.csv", "best_inceptionv3_IDB1.csv"]
+    assert len(declared(cfg, get_step("40"), {}, "inputs")) == 18  # every dataset x backbone, test and validation
 
 
 def test_context_refuses_undeclared_names():
     ctx = Context(get_step("60"), load_profile("paper"), {})
-    with pytest.raises(AllrepError, match="declares no input 'splits'"):
-        ctx.path("splits")
+    with pytest.raises(AllrepError, match="declares no input 'probabilities'"):
+        ctx.path("probabilities")
     with pytest.raises(AllrepError, match="declares no output 'scores'"):
         ctx.output("scores")
 
@@ -87,7 +87,7 @@ def test_code_edits_restamp_exactly_the_steps_that_use_the_module(tree):
     plots.write_text(plots.read_text() + "\n# a comment changes no syntax tree\n")
     assert _changed(before, _stamps(cfg)) == []
     plots.write_text(plots.read_text() + "\n\ndef extra():\n    return 1\n")
-    assert _changed(before, _stamps(cfg)) == ["10_data_exploration", "35_scratch", "40_uncertainty"]
+    assert _changed(before, _stamps(cfg)) == ["10_data_exploration", "35_scratch", "40_uncertainty", "60_results"]
     claims = tree[1] / "claims.py"
     claims.write_text(claims.read_text() + "\n\nEXTRA = 1\n")
     assert _changed(before, _stamps(cfg)) == ["10_data_exploration", "35_scratch", "40_uncertainty", "60_results"]

@@ -42,25 +42,27 @@ def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path
     cfg = replace(cfg, use_backbones=("mobilenetv2",), ensemble=replace(cfg.ensemble, members=3))
     step10.splits(Context(get_step("10"), cfg, {}))
     ctx = Context(get_step("30"), cfg, {"backbone": "mobilenetv2", "dataset": "IDB1"})
-    best = tmp_path / "results" / "tuning" / "best_mobilenetv2_IDB1.json"
+    best = tmp_path / "results" / "tuning" / "best_mobilenetv2_IDB1.csv"
     best.parent.mkdir(parents=True)
-    best.write_text(json.dumps(dict(hyperparameters=cfg.head.to_dict())))
+    pd.DataFrame([dict(protocol=p, repeat=r, **cfg.head.to_dict()) for p, r in (("paper", 0), ("grouped", 0), ("grouped", 1))]
+                 ).to_csv(best, index=False)
+    monkeypatch.setattr(step, "GROUP", 3)  # one group of heads per split
 
     class Killed(Exception):
         pass
 
-    real, calls = step.train_ensemble, []
+    real, calls = step.train_heads, []
 
-    def killed_after_first_split(*a, **k):
+    def killed_after_first_group(*a, **k):
         if calls:
             raise Killed
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(step, "train_ensemble", killed_after_first_split)
+    monkeypatch.setattr(step, "train_heads", killed_after_first_group)
     with pytest.raises(Killed):
         step.run(ctx)
-    monkeypatch.setattr(step, "train_ensemble", real)
+    monkeypatch.setattr(step, "train_heads", real)
     res = step.run(ctx)
     assert (res["members_reused"], res["members_trained"]) == (3, 6)  # x 3 splits (paper + 2 grouped)
     probs = res["probabilities"]

@@ -1,7 +1,14 @@
+"""Nested tuning: searches in lockstep, each the sequential Bayesian optimisation it would be alone."""
 import numpy as np
+import pytest
 
+import allrep.training
+from allrep.profile import Head
 from allrep.training import TrainSettings
-from allrep.tuning import tune
+from allrep.tuning import space_table, tune_splits
+
+ARCH = Head(projection=8, gru_units=4, dense_units=4)
+TS = TrainSettings(epochs=3, batch_size=32, patience=2)
 
 
 def _data(seed=0, n=96):
@@ -12,18 +19,39 @@ def _data(seed=0, n=96):
     return X, y
 
 
-def test_search_completes_and_resumes(tmp_path):
-    X, y = _data()
-    Xv, yv = _data(1, 48)
-    ts = TrainSettings(epochs=3, batch_size=32, patience=2)
-    a = tune(X, y, Xv, yv, ts, trials=2, initial_points=2, seed=0, directory=tmp_path, project="p")
-    assert len(a["trials"]) == 2 and all(t["status"] == "COMPLETED" for t in a["trials"])
-    assert all(np.isfinite(t["val_loss"]) for t in a["trials"])
-    assert a["best"]["gru_units"] in (16, 32, 64) and 1e-4 <= a["best"]["learning_rate"] <= 3e-3
-    best_loss = min(t["val_loss"] for t in a["trials"])
-    # same directory and project: resumes, runs nothing new, same answer
-    b = tune(X, y, Xv, yv, ts, trials=2, initial_points=2, seed=0, directory=tmp_path, project="p")
-    assert b["best"] == a["best"] and len(b["trials"]) == 2
-    # more trials: only the missing one runs
-    c = tune(X, y, Xv, yv, ts, trials=3, initial_points=2, seed=0, directory=tmp_path, project="p")
-    assert len(c["trials"]) == 3 and min(t["val_loss"] for t in c["trials"]) <= best_loss
+def _search(seed, key):
+    X, y = _data(seed)
+    Xv, yv = _data(seed + 100, 48)
+    return dict(X_train=X, y_train=y, X_val=Xv, y_val=yv, seed=seed, key=key)
+
+
+def test_lockstep_searches_equal_searches_alone_and_resume(tmp_path, monkeypatch):
+    searches = {"a": _search(0, "ka"), "b": _search(1, "kb")}
+    both = tune_splits(searches, ARCH, TS, trials=3, initial_points=2, folder=tmp_path / "both")
+    alone = tune_splits({"b": searches["b"]}, ARCH, TS, trials=3, initial_points=2, folder=tmp_path / "alone")
+    assert both["b"]["trials"] == alone["b"]["trials"] and both["b"]["best"] == alone["b"]["best"]
+    assert both["a"]["trials"] != both["b"]["trials"]  # each search has its own data and proposals
+    for out in both.values():
+        assert len(out["trials"]) == 3 and all(np.isfinite(t["val_loss"]) for t in out["trials"])
+        assert out["best_loss"] == min(t["val_loss"] for t in out["trials"])
+        assert 1e-4 <= out["best"].learning_rate <= 1e-2 and out["best"].gru_units == 4  # architecture fixed
+    # a rerun replays the seeded proposals and finds every trial cached: nothing trains
+    monkeypatch.setattr(allrep.training, "train_heads", lambda *a, **k: pytest.fail("a cached trial trained again"))
+    again = tune_splits(searches, ARCH, TS, trials=3, initial_points=2, folder=tmp_path / "both")
+    assert again["a"]["trials"] == both["a"]["trials"] and again["b"]["best"] == both["b"]["best"]
+
+
+def test_more_trials_run_only_the_missing_ones(tmp_path, monkeypatch):
+    s = {"a": _search(0, "ka")}
+    first = tune_splits(s, ARCH, TS, trials=2, initial_points=2, folder=tmp_path)
+    calls = []
+    real = allrep.training.train_heads
+    monkeypatch.setattr(allrep.training, "train_heads", lambda tasks, *a, **k: calls.append(len(tasks)) or real(tasks, *a, **k))
+    more = tune_splits(s, ARCH, TS, trials=3, initial_points=2, folder=tmp_path)
+    assert calls == [1] and more["a"]["trials"][:2] == first["a"]["trials"]
+
+
+def test_space_table_reads_the_space():
+    t = space_table().set_index("hyperparameter")
+    assert list(t.index) == ["learning_rate", "weight_decay", "dropout"]
+    assert t.loc["learning_rate", "values"] == "0.0001 to 0.01" and t.loc["learning_rate", "sampling"] == "log"

@@ -1,12 +1,14 @@
-"""Step 20: Bayesian optimisation of one backbone's GRU head on one dataset.
+"""Step 20: nested Bayesian optimisation of one backbone's GRU head on one dataset.
 
-The objective is the validation loss on the validation part carved from the training images of
-``tuning.protocol``'s first split; the test images are never loaded. Trials are cached by
-keras-tuner under the cache folder and resume after a kill.
+One search per split (the paper split and every grouped repeat), each on that split's training
+part with its grouped validation part as the objective; test images are never loaded
+(:mod:`allrep.tuning`). The searches of the variant run in lockstep, one head per search per round,
+and every trial is cached: a killed search resumes.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import pandas as pd
 
@@ -15,28 +17,36 @@ from ..features import for_backbone, split_arrays
 from ..places import cache_dir
 from ..registry import Context
 from ..repro import digest, seed_for
-from ..training import pca_reduce
+from ..training import reduce_channels
+
+TUNED = ("learning_rate", "weight_decay", "dropout")
 
 
 def run(ctx: Context) -> dict:
     cfg, backbone, dataset = ctx.cfg, ctx.backbone, ctx.dataset
     t0 = time.perf_counter()
-    tcfg = cfg.tuning
     fc = for_backbone(cfg, backbone)
-    split = ctx.read_csv("splits", protocol=tcfg.protocol)
-    a = split_arrays(fc, split[split["repeat"] == 0], cfg.features.views, roles=("train", "val"))
-    ts = cfg.training
-    slices = cfg.slice("features", "tuning", "training")
-    key = digest(dict(space=tuning.space_table().to_dict("records"), trainer=tuning.TRAINER, w=fc.w.key,
-                      size=fc.w.input_size, seed=cfg.seed, split=list(a["val"][2]), **slices))
-    Xtr, Xva = pca_reduce(a["train"][0], a["val"][0], k=ts.pca)
-    res = tuning.tune(Xtr, a["train"][1], Xva, a["val"][1], ts, tcfg.trials, tcfg.initial_points,
-                      seed_for(cfg.seed, "tune", backbone, dataset), cache_dir() / "tuning",
-                      f"{backbone}-{dataset}-{key}", tcfg.executions_per_trial, tcfg.epochs)
-    best = dict(backbone=backbone, dataset=dataset, protocol=tcfg.protocol, hyperparameters=res["best"],
-                weights=dict(kind=fc.w.kind, source=fc.w.source, sha256=fc.w.sha256))
-    ctx.write_json(best, "best")
-    trials = pd.DataFrame(res["trials"])
+    ts, arch = cfg.training, cfg.head
+    space = tuning.space_table().to_dict("records")
+    searches = {}
+    for protocol, r, split in ctx.each_split():
+        a = split_arrays(fc, split, cfg.features.views, roles=("train", "val"))
+        Xtr, Xva = reduce_channels(a["train"][0], a["val"][0], ts=ts)
+        seed = seed_for(cfg.seed, "tune", backbone, dataset, protocol, r)
+        key = digest(dict(algo=tuning.ALGO, space=space, w=fc.w.key, size=fc.w.input_size,
+                          features=asdict(cfg.features), arch=arch.to_dict(), ts=asdict(ts), seed=seed,
+                          split=split.loc[split["role"] != "test", ["id", "role"]].values.tolist()))
+        searches[(protocol, r)] = dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1], seed=seed,
+                                       key=f"{backbone}-{dataset}-{key}")
+    res = tuning.tune_splits({f"{p}-{r}": s for (p, r), s in searches.items()}, arch, ts, cfg.tuning.trials,
+                             cfg.tuning.initial_points, cache_dir() / "tuning")
+    best, trials = [], []
+    for (protocol, r) in searches:
+        out = res[f"{protocol}-{r}"]
+        best.append(dict(protocol=protocol, repeat=r, **out["best"].to_dict(), val_loss=round(out["best_loss"], 6)))
+        trials += [dict(protocol=protocol, repeat=r, **t) for t in out["trials"]]
+    best = pd.DataFrame(best).assign(backbone=backbone, dataset=dataset)
+    trials = pd.DataFrame(trials).assign(backbone=backbone, dataset=dataset).round(6)
+    ctx.write_csv(best, "best")
     ctx.write_csv(trials, "trials")
-    return dict(best=res["best"], trials=trials, seconds=time.perf_counter() - t0, feature_seconds=fc.seconds,
-                weights=fc.w)
+    return dict(best=best, trials=trials, seconds=time.perf_counter() - t0, feature_seconds=fc.seconds, weights=fc.w)

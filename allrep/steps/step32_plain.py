@@ -13,31 +13,37 @@ import pandas as pd
 
 from ..features import for_backbone, split_arrays
 from ..places import cache_dir
-from ..progress import bar
 from ..registry import Context
 from ..repro import digest, seed_for
-from ..training import MemberStore, ended_by, train_ensemble
-from .step30_ensemble import PROB_COLUMNS, each_split, member_frame
+from ..training import MemberStore, ended_by, reduce_channels, train_heads
+from .step30_ensemble import PROB_COLUMNS, member_frame
 
 
 def run(ctx: Context) -> dict:
     cfg, backbone, dataset = ctx.cfg, ctx.backbone, ctx.dataset
     fc = for_backbone(cfg, backbone)
     hp, ts = cfg.plain.head, cfg.plain.training
-    frames, members, trained = [], [], 0
-    for protocol, r, split in bar(each_split(ctx), desc=f"{backbone}/{dataset} plain head"):
-        key = digest(dict(algo="plain-1", w=fc.w.key, size=fc.w.input_size, features=asdict(cfg.features),
+    store = MemberStore(cache_dir() / "plain" / f"{backbone}-{dataset}")
+    plan, tasks, owners = [], [], []
+    for protocol, r, split in ctx.each_split():
+        key = digest(dict(algo="plain-2", w=fc.w.key, size=fc.w.input_size, features=asdict(cfg.features),
                           hp=hp.to_dict(), ts=asdict(ts), min_delta=cfg.plain.min_delta,
                           split=split[["id", "role"]].values.tolist()))
-        store = MemberStore(cache_dir() / "plain" / f"{backbone}-{dataset}")
         seed = seed_for(cfg.seed, "plain", dataset, protocol, r, backbone)
-        test = split[split["role"] == "test"]
-        if not store.has(key):
+        plan.append((protocol, r, split, key, seed))
+        if not store.has(key):  # the missing splits' heads train together, each as if alone
             a = split_arrays(fc, split, cfg.features.views)
-            res = train_ensemble(*a["train"][:2], *a["val"][:2], a["test"][0], hp, ts, [seed],
-                                 min_delta=cfg.plain.min_delta)[0]
-            store.save(key, res, dict(seed=seed, test_ids=a["test"][2]))
-            trained += 1
+            Xtr, Xva, Xte = reduce_channels(a["train"][0], a["val"][0], a["test"][0], ts=ts)
+            tasks.append(dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1], X_test=Xte, hp=hp,
+                              seed=seed))
+            owners.append((key, dict(seed=seed, test_ids=a["test"][2])))
+    if tasks:
+        for (key, meta), res in zip(owners, train_heads(tasks, ts.epochs, ts.patience, ts.batch_size,
+                                                        cfg.plain.min_delta)):
+            store.save(key, res, meta)
+    frames, members = [], []
+    for protocol, r, split, key, seed in plan:
+        test = split[split["role"] == "test"]
         mem = store.load(key)
         if list(test["id"]) != mem["test_ids"]:
             raise RuntimeError(f"plain-head cache {key} does not match the split")
@@ -50,4 +56,4 @@ def run(ctx: Context) -> dict:
     ctx.write_csv(probs, "probabilities")
     members = pd.DataFrame(members)
     ctx.write_csv(members, "members")
-    return dict(probabilities=probs, members=members, trained=trained, weights=fc.w)
+    return dict(probabilities=probs, members=members, trained=len(tasks), weights=fc.w)

@@ -1,0 +1,120 @@
+"""Final models: each backbone's ensemble trained on all images of a dataset, saved for prediction.
+
+``allrep train-final --profile paper --dataset IDB2`` trains, per backbone, the profile's recipe on
+every image of the dataset except an optional held-out set of photograph groups. A validation part is
+carved by photograph group (as in every split) for early stopping, for the hyperparameter search
+(one nested search on this split, :mod:`allrep.tuning`), for the temperatures and for the referral
+threshold. Everything prediction needs is saved in the cache (never in git):
+
+``<cache>/final/<profile>-<dataset>/``
+    ``manifest.json`` (profile digest, weights identity, hyperparameters, temperatures, threshold,
+    held-out ids with the members' in-training probabilities) and per backbone
+    ``<backbone>/reduction.npz`` and ``<backbone>/member_<m>.keras``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .calibration import fit_temperature, scale
+from .errors import AllrepError
+from .features import for_backbone, split_arrays
+from .io import atomic_write_json
+from .places import cache_dir
+from .profile import Profile
+from .repro import seed_for
+
+SECTIONS = ("seed", "backbones", "use_backbones", "weights_dir", "features", "head", "training", "tuning",
+            "ensemble", "splits", "uncertainty")
+
+
+def model_dir(cfg: Profile, dataset: str) -> Path:
+    return cache_dir() / "final" / f"{cfg.name}-{dataset}"
+
+
+def final_split(dataset: str, cfg: Profile, hold_out=()) -> pd.DataFrame:
+    """Every image of ``dataset`` with a role: test (the held-out photograph groups), val (carved by group
+    from the rest) or train."""
+    from .splits import _grouped_pick, items_frame
+
+    df = items_frame(dataset)
+    hold = df["group"].isin(set(hold_out))
+    rest = df[~hold]
+    val = _grouped_pick(rest, "group", cfg.splits.val_fraction, np.random.default_rng([cfg.seed, 9]))
+    role = np.where(hold, "test", np.where(df["id"].isin(val), "val", "train"))
+    return df.assign(role=role)
+
+
+def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
+    """Train and save the final models of ``dataset`` (see the module doc); returns their folder."""
+    import keras
+
+    from . import tuning
+    from .models import build_head
+    from .training import Reduction, train_heads
+
+    t0 = time.perf_counter()
+    split = final_split(dataset, cfg, hold_out)
+    out = model_dir(cfg, dataset)
+    ts, M = cfg.training, cfg.ensemble.members
+    manifest = dict(profile=cfg.name, digest=cfg.digest(*SECTIONS), dataset=dataset, members=M,
+                    held_out=sorted(split.loc[split["role"] == "test", "id"]), backbones={})
+    val_ids = list(split.loc[split["role"] == "val", "id"])
+    y_val = split.loc[split["role"] == "val", "label"].to_numpy()
+    p_val = {}
+    for bb in cfg.use_backbones:
+        fc = for_backbone(cfg, bb)
+        roles = ("train", "val", "test") if len(manifest["held_out"]) else ("train", "val")
+        a = split_arrays(fc, split, cfg.features.views, roles=roles)
+        red = Reduction.fit(a["train"][0], ts.pool, ts.pca, ts.whiten)
+        Xtr, Xva = red(a["train"][0]), red(a["val"][0])
+        Xte = red(a["test"][0]) if "test" in a else None
+        seed = seed_for(cfg.seed, "final-tune", dataset, bb)
+        search = tuning.tune_splits({"final": dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1],
+                                                   seed=seed, key=f"final-{cfg.name}-{dataset}-{bb}-{cfg.digest(*SECTIONS)}")},
+                                    cfg.head, ts, cfg.tuning.trials, cfg.tuning.initial_points, cache_dir() / "tuning")
+        hp = search["final"]["best"]
+        seeds = [seed_for(cfg.seed, "final", dataset, bb, m) for m in range(M)]
+        tasks = [dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1], X_test=Xte, hp=hp, seed=s)
+                 for s in seeds]
+        res = train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta, keep_weights=True)
+        folder = out / bb
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "reduction.npz", **red.state())
+        for m, r in enumerate(res):
+            keras.utils.set_random_seed(seeds[m])
+            head = build_head(Xtr.shape[1], Xtr.shape[2], hp, name=f"{bb}_member_{m}")
+            head.set_weights(r["weights"])
+            head.save(folder / f"member_{m}.keras")
+        p_val[bb] = np.mean([r["p_val"] for r in res], axis=0)
+        manifest["backbones"][bb] = dict(
+            weights=fc.w.to_dict(), hp=hp.to_dict(), seq_len=int(Xtr.shape[1]), channels=int(Xtr.shape[2]),
+            temperature=fit_temperature(y_val, p_val[bb]), seeds=seeds,
+            epochs_run=[int(r["epochs_run"]) for r in res], best_epoch=[int(r["best_epoch"]) for r in res],
+            held_out_members=[[float(x) for x in r["p_test"]] for r in res] if Xte is not None else [])
+    fused_val = np.mean([p_val[bb] for bb in cfg.use_backbones], axis=0)
+    T = fit_temperature(y_val, fused_val)
+    conf = np.abs(scale(fused_val, T) - 0.5)
+    cov = cfg.uncertainty.referral_coverage
+    manifest.update(fused_temperature=T, referral_coverage=cov,
+                    referral_threshold=float(np.quantile(conf, 1 - cov)), val_ids=val_ids,
+                    seconds=round(time.perf_counter() - t0, 1))
+    atomic_write_json(out / "manifest.json", manifest)  # written last: its presence marks a complete model set
+    return out
+
+
+def load_manifest(cfg: Profile, dataset: str) -> dict:
+    """The saved model set's manifest; a missing or stale set is an error naming the command that builds it."""
+    path = model_dir(cfg, dataset) / "manifest.json"
+    build = f"allrep train-final --profile {cfg.name} --dataset {dataset}"
+    if not path.is_file():
+        raise AllrepError(f"no final models for profile {cfg.name!r} and dataset {dataset}: build them with `{build}`")
+    m = json.loads(path.read_text())
+    if m["digest"] != cfg.digest(*SECTIONS):
+        raise AllrepError(f"the final models of {cfg.name}/{dataset} were trained with other settings than the "
+                          f"profile now has (stale): rebuild them with `{build}`")
+    return m

@@ -1,0 +1,169 @@
+"""How the head's training recipe was chosen: a study on inner grouped folds, never on a test image.
+
+The recipe (feature pooling, channel reduction, projection and head size, epochs, patience,
+optimiser settings, batch size) is a decision; it is made on validation evidence only. For each
+dataset of the study, the *training part* (train and validation roles) of one grouped repeat is cut
+into ``folds`` inner folds by photograph group (``StratifiedGroupKFold``); for each inner fold, a
+head trains on the rest (early stopping on a grouped validation part carved from that rest) and
+is scored on the held-out inner fold: cross-entropy (NLL) and accuracy. The repeat's own test images
+take no part. Each candidate changes some settings of ``base`` (one factor at a time); all candidates
+see the same folds and seeds, so their differences are paired.
+
+What the study cannot avoid, and the book says: any recipe shared by all grouped repeats is chosen on
+images that other repeats hold out as test images (repeat 0's training part is most of the data).
+The decision is a handful of discrete settings, each compared on paired folds; the verdicts rest on
+per-repeat tuning and test parts that nothing else touches.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields, replace
+
+import numpy as np
+import pandas as pd
+
+from .features import for_backbone, split_arrays
+from .io import atomic_write_json
+from .places import cache_dir
+from .profile import Candidate, Head, Profile, Training
+from .progress import bar
+from .repro import digest, seed_for
+from .training import ended_by, reduce_channels, train_heads
+
+HEAD_FIELDS = {f.name for f in fields(Head)}
+TRAINING_FIELDS = {f.name for f in fields(Training)}
+
+
+def apply(head: Head, training: Training, *cands: Candidate) -> tuple[Head, Training]:
+    """``head`` and ``training`` with each candidate's changes applied in turn."""
+    for c in cands:
+        ch = c.changes()
+        head = replace(head, **{k: v for k, v in ch.items() if k in HEAD_FIELDS})
+        training = replace(training, **{k: v for k, v in ch.items() if k in TRAINING_FIELDS})
+    return head, training
+
+
+def study_settings(cfg: Profile, cand: Candidate) -> tuple[Head, Training]:
+    """A candidate's full settings: the library defaults, the study's ``base``, then the candidate. The
+    study never starts from the profile's ``head:``/``training:`` (they are its outcome)."""
+    return apply(Head(), Training(), cfg.recipe_study.base, cand)
+
+
+def inner_folds(part: pd.DataFrame, folds: int, val_fraction: float, seed: int) -> list[pd.DataFrame]:
+    """The inner folds of a training part (rows with roles train/val): per fold a frame whose roles are
+    train, val (carved by group from the rest, for early stopping) and test (the held-out inner fold)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from .splits import _grouped_pick
+
+    part = part.reset_index(drop=True)
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed % (2**32))
+    out = []
+    for f, (rest, held) in enumerate(cv.split(part, part["label"], part["group"])):
+        rest_df = part.iloc[rest]
+        val = _grouped_pick(rest_df, "group", val_fraction, np.random.default_rng([seed, 3, f]))
+        role = np.where(part.index.isin(held), "test", np.where(part["id"].isin(val), "val", "train"))
+        out.append(part.assign(role=role))
+    return out
+
+
+def _nll(y, p) -> float:
+    p = np.clip(np.where(np.asarray(y) == 1, p, 1 - np.asarray(p)), 1e-7, 1)
+    return float(-np.log(p).mean())
+
+
+def study(cfg: Profile, splits: dict[str, pd.DataFrame], backbones=None) -> pd.DataFrame:
+    """One row per (candidate, backbone, dataset, inner fold): held-out NLL and accuracy, epochs,
+    what ended training. ``splits``: each study dataset's grouped split frame. Cached per row."""
+    rs = cfg.recipe_study
+    cands = {"base": Candidate(), **rs.candidates}
+    rows = []
+    store = cache_dir() / "recipe"
+    for backbone in backbones or cfg.use_backbones:
+        fc = for_backbone(cfg, backbone)
+        folds = {}
+        for ds in rs.datasets:
+            sp = splits[ds]
+            part = sp[(sp["repeat"] == rs.repeat) & (sp["role"] != "test")]
+            for f, fr in enumerate(inner_folds(part, rs.folds, cfg.splits.val_fraction, seed_for(cfg.seed, "inner", ds))):
+                folds[(ds, f)] = fr
+        for name, cand in bar(list(cands.items()), desc=f"{backbone} recipe candidates"):
+            head, ts = study_settings(cfg, cand)
+            todo, keys = [], {}
+            for (ds, f), fr in folds.items():
+                key = digest(dict(w=fc.w.key, features=cfg.slice("features"), head=head.to_dict(), ts=ts.__dict__,
+                                  fold=fr[["id", "role"]].values.tolist(), algo="recipe-1"))
+                keys[(ds, f)] = store / f"{backbone}-{key}.json"
+                if not keys[(ds, f)].is_file():
+                    todo.append((ds, f))
+            if todo:
+                tasks, meta = [], []
+                for ds, f in todo:
+                    a = split_arrays(fc, folds[(ds, f)], cfg.features.views)
+                    Xtr, Xva, Xte = reduce_channels(a["train"][0], a["val"][0], a["test"][0], ts=ts)
+                    tasks.append(dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1], X_test=Xte,
+                                      hp=head, seed=seed_for(cfg.seed, "recipe", ds, f, backbone)))
+                    meta.append((ds, f, a["test"][1]))
+                t0 = time.perf_counter()
+                res = train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
+                sec = (time.perf_counter() - t0) / len(tasks)
+                for (ds, f, y), r in zip(meta, res):
+                    atomic_write_json(keys[(ds, f)], dict(
+                        nll=_nll(y, r["p_test"]), correct=int(((r["p_test"] > 0.5) == (y == 1)).sum()), n=int(len(y)),
+                        epochs_run=r["epochs_run"], best_epoch=r["best_epoch"],
+                        ended_by=ended_by(r["epochs_run"], r["best_epoch"], ts.patience), seconds=round(sec, 2)))
+            for (ds, f), path in keys.items():
+                rows.append(dict(candidate=name, backbone=backbone, dataset=ds, fold=f,
+                                 **json.loads(path.read_text())))
+    return pd.DataFrame(rows)
+
+
+def summary(results: pd.DataFrame, cfg: Profile) -> pd.DataFrame:
+    """Per candidate: what it changes, mean held-out NLL and its paired difference from ``base``
+    (mean and standard error over the backbone x dataset x fold cells), pooled accuracy k/n,
+    heads ended by the epoch cap, seconds per head."""
+    cands = {"base": Candidate(), **cfg.recipe_study.candidates}
+    key = ["backbone", "dataset", "fold"]
+    base = results[results["candidate"] == "base"].set_index(key)["nll"]
+    rows = []
+    for name, g in results.groupby("candidate", sort=False):
+        d = g.set_index(key)["nll"] - base.reindex(g.set_index(key).index)
+        rows.append(dict(candidate=name, changes=", ".join(f"{k}={v}" for k, v in cands[name].changes().items()) or "",
+                         nll=g["nll"].mean(), d_nll=d.mean(), se_d_nll=d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0,
+                         correct=int(g["correct"].sum()), n=int(g["n"].sum()),
+                         capped=int((g["ended_by"] == "epoch cap").sum()), heads=len(g),
+                         seconds_per_head=g["seconds"].mean()))
+    return pd.DataFrame(rows)
+
+
+STOPPING = {"epochs", "patience", "min_delta"}
+CONFIRM = "chosen"  # the candidate that re-scores the decided recipe on the same folds (not itself a choice)
+
+
+def decide(summ: pd.DataFrame, cfg: Profile) -> dict:
+    """The decision rule, applied to :func:`summary`: a candidate's changes are adopted when its paired
+    held-out NLL beats the base by more than one standard error, or, when it is cheaper (under 80% of
+    the base's seconds per head), when it is not worse by more than one standard error (the one-SE
+    rule, in favour of the cheaper recipe). A candidate that changes the stopping rule (epochs, patience,
+    min_delta) is eligible only if the epoch cap ended none of its heads: members must converge (issue
+    #11; this clause was added after the study's table had been seen, and the book says so). Two adopted
+    candidates that change the same setting: the lower NLL wins. Returns the merged changes (setting ->
+    value) on top of ``base``."""
+    cands = cfg.recipe_study.candidates
+    base_sec = float(summ.loc[summ["candidate"] == "base", "seconds_per_head"].iloc[0])
+    adopted = []
+    for r in summ.itertuples():
+        if r.candidate in ("base", CONFIRM):
+            continue
+        if set(cands[r.candidate].changes()) & STOPPING and r.capped > 0:
+            continue  # members must converge: a stopping rule under which the cap ends a head is not eligible
+        cheaper = r.seconds_per_head < 0.8 * base_sec
+        if r.d_nll + r.se_d_nll < 0 or (cheaper and r.d_nll < r.se_d_nll):
+            adopted.append((r.d_nll, r.candidate))
+    changes, owner = {}, {}
+    for _, name in sorted(adopted):  # best first: a later candidate cannot override its setting
+        for k, v in cands[name].changes().items():
+            if k not in changes:
+                changes[k], owner[k] = v, name
+    return dict(changes=changes, adopted=[n for _, n in sorted(adopted)])
