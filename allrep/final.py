@@ -51,10 +51,8 @@ def final_split(dataset: str, cfg: Profile, hold_out=()) -> pd.DataFrame:
 
 def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
     """Train and save the final models of ``dataset`` (see the module doc); returns their folder."""
-    import keras
-
     from . import tuning
-    from .models import build_head
+    from .stacked import to_head
     from .training import Reduction, train_heads
 
     t0 = time.perf_counter()
@@ -86,10 +84,7 @@ def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "reduction.npz", **red.state())
         for m, r in enumerate(res):
-            keras.utils.set_random_seed(seeds[m])
-            head = build_head(Xtr.shape[1], Xtr.shape[2], hp, name=f"{bb}_member_{m}")
-            head.set_weights(r["weights"])
-            head.save(folder / f"member_{m}.keras")
+            to_head(r["weights"], hp, Xtr.shape[1], Xtr.shape[2], name=f"{bb}_member_{m}").save(folder / f"member_{m}.keras")
         p_val[bb] = np.mean([r["p_val"] for r in res], axis=0)
         manifest["backbones"][bb] = dict(
             weights=fc.w.to_dict(), hp=hp.to_dict(), seq_len=int(Xtr.shape[1]), channels=int(Xtr.shape[2]),

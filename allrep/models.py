@@ -178,6 +178,9 @@ def feature_shape(backbone: str, input_size: int) -> tuple[int, int, int]:
 
 
 HeadParams = Head  # the profile's `head:` section (allrep.profile.Head)
+# Short sequences (the recipe's 4 or 9 positions) run the GRU unrolled: the same arithmetic as the
+# symbolic loop, without a while-loop per head per step, which dominates small heads on a CPU.
+UNROLL, MAX_UNROLL = True, 32
 
 
 def _rate_dropout():
@@ -231,7 +234,7 @@ def build_head(seq_len: int, channels: int, hp: HeadParams, name: str = "gru_hea
     x = inp
     if hp.projection:
         x = layers.Dense(hp.projection, activation="relu", name="projection")(x)
-    x = layers.GRU(hp.gru_units, name="gru")(x)
+    x = layers.GRU(hp.gru_units, name="gru", unroll=UNROLL and seq_len <= MAX_UNROLL)(x)
     x = rate_dropout(hp.dropout, "dropout_1")(x)
     x = layers.Dense(hp.dense_units, activation="relu", name="dense")(x)
     x = rate_dropout(hp.dropout, "dropout_2")(x)

@@ -158,103 +158,68 @@ def _reset_optimizer(optimizer) -> None:
                 v.assign(np.zeros(v.shape, dtype=v.dtype))
 
 
-def _headwise_adamw():
-    import keras
-    from keras import ops
-
-    class HeadwiseAdamW(keras.optimizers.Adam):
-        """Adam with decoupled weight decay (AdamW) whose learning rate and weight decay are set per head.
-
-        Keras gives a model one optimiser; heads trained together with different hyperparameters need
-        their own rates. ``groups[i]`` is the head of the i-th trainable variable; ``head_lr`` and
-        ``head_wd`` are optimiser variables, so new values need no new trace. Per variable it does what
-        ``keras.optimizers.AdamW`` does: ``w -= w * wd * lr``, then the Adam step at rate ``lr``.
-        (keras has no per-variable-group optimiser; this subclass overrides only ``update_step``.)"""
-
-        def __init__(self, groups, n_heads, **kw):
-            super().__init__(learning_rate=1.0, **kw)
-            self.groups, self.n_heads = list(groups), int(n_heads)
-
-        def build(self, variables):
-            super().build(variables)
-            self.head_lr = self.add_variable((self.n_heads,), initializer="ones", name="head_lr")
-            self.head_wd = self.add_variable((self.n_heads,), initializer="zeros", name="head_wd")
-
-        def update_step(self, gradient, variable, learning_rate):
-            k = self.groups[self._get_variable_index(variable)]
-            lr = ops.cast(learning_rate, variable.dtype) * ops.cast(self.head_lr[k], variable.dtype)
-            wd = ops.cast(self.head_wd[k], variable.dtype)
-            self.assign(variable, ops.subtract(variable, ops.multiply(variable, wd * lr)))
-            super().update_step(gradient, variable, lr)
-
-    return HeadwiseAdamW
+ATTRS = dict(proj_kernel="wp", proj_bias="bp", gru_kernel="wx", gru_recurrent="wh", gru_bias="b",
+             dense_kernel="w1", dense_bias="b1", probs_kernel="w2", probs_bias="b2")
 
 
 class HeadsTrainer:
-    """K GRU heads of one architecture in one compiled Keras model, each with its own data,
-    initialisation, data order, learning rate, weight decay and dropout; reused across tasks.
+    """K GRU heads of one architecture, stacked in one compiled Keras model (:mod:`allrep.stacked`), each
+    with its own data, initialisation, data order, learning rate, weight decay and dropout; reused across
+    tasks.
 
-    Head k reads input k and shares no weight with the others (the summed loss has independent
-    gradients; the optimiser applies head k's own rate and decay). On a CPU the cost of small heads
-    is graph tracing (seconds per head), not arithmetic, so the model is traced once and reused:
-    :meth:`reset` gives every head the exact initial weights a freshly built head would get from its
-    seed, its rates, and a fresh optimiser; every training batch has one shape (a head's epoch
-    permutation is cycled to fill the steps of the longest training set in the group) and predictions
-    are made in padded blocks of one shape, so nothing is traced again. A reused trainer gives the same
-    probabilities as a new one (tests/test_training.py).
+    On a CPU the cost of small heads is the number of operations and graph tracing, not arithmetic: the
+    stack computes K heads in the operations of one, and is traced once and reused. :meth:`reset` gives
+    every head the initial weights its seed draws, its rates and dropout stream, and a fresh optimiser;
+    every training batch has one shape (a head's epoch permutation is cycled to fill the steps of the
+    longest training set in the group) and predictions are made in padded blocks of one shape, so nothing
+    is traced again. A reused trainer gives the same probabilities as a new one (tests/test_training.py).
     """
 
     def __init__(self, seq_len: int, channels: int, arch: tuple, K: int, batch_size: int):
-        import keras
+        from . import stacked
 
         self.shape, self.arch, self.K, self.batch_size = (int(seq_len), int(channels)), tuple(arch), int(K), int(batch_size)
-        inputs, outputs = [], []
-        hp = self._hp(0.001, 0.0, 0.0)
-        for m in range(self.K):
-            head = build_head(seq_len, channels, hp, name=f"member_{m}")
-            x = keras.Input((seq_len, channels), name=f"features_{m}")
-            inputs.append(x)
-            outputs.append(head(x))
-        self.model = keras.Model(inputs, outputs, name="heads")
-        self.heads = [self.model.get_layer(f"member_{m}") for m in range(self.K)]
-        head_of = {id(v): k for k, h in enumerate(self.heads) for v in h.trainable_variables}
-        groups = [head_of[id(v)] for v in self.model.trainable_variables]
-        self.model.compile(optimizer=_headwise_adamw()(groups, self.K),
-                           loss=["sparse_categorical_crossentropy"] * self.K)
-        self.model.optimizer.build(self.model.trainable_variables)
-
-    def _hp(self, lr, wd, dropout) -> HeadParams:
-        p, g, d = self.arch
-        return HeadParams(projection=p, gru_units=g, dense_units=d, dropout=dropout, learning_rate=lr, weight_decay=wd)
+        self.model, self.layer = stacked.build(self.K, self.shape[0], self.shape[1], *self.arch)
+        self.names = [n for n in ATTRS if hasattr(self.layer, ATTRS[n])]
 
     def reset(self, hps, seeds) -> None:
-        """Head k gets the initial state ``build_head`` draws after ``set_random_seed(seeds[k])``
-        (weights and dropout seed-generator states), then ``hps[k]``'s rates; the optimiser restarts."""
-        import keras
+        """Head k gets the initial weights its seed draws (:func:`allrep.stacked.initial_weights`), the
+        dropout rate, learning rate and weight decay of ``hps[k]``, its own dropout stream; the optimiser restarts."""
+        from .stacked import initial_weights
 
+        p, u, d = self.arch
+        init = [initial_weights(int(s), self.shape[1], p, u, d) for s in seeds]
+        for n in self.names:
+            getattr(self.layer, ATTRS[n]).assign(np.stack([w[n] for w in init]))
+        self.rates = np.array([hp.dropout for hp in hps], np.float32)
+        self.layer.rate.assign(self.rates)
+        self.mask_rngs = [np.random.default_rng([int(s), 1]) for s in seeds]  # each head's dropout stream
         opt = self.model.optimizer
         _reset_optimizer(opt)
-        lr, wd = np.ones(self.K, np.float32), np.zeros(self.K, np.float32)
-        for k, (head, hp, s) in enumerate(zip(self.heads, hps, seeds)):
-            keras.utils.set_random_seed(int(s))
-            copy_state(head, build_head(*self.shape, self._hp(hp.learning_rate, hp.weight_decay, hp.dropout)))
-            lr[k], wd[k] = hp.learning_rate, hp.weight_decay
-        opt.head_lr.assign(lr)
-        opt.head_wd.assign(wd)
+        opt.head_lr.assign(np.array([hp.learning_rate for hp in hps], np.float32))
+        opt.head_wd.assign(np.array([hp.weight_decay for hp in hps], np.float32))
+
+    def get(self, k: int) -> dict:
+        """Head k's current weights (name -> array)."""
+        return {n: np.array(getattr(self.layer, ATTRS[n]).numpy()[k]) for n in self.names}
+
+    def set(self, weights: list) -> None:
+        """Every head's weights at once (a list of :meth:`get` dicts)."""
+        for n in self.names:
+            getattr(self.layer, ATTRS[n]).assign(np.stack([w[n] for w in weights]))
 
     def predict(self, Xs) -> list:
         """Head k's (n_k, 2) probabilities on ``Xs[k]``, in padded blocks of ``batch_size`` rows."""
         n = max(len(x) for x in Xs)
-        pad = [np.concatenate([x, np.zeros((n - len(x), *x.shape[1:]), x.dtype)]) if len(x) < n else x for x in Xs]
-        B, out = self.batch_size, [[] for _ in Xs]
-        for i in range(0, n, B):
-            blk = [x[i:i + B] for x in pad]
-            if len(blk[0]) < B:
-                blk = [np.concatenate([b, np.zeros((B - len(b), *b.shape[1:]), b.dtype)]) for b in blk]
-            res = self.model.predict_on_batch(blk)
-            for k, o in enumerate(res if isinstance(res, (list, tuple)) else [res]):
-                out[k].append(np.asarray(o))
-        return [np.concatenate(o)[:len(x)] for o, x in zip(out, Xs)]
+        B = self.batch_size
+        total = -(-n // B) * B
+        pad = [np.concatenate([x, np.zeros((total - len(x), *x.shape[1:]), np.float32)]) if len(x) < total else x
+               for x in Xs]
+        out, ones = [], self._masks(np.ones)
+        for i in range(0, total, B):
+            out.append(np.asarray(self.model.predict_on_batch([np.stack([x[i:i + B] for x in pad], axis=1), *ones])))
+        P = np.concatenate(out)  # (total, K, 2)
+        return [P[:len(x), k] for k, x in enumerate(Xs)]
 
     def epoch(self, Xs, ys, perms) -> None:
         """One epoch: head k sees its training set in the order ``perms[k]``, cycled to the group's steps."""
@@ -263,7 +228,20 @@ class HeadsTrainer:
         idx = [np.resize(p, steps * B) for p in perms]
         for i in range(steps):
             b = [p[i * B:(i + 1) * B] for p in idx]
-            self.model.train_on_batch([x[j] for x, j in zip(Xs, b)], [y[j] for y, j in zip(ys, b)])
+            self.model.train_on_batch([np.stack([x[j] for x, j in zip(Xs, b)], axis=1), *self._masks()],
+                                      np.stack([y[j] for y, j in zip(ys, b)], axis=1))
+
+    def _masks(self, fill=None) -> list:
+        """Dropout masks for one batch, (B, K, units) and (B, K, dense): head k's drawn from its own
+        generator with keep probability 1 - its rate (``fill``: constant masks, for prediction)."""
+        B, (_, u, d) = self.batch_size, self.arch
+        if fill is not None:
+            return [fill((B, self.K, u), np.float32), fill((B, self.K, d), np.float32)]
+        out = []
+        for width in (u, d):
+            m = np.stack([(g.random((B, width)) >= r).astype(np.float32) for g, r in zip(self.mask_rngs, self.rates)], axis=1)
+            out.append(m)
+        return out
 
 
 @lru_cache(maxsize=2)
@@ -309,7 +287,7 @@ def _train_group(tasks, arch, epochs, patience, batch_size, min_delta, reuse, ke
     Xv, yv = [t["X_val"] for t in tasks], [t["y_val"] for t in tasks]
     rngs = [np.random.default_rng(int(t["seed"])) for t in tasks]
     best = [np.inf] * K
-    best_w = [h.get_weights() for h in tr.heads]
+    best_w = [tr.get(k) for k in range(K)]
     best_epoch, stopped_at, wait = [0] * K, [None] * K, [0] * K
     hist = [dict(val_loss=[]) for _ in range(K)]
     epoch = 0
@@ -323,15 +301,14 @@ def _train_group(tasks, arch, epochs, patience, batch_size, min_delta, reuse, ke
             hist[k]["val_loss"].append(loss)
             if loss < best[k] - min_delta:  # an improvement of min_delta or less does not count
                 best[k], best_epoch[k], wait[k] = loss, epoch, 0
-                best_w[k] = tr.heads[k].get_weights()
+                best_w[k] = tr.get(k)
             else:
                 wait[k] += 1
                 if wait[k] >= patience:
                     stopped_at[k] = epoch
         if all(s is not None for s in stopped_at):
             break
-    for h, w in zip(tr.heads, best_w):
-        h.set_weights(w)
+    tr.set(best_w)
     t1 = time.perf_counter()
     pv = tr.predict(Xv)
     pt = tr.predict([t["X_test"] if t.get("X_test") is not None else t["X_val"][:1] for t in tasks])

@@ -11,3 +11,29 @@ def test_summary_equals_the_committed_one(results_copy):
     pd.testing.assert_frame_equal(pd.read_csv(results_copy / "uncertainty" / "summary.csv"), committed)
     assert len(res["summary"]) == 3 * 3 * 11  # datasets x backbones x (paper + 10 grouped)
     assert (res["summary"]["ece_ci_low"] <= res["summary"]["ece_ci_high"]).all()
+
+
+def test_calibration_is_fitted_on_validation_and_recomputes_byte_for_byte(results_copy):
+    from conftest import same_bytes
+
+    names = ("calibration", "temperatures", "referral", "diversity")
+    for n in names:
+        (results_copy / "uncertainty" / f"{n}.csv").unlink()
+    res = step.run(paper_context("40_uncertainty"))
+    for n in names:
+        assert same_bytes(results_copy / "uncertainty" / f"{n}.csv", ROOT / "results" / "uncertainty" / f"{n}.csv"), n
+    cal = res["calibration"]
+    for tag in ("before", "after"):  # every bootstrap interval contains its estimate (BCa)
+        for m in ("ece", "nll", "brier"):
+            assert (cal[f"{m}_{tag}_low"] <= cal[f"{m}_{tag}"] + 1e-12).all() and \
+                (cal[f"{m}_{tag}"] <= cal[f"{m}_{tag}_high"] + 1e-12).all(), (m, tag)
+    fused = cal[(cal["model"] == "sum fusion") & (cal["protocol"] == "grouped")]
+    assert len(fused) == 3 and (fused["n"] > 0).all()
+    # one temperature per split and model, from validation predictions of the same members
+    temps = res["temperatures"]
+    assert len(temps) == 3 * 11 * 4 and (temps["T"] > 0).all()
+    val = pd.read_csv(ROOT / "results" / "probabilities" / "IDB2_mobilenetv2_val.csv")
+    splits = pd.read_csv(ROOT / "results" / "splits" / "IDB2_grouped.csv")
+    v0 = splits[(splits["repeat"] == 0) & (splits["role"] == "val")]
+    g0 = val[(val["protocol"] == "grouped") & (val["repeat"] == 0) & (val["member"] == 0)]
+    assert list(g0["id"]) == list(v0["id"])  # validation probabilities are of the validation part, not test

@@ -13,3 +13,16 @@ def test_claims_equal_the_committed_ones(results_copy):
     glue = step.claims_glue(res["claims"])
     assert glue["claim_n_IDB1_paper"] == 22 and set(res["weights"]["weights"]) <= {"imagenet-file", "random",
                                                                                    "imagenet-official"}
+
+
+def test_every_claim_has_a_verdict_a_margin_and_its_leakage():
+    import pandas as pd
+
+    cl = pd.read_csv(ROOT / "results" / "claims.csv")
+    assert set(cl["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    assert cl["margin"].notna().all() and (cl["margin"] >= 1).all()
+    paper = cl[cl["protocol"] == "paper"].set_index("dataset")
+    assert (paper["leakage"] > 0.2).all()  # the paper protocol leaks: said beside every verdict
+    grouped = cl[cl["protocol"] == "grouped"]
+    assert (grouped["leakage"] == 0).all() and (grouped["ci_low"] <= grouped["mean_ci_low"]).all()  # PI wider than CI
+    assert grouped["reach_paper"].between(0, grouped["repeats"]).all()
