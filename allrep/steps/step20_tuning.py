@@ -50,3 +50,16 @@ def run(ctx: Context) -> dict:
     ctx.write_csv(best, "best")
     ctx.write_csv(trials, "trials")
     return dict(best=best, trials=trials, seconds=time.perf_counter() - t0, feature_seconds=fc.seconds, weights=fc.w)
+
+
+def trial_gain(trials: pd.DataFrame, early: int) -> pd.DataFrame:
+    """What the trials after the first ``early`` gained: per search, the best validation NLL after
+    ``early`` trials and after all of them (the cost, on validation, of stopping a search earlier)."""
+    rows = []
+    for (protocol, r), g in trials.groupby(["protocol", "repeat"], sort=True):
+        g = g.sort_values("trial")
+        rows.append(dict(protocol=protocol, repeat=r, best_after_early=g["val_loss"].iloc[:early].min(),
+                         best_after_all=g["val_loss"].min()))
+    out = pd.DataFrame(rows)
+    out["gain"] = out["best_after_early"] - out["best_after_all"]
+    return out

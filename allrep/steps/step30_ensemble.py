@@ -18,7 +18,7 @@ from ..registry import Context
 from ..repro import digest, seed_for
 from ..training import MemberStore, ended_by, reduce_channels, train_heads
 
-GROUP = 15  # heads traced as one model: 11 splits x 5 members train in 4 groups
+GROUP = 15  # heads stacked in one model: 6 splits x 5 members train in 2 groups
 PROB_COLUMNS = ["protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
 
 
