@@ -69,11 +69,19 @@ def ece(y, p, bins: int = 10) -> float:
 
 def with_interval(fn, y, p, n_boot: int, seed: int) -> tuple[float, float, float]:
     """``fn(y, p)`` and its BCa bootstrap 95% interval (scipy.stats.bootstrap, paired resampling)."""
+    import warnings
+
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     est = fn(y, p)
-    res = stats.bootstrap((y, p), fn, paired=True, vectorized=False, method="BCa", n_resamples=int(n_boot),
-                          random_state=int(seed) % (2**32))
+    with warnings.catch_warnings():  # a degenerate distribution is handled below, not printed
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((y, p), fn, paired=True, vectorized=False, method="BCa", n_resamples=int(n_boot),
+                              random_state=int(seed) % (2**32))
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if np.isnan(lo) or np.isnan(hi):
+        # BCa is undefined when every resample gives the same value (e.g. ECE 0 on a test set without an
+        # error): the bootstrap distribution is that value, and so is its percentile interval
+        lo, hi = (float(x) for x in np.percentile(res.bootstrap_distribution, [2.5, 97.5]))
     return est, lo, hi
 
 

@@ -99,7 +99,7 @@ def test_profile_slices_restamp_only_their_steps():
     cfg = load_profile("smoke")
     before = _stamps(cfg)
     other = replace(cfg, uncertainty=replace(cfg.uncertainty, bootstrap=7))
-    assert _changed(before, _stamps(other)) == ["40_uncertainty"]
+    assert _changed(before, _stamps(other)) == ["40_uncertainty", "70_using_models"]
 
 
 def test_access_check_fails_on_an_undeclared_read(tmp_path, monkeypatch):
