@@ -33,4 +33,5 @@ def test_camera_check_recomputes_and_adds_up(results_copy):
     t = res["camera_test"]
     assert set(t["model"]) >= {"sum fusion", "mobilenetv2"} and t["p_value"].between(0, 1).all()
     assert (t["all_only_camera"] == "1712x1368").all()
-    assert isinstance(pd.read_csv(ROOT / "results" / "fusion" / "camera_test.csv"), pd.DataFrame)
+    committed = pd.read_csv(ROOT / "results" / "fusion" / "camera_test.csv")
+    assert len(committed) == len(t) and (committed["n_all_only"] > 0).all() and (committed["n_mixed"] > 0).all()
