@@ -6,23 +6,21 @@ the cross-entropy of ``sigmoid(logit(p) / T)`` (Guo et al. 2017, for two classes
 are then scaled by it. Nothing is fitted on a test image.
 
 Calibration is measured on test predictions pooled over the grouped repeats (each repeat's test part
-is small): ECE with equal-width confidence bins (Guo et al.), NLL and Brier score, each with a
-bias-corrected and accelerated (BCa) bootstrap interval from ``scipy.stats.bootstrap``. ECE is biased
-upward on small samples and its plain percentile interval can exclude the estimate; BCa corrects for
-the bootstrap distribution's bias, so the interval is centred where the estimate is. Images are
-resampled as pooled (image, repeat) predictions.
+is small): ECE with equal-width confidence bins (Guo et al.), NLL and Brier score (:mod:`allrep.metrics`), each
+with a BCa bootstrap interval (:func:`allrep.metrics.bootstrap_interval`). Images are resampled as
+pooled (image, repeat) predictions.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
-from .metrics import predict_label
-from .uncertainty import binary_entropy, error_detection_auroc
+from .metrics import EPS, bootstrap_interval, brier, ece_equal_width, nll, predict_label
+from .scores import ensemble_means
+from .uncertainty import binary_entropy, error_detection_auroc, rejection_curve
 
 FUSED = "sum fusion"
-EPS = 1e-6
 
 
 def _logit(p):
@@ -35,15 +33,6 @@ def scale(p, T: float) -> np.ndarray:
     return 1 / (1 + np.exp(-_logit(p) / T))
 
 
-def nll(y, p) -> float:
-    y, p = np.asarray(y, dtype=int), np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
-
-
-def brier(y, p) -> float:
-    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=int)) ** 2))
-
-
 def fit_temperature(y_val, p_val) -> float:
     """The T in [0.05, 20] that minimises the validation cross-entropy (bounded scalar search on log T)."""
     z, y = _logit(p_val), np.asarray(y_val, dtype=int)
@@ -52,46 +41,15 @@ def fit_temperature(y_val, p_val) -> float:
     return float(np.exp(res.x))
 
 
-def ece(y, p, bins: int = 10) -> float:
-    """Expected calibration error: |accuracy - confidence| per equal-width confidence bin on [0.5, 1],
-    weighted by the bin's share of images."""
-    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
-    yhat = predict_label(p)
-    conf = np.where(yhat == 1, p, 1 - p)
-    idx = np.minimum(((conf - 0.5) / 0.5 * bins).astype(int), bins - 1)
-    out = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            out += m.mean() * abs((yhat[m] == y[m]).mean() - conf[m].mean())
-    return float(out)
-
-
-def with_interval(fn, y, p, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """``fn(y, p)`` and its BCa bootstrap 95% interval (scipy.stats.bootstrap, paired resampling)."""
-    import warnings
-
-    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
-    est = fn(y, p)
-    with warnings.catch_warnings():  # a degenerate distribution is handled below, not printed
-        warnings.simplefilter("ignore")
-        res = stats.bootstrap((y, p), fn, paired=True, vectorized=False, method="BCa", n_resamples=int(n_boot),
-                              random_state=int(seed) % (2**32))
-    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if np.isnan(lo) or np.isnan(hi):
-        # BCa is undefined when every resample gives the same value (e.g. ECE 0 on a test set without an
-        # error): the bootstrap distribution is that value, and so is its percentile interval
-        lo, hi = (float(x) for x in np.percentile(res.bootstrap_distribution, [2.5, 97.5]))
-    return est, lo, hi
-
-
 def model_probabilities(probs: pd.DataFrame, backbones) -> pd.DataFrame:
-    """Per split and image: each backbone's ensemble mean p(ALL) and the sum-rule fusion of ``backbones``
-    (their mean: for two classes the sum rule's decision). Long: protocol, repeat, dataset, model, id, label, p."""
+    """Per split and image: each backbone's ensemble mean p(ALL) (:func:`allrep.scores.ensemble_means`) and
+    the sum-rule fusion of ``backbones`` (their mean: for two classes the sum rule's decision). Long:
+    protocol, repeat, dataset, model, id, label, p."""
     keys = ["protocol", "repeat", "dataset", "id", "label"]
-    ens = probs.groupby(keys + ["backbone"], sort=True)["p_all"].mean().unstack("backbone")
+    ens = ensemble_means(probs).set_index(keys + ["backbone"])["p_all"].unstack("backbone")
     fused = ens[list(backbones)].mean(axis=1).rename(FUSED)
     wide = pd.concat([ens, fused], axis=1)
+    wide.columns.name = None
     return wide.reset_index().melt(id_vars=keys, var_name="model", value_name="p")
 
 
@@ -119,8 +77,8 @@ def calibration_table(scaled: pd.DataFrame, bins: int = 10, n_boot: int = 1000, 
                    errors=int((predict_label(g["p"]) != y).sum()), T_median=float(g.groupby("repeat")["T"].first().median()))
         for tag, col in (("before", "p"), ("after", "p_scaled")):
             p = g[col].to_numpy()
-            for name, fn in (("ece", lambda a, b: ece(a, b, bins)), ("nll", nll), ("brier", brier)):
-                est, lo, hi = with_interval(fn, y, p, n_boot, seed)
+            for name, fn in (("ece", lambda a, b: ece_equal_width(a, b, bins)), ("nll", nll), ("brier", brier)):
+                est, lo, hi = bootstrap_interval(fn, y, p, n_boot, seed)
                 row.update({f"{name}_{tag}": est, f"{name}_{tag}_low": lo, f"{name}_{tag}_high": hi})
         row["auroc_errors"] = error_detection_auroc(y, g["p_scaled"], binary_entropy(g["p_scaled"]))
         rows.append(row)
@@ -129,15 +87,13 @@ def calibration_table(scaled: pd.DataFrame, bins: int = 10, n_boot: int = 1000, 
 
 def referral_curve(scaled: pd.DataFrame, model: str = FUSED, protocol: str = "grouped") -> pd.DataFrame:
     """Accuracy against coverage when the least confident predictions (scaled p nearest 0.5) are referred,
-    on predictions pooled over the repeats: coverage, kept, correct, accuracy, per dataset."""
+    on predictions pooled over the repeats (:func:`allrep.uncertainty.rejection_curve`): coverage, kept,
+    correct, accuracy, per dataset."""
     rows = []
     for ds, g in scaled[(scaled["model"] == model) & (scaled["protocol"] == protocol)].groupby("dataset"):
-        conf = np.abs(g["p_scaled"].to_numpy() - 0.5)
-        correct = (predict_label(g["p_scaled"]) == g["label"].to_numpy()).astype(int)
-        order = np.lexsort((np.arange(len(conf)), -conf))  # most confident first
-        kept = np.arange(1, len(conf) + 1)
-        ok = np.cumsum(correct[order])
-        rows.append(pd.DataFrame(dict(dataset=ds, coverage=kept / len(conf), kept=kept, correct=ok, accuracy=ok / kept)))
+        p = g["p_scaled"].to_numpy()
+        rc = rejection_curve(g["label"].to_numpy(), p, -np.abs(p - 0.5))
+        rows.append(pd.DataFrame(dict(dataset=ds, **rc)))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 

@@ -51,9 +51,9 @@ def final_split(dataset: str, cfg: Profile, hold_out=()) -> pd.DataFrame:
 
 def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
     """Train and save the final models of ``dataset`` (see the module doc); returns their folder."""
-    from . import tuning
+    from . import members, tuning
     from .stacked import to_head
-    from .training import Reduction, train_heads
+    from .training import Reduction
 
     t0 = time.perf_counter()
     split = final_split(dataset, cfg, hold_out)
@@ -63,34 +63,32 @@ def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
                     held_out=sorted(split.loc[split["role"] == "test", "id"]), backbones={})
     val_ids = list(split.loc[split["role"] == "val", "id"])
     y_val = split.loc[split["role"] == "val", "label"].to_numpy()
+    has_test = bool(len(manifest["held_out"]))
     p_val = {}
     for bb in cfg.use_backbones:
         fc = for_backbone(cfg, bb)
-        roles = ("train", "val", "test") if len(manifest["held_out"]) else ("train", "val")
-        a = split_arrays(fc, split, cfg.features.views, roles=roles)
-        red = Reduction.fit(a["train"][0], ts.pool, ts.pca, ts.whiten)
-        Xtr, Xva = red(a["train"][0]), red(a["val"][0])
-        Xte = red(a["test"][0]) if "test" in a else None
-        seed = seed_for(cfg.seed, "final-tune", dataset, bb)
-        search = tuning.tune_splits({"final": dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1],
-                                                   seed=seed, key=f"final-{cfg.name}-{dataset}-{bb}-{cfg.digest(*SECTIONS)}")},
-                                    cfg.head, ts, cfg.tuning.trials, cfg.tuning.initial_points, cache_dir() / "tuning")
-        hp = search["final"]["best"]
+        a = split_arrays(fc, split, cfg.features.views, roles=("train",))
+        red = Reduction.fit(a["train"][0], ts.pool, ts.pca, ts.whiten)  # what the engine fits; saved for prediction
+        seq_len, channels = red(a["train"][0][:1]).shape[1:]
+        del a
+        name = f"final-{cfg.name}-{dataset}-{bb}"
+        found = {name: (bb, split, seed_for(cfg.seed, "final-tune", dataset, bb))}
+        search = tuning.tune_splits({name: found[name][2]}, cfg.head, ts, cfg.tuning.trials, cfg.tuning.initial_points,
+                                    cache_dir() / "tuning", tuning.Trials(cfg, found, ts))
+        hp = search[name]["best"]
         seeds = [seed_for(cfg.seed, "final", dataset, bb, m) for m in range(M)]
-        tasks = [dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1], X_test=Xte, hp=hp, seed=s)
-                 for s in seeds]
-        res = train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta, keep_weights=True)
+        res = members.fetch(cfg, [members.plan(bb, split, hp, ts, s, test=has_test, keep_weights=True) for s in seeds])
         folder = out / bb
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "reduction.npz", **red.state())
         for m, r in enumerate(res):
-            to_head(r["weights"], hp, Xtr.shape[1], Xtr.shape[2], name=f"{bb}_member_{m}").save(folder / f"member_{m}.keras")
+            to_head(r["weights"], hp, seq_len, channels, name=f"{bb}_member_{m}").save(folder / f"member_{m}.keras")
         p_val[bb] = np.mean([r["p_val"] for r in res], axis=0)
         manifest["backbones"][bb] = dict(
-            weights=fc.w.to_dict(), hp=hp.to_dict(), seq_len=int(Xtr.shape[1]), channels=int(Xtr.shape[2]),
+            weights=fc.w.to_dict(), hp=hp.to_dict(), seq_len=int(seq_len), channels=int(channels),
             temperature=fit_temperature(y_val, p_val[bb]), seeds=seeds,
             epochs_run=[int(r["epochs_run"]) for r in res], best_epoch=[int(r["best_epoch"]) for r in res],
-            held_out_members=[[float(x) for x in r["p_test"]] for r in res] if Xte is not None else [])
+            held_out_members=[[float(x) for x in r["p_test"]] for r in res] if has_test else [])
     fused_val = np.mean([p_val[bb] for bb in cfg.use_backbones], axis=0)
     T = fit_temperature(y_val, fused_val)
     conf = np.abs(scale(fused_val, T) - 0.5)

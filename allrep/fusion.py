@@ -41,6 +41,3 @@ def fuse(S, rule: str = "sum") -> np.ndarray:
     if rule == "vote":
         return (S > 0.5).mean(0)
     raise AllrepError(f"unknown fusion rule {rule!r}: choose sum, product, max or vote")
-
-
-RULES = ("sum", "product", "max", "vote")

@@ -158,3 +158,85 @@ def verdict_margin(ks, ns, rule) -> int | None:
                 if all(0 <= a <= n for a, n in zip(k, ns)) and rule(k) != v0:
                     return d
     return None
+
+
+# ----------------------------------------------------------------------------- probabilistic scores
+EPS = 1e-6  # the committed probabilities have 6 decimals: a p of 0 or 1 is clipped at that resolution
+
+
+def nll(y, p) -> float:
+    """Mean negative log-likelihood (nats) of binary labels under p(ALL), p clipped to [EPS, 1 - EPS].
+    Hand-written because sklearn's ``log_loss`` clips at machine epsilon, which makes one rounded 0 or 1
+    cost 36 nats."""
+    y, p = np.asarray(y, dtype=int), np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def brier(y, p) -> float:
+    """Binary Brier score, mean (p(ALL) - y)^2 (``sklearn.metrics.brier_score_loss``)."""
+    from sklearn.metrics import brier_score_loss
+
+    return float(brier_score_loss(np.asarray(y, dtype=int), np.asarray(p, dtype=float), labels=[0, 1]))
+
+
+def confidence(p) -> np.ndarray:
+    """The probability of the predicted class."""
+    p = np.asarray(p, dtype=float)
+    return np.where(predict_label(p) == 1, p, 1 - p)
+
+
+def reliability_equal_mass(y, p, bins: int = 10) -> dict:
+    """Equal-mass bins of confidence: mean confidence, accuracy and count per bin."""
+    y = np.asarray(y, dtype=int)
+    conf = confidence(p)
+    correct = (predict_label(p) == y).astype(float)
+    order = np.argsort(conf, kind="stable")
+    parts = [b for b in np.array_split(order, min(bins, len(order))) if len(b)]
+    return dict(confidence=np.array([conf[b].mean() for b in parts]), accuracy=np.array([correct[b].mean() for b in parts]),
+                count=np.array([len(b) for b in parts]))
+
+
+def ece_equal_mass(y, p, bins: int = 10) -> float:
+    """Expected calibration error over equal-mass confidence bins (:func:`reliability_equal_mass`)."""
+    r = reliability_equal_mass(y, p, bins)
+    w = r["count"] / r["count"].sum()
+    return float(np.sum(w * np.abs(r["accuracy"] - r["confidence"])))
+
+
+def reliability_equal_width(y, p, bins: int = 10) -> dict:
+    """Equal-width confidence bins on [0.5, 1] (the non-empty ones): mean confidence, accuracy, count."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    yhat, conf = predict_label(p), confidence(p)
+    idx = np.minimum(((conf - 0.5) / 0.5 * bins).astype(int), bins - 1)
+    parts = [idx == b for b in range(bins) if (idx == b).any()]
+    return dict(confidence=np.array([conf[m].mean() for m in parts]),
+                accuracy=np.array([(yhat[m] == y[m]).mean() for m in parts]), count=np.array([m.sum() for m in parts]))
+
+
+def ece_equal_width(y, p, bins: int = 10) -> float:
+    """Expected calibration error (Guo et al. 2017) over equal-width confidence bins on [0.5, 1]
+    (:func:`reliability_equal_width`), each weighted by its share of images."""
+    r = reliability_equal_width(y, p, bins)
+    w = r["count"] / r["count"].sum()
+    return float(np.sum(w * np.abs(r["accuracy"] - r["confidence"])))
+
+
+def bootstrap_interval(fn, y, p, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """``fn(y, p)`` and its BCa bootstrap 95% interval (``scipy.stats.bootstrap``, paired resampling of
+    images). ECE is biased upward on small samples and its plain percentile interval can exclude the
+    estimate; BCa corrects for the bootstrap distribution's bias. Where BCa is undefined (every resample
+    gives the same value, e.g. ECE 0 on a test set without an error) the interval is the bootstrap
+    distribution's percentile interval, which is that value."""
+    import warnings
+
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    est = fn(y, p)
+    with warnings.catch_warnings():  # a degenerate distribution is handled below, not printed
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((y, p), fn, paired=True, vectorized=False, method="BCa", n_resamples=int(n_boot),
+                              random_state=int(seed) % (2**32))
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if np.isnan(lo) or np.isnan(hi):
+        lo, hi = (float(x) for x in np.percentile(res.bootstrap_distribution, [2.5, 97.5]))
+    return est, lo, hi
+

@@ -7,6 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import uncertainty as unc
+from .metrics import reliability_equal_mass, reliability_equal_width
 
 
 def reliability_and_referral(ensembles: dict, protocol: str = "paper", bins: int = 10):
@@ -23,7 +24,7 @@ def reliability_and_referral(ensembles: dict, protocol: str = "paper", bins: int
             y = wide.index.get_level_values("label").to_numpy()
             P = wide.to_numpy().T
             pm = P.mean(0)
-            rel = unc.reliability(y, pm, bins)
+            rel = reliability_equal_mass(y, pm, bins)
             axes[row, 0].plot(rel["confidence"], rel["accuracy"], marker="o", color=colours[bb],
                               label=bb if r == min(k[2] for k in keys) else None, alpha=0.8)
             rc = unc.rejection_curve(y, pm, unc.decompose(P)["predictive_entropy"])
@@ -97,8 +98,6 @@ def calibration_figure(scaled: pd.DataFrame, referral: pd.DataFrame, bins: int =
     """Per dataset (grouped protocol, test predictions pooled over repeats): the fused model's reliability
     diagram before and after temperature scaling (equal-width confidence bins, point size = images) and
     its referral curve (accuracy on the predictions kept when the least confident are referred)."""
-    from .metrics import predict_label
-
     g0 = scaled[(scaled["model"] == model) & (scaled["protocol"] == "grouped")]
     datasets = sorted(g0["dataset"].unique())
     fig, axes = plt.subplots(2, len(datasets), figsize=(3.6 * len(datasets), 6.2), squeeze=False)
@@ -107,13 +106,8 @@ def calibration_figure(scaled: pd.DataFrame, referral: pd.DataFrame, bins: int =
         y = g["label"].to_numpy()
         ax = axes[0, j]
         for col, name, colour in (("p", "before", "tab:grey"), ("p_scaled", "after scaling", "tab:blue")):
-            p = g[col].to_numpy()
-            yhat = predict_label(p)
-            conf = np.where(yhat == 1, p, 1 - p)
-            idx = np.minimum(((conf - 0.5) / 0.5 * bins).astype(int), bins - 1)
-            pts = [(conf[idx == b].mean(), (yhat[idx == b] == y[idx == b]).mean(), (idx == b).sum())
-                   for b in range(bins) if (idx == b).any()]
-            c, a, n = map(np.array, zip(*pts))
+            r = reliability_equal_width(y, g[col].to_numpy(), bins)
+            c, a, n = r["confidence"], r["accuracy"], r["count"]
             ax.plot(c, a, "-", color=colour, alpha=0.6)
             ax.scatter(c, a, s=8 + 60 * n / n.max(), color=colour, label=name)
         ax.plot([0.5, 1], [0.5, 1], "k--", lw=1)

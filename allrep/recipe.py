@@ -16,20 +16,15 @@ per-repeat tuning and test parts that nothing else touches.
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import fields, replace
 
 import numpy as np
 import pandas as pd
 
-from .features import for_backbone, split_arrays
-from .io import atomic_write_json
-from .places import cache_dir
 from .profile import Candidate, Head, Profile, Training
 from .progress import bar
-from .repro import digest, seed_for
-from .training import ended_by, reduce_channels, train_heads
+from .repro import seed_for
+from .training import ended_by
 
 HEAD_FIELDS = {f.name for f in fields(Head)}
 TRAINING_FIELDS = {f.name for f in fields(Training)}
@@ -68,55 +63,37 @@ def inner_folds(part: pd.DataFrame, folds: int, val_fraction: float, seed: int) 
     return out
 
 
-def _nll(y, p) -> float:
-    p = np.clip(np.where(np.asarray(y) == 1, p, 1 - np.asarray(p)), 1e-7, 1)
-    return float(-np.log(p).mean())
-
-
 def study(cfg: Profile, splits: dict[str, pd.DataFrame], backbones=None) -> pd.DataFrame:
     """One row per (candidate, backbone, dataset, inner fold): held-out NLL and accuracy, epochs,
-    what ended training. ``splits``: each study dataset's grouped split frame. Cached per row."""
+    what ended training. ``splits``: each study dataset's grouped split frame. Every head is a plan of
+    the member engine (:mod:`allrep.members`), cached."""
+    from . import members
+    from .metrics import nll
+
     rs = cfg.recipe_study
     cands = {"base": Candidate(), **rs.candidates}
-    rows = []
-    store = cache_dir() / "recipe"
+    todo = []
     for backbone in backbones or cfg.use_backbones:
-        fc = for_backbone(cfg, backbone)
-        folds = {}
         for ds in rs.datasets:
             sp = splits[ds]
             part = sp[(sp["repeat"] == rs.repeat) & (sp["role"] != "test")]
             for f, fr in enumerate(inner_folds(part, rs.folds, cfg.splits.val_fraction, seed_for(cfg.seed, "inner", ds))):
-                folds[(ds, f)] = fr
-        for name, cand in bar(list(cands.items()), desc=f"{backbone} recipe candidates"):
-            head, ts = study_settings(cfg, cand)
-            todo, keys = [], {}
-            for (ds, f), fr in folds.items():
-                key = digest(dict(w=fc.w.key, features=cfg.slice("features"), head=head.to_dict(), ts=ts.__dict__,
-                                  fold=fr[["id", "role"]].values.tolist(), algo="recipe-1"))
-                keys[(ds, f)] = store / f"{backbone}-{key}.json"
-                if not keys[(ds, f)].is_file():
-                    todo.append((ds, f))
-            if todo:
-                tasks, meta = [], []
-                for ds, f in todo:
-                    a = split_arrays(fc, folds[(ds, f)], cfg.features.views)
-                    Xtr, Xva, Xte = reduce_channels(a["train"][0], a["val"][0], a["test"][0], ts=ts)
-                    tasks.append(dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1], X_test=Xte,
-                                      hp=head, seed=seed_for(cfg.seed, "recipe", ds, f, backbone)))
-                    meta.append((ds, f, a["test"][1]))
-                t0 = time.perf_counter()
-                res = train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
-                sec = (time.perf_counter() - t0) / len(tasks)
-                for (ds, f, y), r in zip(meta, res):
-                    atomic_write_json(keys[(ds, f)], dict(
-                        nll=_nll(y, r["p_test"]), correct=int(((r["p_test"] > 0.5) == (y == 1)).sum()), n=int(len(y)),
-                        epochs_run=r["epochs_run"], best_epoch=r["best_epoch"],
-                        ended_by=ended_by(r["epochs_run"], r["best_epoch"], ts.patience), seconds=round(sec, 2)))
-            for (ds, f), path in keys.items():
-                rows.append(dict(candidate=name, backbone=backbone, dataset=ds, fold=f,
-                                 **json.loads(path.read_text())))
-    return pd.DataFrame(rows)
+                for name, cand in cands.items():
+                    head, ts = study_settings(cfg, cand)
+                    todo.append((name, backbone, ds, f, members.plan(backbone, fr, head, ts,
+                                                                      seed_for(cfg.seed, "recipe", ds, f, backbone))))
+    rows = []
+    for (name, backbone, ds, f, p), r in zip(todo, members.fetch(cfg, bar([t[-1] for t in todo], desc="recipe heads"))):
+        y = np.array([lab for _, role, lab in p.rows if role == "test"])
+        rows.append(dict(candidate=name, backbone=backbone, dataset=ds, fold=f, nll=nll(y, r["p_test"]),
+                         correct=int(((r["p_test"] > 0.5) == (y == 1)).sum()), n=int(len(y)),
+                         epochs_run=r["epochs_run"], best_epoch=r["best_epoch"],
+                         ended_by=ended_by(r["epochs_run"], r["best_epoch"], p.training.patience),
+                         seconds=round(r["train_seconds"], 2)))
+    order = {n: i for i, n in enumerate(cands)}
+    return pd.DataFrame(rows).sort_values(["backbone", "candidate"], key=lambda c: c.map(order) if c.name == "candidate"
+                                          else c.map({b: i for i, b in enumerate(backbones or cfg.use_backbones)}),
+                                          kind="stable").reset_index(drop=True)
 
 
 def summary(results: pd.DataFrame, cfg: Profile) -> pd.DataFrame:

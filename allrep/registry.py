@@ -122,6 +122,27 @@ STEPS = (
 )
 STEP_NAMES = tuple(s.name for s in STEPS)
 
+# results files no notebook step writes: name -> (template under the results folder, its writer)
+OTHER_OUTPUTS = {
+    "timings": ("timings/runs.json", "the runner (allrep run): one entry per run that executed something"),
+    "recipe_study": ("recipe/study.csv", "scripts/recipe_study.py (the recipe study's evidence)"),
+    "benchmark": ("benchmark.json", "scripts/benchmark.py (speed only, no accuracy)"),
+}
+
+
+def other_output(name: str, cfg: Profile) -> Path:
+    """The path of a declared results file that no step writes (:data:`OTHER_OUTPUTS`)."""
+    return places.output_dir(cfg) / OTHER_OUTPUTS[name][0]
+
+
+def all_outputs(cfg: Profile) -> set[Path]:
+    """Every results file the registry declares for ``cfg``: each step variant's outputs and :data:`OTHER_OUTPUTS`."""
+    out = {other_output(n, cfg) for n in OTHER_OUTPUTS}
+    for s in STEPS:
+        for v in s.variants(cfg):
+            out |= set(declared(cfg, s, v, "outputs"))
+    return out
+
 
 def get_step(name: str) -> Step:
     for s in STEPS:
@@ -164,9 +185,23 @@ def declared(cfg: Profile, step: Step, params: dict, kind: str) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- module closure
+_PARSED: dict = {}
+
+
+def _parsed(path: Path) -> tuple:
+    """(syntax tree, its dump) of a source file, parsed once per version of the file (path, size, mtime):
+    stamping every variant reads the same few dozen modules again and again."""
+    st = path.stat()
+    k = (str(path), st.st_size, st.st_mtime_ns)
+    if k not in _PARSED:
+        tree = ast.parse(path.read_text())
+        _PARSED[k] = (tree, ast.dump(tree))
+    return _PARSED[k]
+
+
 def _imports(path: Path, modname: str) -> set[str]:
     """allrep modules imported anywhere in ``path`` (top level or inside functions)."""
-    tree = ast.parse(path.read_text())
+    tree = _parsed(path)[0]
     pkg = modname if path.name == "__init__.py" else modname.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(tree):
@@ -195,7 +230,10 @@ def module_file(mod: str) -> Path | None:
     return None
 
 
-_NOT_HASHED = {"allrep.registry", "allrep.pipeline", "allrep.cli"}  # plumbing: the declaration is hashed instead
+_NOT_HASHED = {"allrep.registry", "allrep.pipeline", "allrep.cli", "allrep.dispatch"}  # plumbing: the declaration is hashed instead
+# followed for their own syntax but not for their imports: the package's __init__ only re-exports
+# ``allrep.predict`` lazily, and `from allrep import plots` uses plots, not every module predict needs
+_LEAVES = {"allrep"}
 
 
 def closure(roots) -> list[str]:
@@ -207,7 +245,8 @@ def closure(roots) -> list[str]:
         if mod in seen or path is None:
             continue
         seen.add(mod)
-        todo += sorted(_imports(path, mod))
+        if mod not in _LEAVES:
+            todo += sorted(_imports(path, mod))
     return sorted(seen - _NOT_HASHED)
 
 
@@ -234,7 +273,7 @@ def _code_digest(mods) -> str:
     h = hashlib.sha256()
     for m in mods:
         h.update(m.encode())
-        h.update(ast.dump(ast.parse(module_file(m).read_text())).encode())
+        h.update(_parsed(module_file(m))[1].encode())
     return h.hexdigest()[:16]
 
 

@@ -9,6 +9,17 @@ from .fusion import fuse
 from .metrics import binary_metrics, clopper_pearson, predict_label, summarize_repeats
 
 KEYS = ["protocol", "repeat", "dataset"]
+PROB_COLUMNS = ["protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
+
+
+def member_frame(part: pd.DataFrame, p, protocol: str, repeat: int, dataset: str, backbone: str,
+                 member: int) -> pd.DataFrame:
+    """One member's p(ALL) on a split part's images, in the committed column order (6 decimals)."""
+    import numpy as np
+
+    return pd.DataFrame(dict(protocol=protocol, repeat=repeat, dataset=dataset, backbone=backbone, member=member,
+                             id=part["id"].to_numpy(), label=part["label"].to_numpy(),
+                             p_all=np.round(p, 6)))[PROB_COLUMNS]
 
 
 def random_weight_backbones(meta: dict) -> list[str]:

@@ -44,7 +44,7 @@ def _classes():
 
         def _dropout(self, x, mask, training):
             """Inverted dropout with a 0/1 mask drawn outside the graph from each head's own generator
-            (:meth:`allrep.training.HeadsTrainer.epoch`): no per-head operation, and a head's masks do
+            (:meth:`allrep.training.HeadsTrainer.step`): no per-head operation, and a head's masks do
             not depend on the others."""
             if not training:
                 return x
@@ -73,10 +73,13 @@ def _classes():
             return ops.transpose(ops.softmax(logits, axis=-1), (1, 0, 2))  # (B, K, 2)
 
     class HeadwiseAdamW(keras.optimizers.Adam):
-        """AdamW whose learning rate and weight decay are per head: every variable is stacked along a
-        leading head axis, and ``head_lr``/``head_wd`` (optimiser variables: new values need no new trace)
-        broadcast along it. Per element it does what ``keras.optimizers.AdamW`` does: ``w -= w * wd * lr``,
-        then the Adam step at rate ``lr``. (keras has no per-head optimiser; only ``update_step`` differs.)"""
+        """AdamW whose learning rate, weight decay and step count are per head: every variable is stacked
+        along a leading head axis, and ``head_lr``/``head_wd``/``head_t0`` (optimiser variables: new values
+        need no new trace) broadcast along it. Per element it does what ``keras.optimizers.AdamW`` does:
+        ``w -= w * wd * lr``, then the Adam step at rate ``lr``, with Adam's bias correction counted from
+        the step at which the head entered its slot (``head_t0``), so a head that starts in a slot freed
+        mid-run trains exactly as one that started with the stack. (keras has no per-head optimiser; only
+        ``update_step`` differs from keras' Adam, written out because its step count is per head.)"""
 
         def __init__(self, K, **kw):
             super().__init__(learning_rate=1.0, **kw)
@@ -86,13 +89,23 @@ def _classes():
             super().build(variables)
             self.head_lr = self.add_variable((self.K,), initializer="ones", name="head_lr")
             self.head_wd = self.add_variable((self.K,), initializer="zeros", name="head_wd")
+            self.head_t0 = self.add_variable((self.K,), initializer="zeros", name="head_t0")
 
         def update_step(self, gradient, variable, learning_rate):
+            dt = variable.dtype
             shape = (self.K,) + (1,) * (len(variable.shape) - 1)
-            lr = ops.reshape(ops.cast(self.head_lr, variable.dtype), shape) * ops.cast(learning_rate, variable.dtype)
-            wd = ops.reshape(ops.cast(self.head_wd, variable.dtype), shape)
+            lr = ops.reshape(ops.cast(self.head_lr, dt), shape) * ops.cast(learning_rate, dt)
+            wd = ops.reshape(ops.cast(self.head_wd, dt), shape)
+            step = ops.reshape(ops.cast(self.iterations + 1, dt) - ops.cast(self.head_t0, dt), shape)
             self.assign(variable, ops.subtract(variable, ops.multiply(variable, wd * lr)))
-            super().update_step(gradient, variable, lr)
+            gradient = ops.cast(gradient, dt)
+            b1, b2 = ops.cast(self.beta_1, dt), ops.cast(self.beta_2, dt)
+            alpha = lr * ops.sqrt(1 - ops.power(b2, step)) / (1 - ops.power(b1, step))
+            m = self._momentums[self._get_variable_index(variable)]
+            v = self._velocities[self._get_variable_index(variable)]
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+            self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)))
 
     _CLASSES.update(StackedHeads=StackedHeads, HeadwiseAdamW=HeadwiseAdamW)
     return _CLASSES
@@ -110,8 +123,9 @@ def build(K: int, seq_len: int, channels: int, projection: int, units: int, dens
     layer = c["StackedHeads"](K, seq_len, channels, projection, units, dense, name="heads")
     model = keras.Model([inp, m1, m2], layer([inp, m1, m2]), name="stacked_heads")
 
-    def loss(y, p):  # the sum over heads of each head's mean cross-entropy, as K separate models would have
-        return K * ops.mean(keras.losses.sparse_categorical_crossentropy(y, p))
+    def loss(y, p):  # the sum over heads of each head's mean cross-entropy: head k's gradient is exactly
+        # that of its own model (mean over its batch), whatever K is
+        return ops.sum(ops.mean(keras.losses.sparse_categorical_crossentropy(y, p), axis=0))
 
     model.compile(optimizer=c["HeadwiseAdamW"](K), loss=loss)
     model.optimizer.build(model.trainable_variables)

@@ -10,11 +10,9 @@ import pandas as pd
 
 from . import places
 from .profile import Profile
-from .registry import expand, get_step
+from .registry import OTHER_OUTPUTS, expand, get_step
 
-TIMINGS = "timings/runs.json"  # written by the runner, not by a step
-RECIPE = "recipe/study.csv"  # written by scripts/recipe_study.py
-BENCHMARK = "benchmark.json"  # written by scripts/benchmark.py
+TIMINGS, RECIPE, BENCHMARK = (OTHER_OUTPUTS[n][0] for n in ("timings", "recipe_study", "benchmark"))
 
 
 def _md(df: pd.DataFrame) -> str:

@@ -1,26 +1,21 @@
-"""Seeded training of one ensemble member, and the per-member cache.
+"""Seeded training of GRU heads on cached features (a pool of stacked heads), and of whole hybrids.
 
-A member is a GRU head (frozen backbone, on cached features) or a whole hybrid
-(fine-tune). Early stopping and the choice of epoch use the *validation* part of
-the training split only; the test images are predicted once, at the end.
-Reproducibility: ``keras.utils.set_random_seed(seed)`` before building and
-fitting, data order drawn from ``numpy.random.default_rng(seed)``, and
-``TF_DETERMINISTIC_OPS=1`` (set by :func:`allrep.repro.setup`) make the same
-seed give the same probabilities on a CPU. The members of one split train
-together in one model (:func:`train_ensemble`), each with its own
-initialisation, data order and early stopping.
+A head (an ensemble member, a plain head, a tuning trial...) trains on frozen-backbone features; a
+whole hybrid fine-tunes (GPU). Early stopping and the choice of epoch use the *validation* part of
+the training split only; the test images are predicted once, at the end. Reproducibility: initial
+weights drawn from the head's seed, data order from ``numpy.random.default_rng(seed)``, dropout masks
+from their own seeded generator, and ``TF_DETERMINISTIC_OPS=1`` (set by :func:`allrep.repro.setup`)
+make the same seed give the same probabilities on a CPU. Heads train in pools (:func:`run_pool`);
+what to train and where it is cached is the member engine's business (:mod:`allrep.members`).
 """
 from __future__ import annotations
 
-import json
 import time
 from functools import lru_cache
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from .io import atomic_save_npz, atomic_write_json
 from .models import HeadParams, build_head, compile_model
 from .profile import Training
 
@@ -138,13 +133,9 @@ def reduce_channels(X_train, *others, ts: TrainSettings):
     return tuple(f(X) for X in (X_train, *others))
 
 
-def pca_reduce(X_train, *others, k: int = 0, whiten: bool = True):
-    """Fit a PCA of the channels on the training features only; apply it to every array (:class:`Reduction`)."""
-    f = Reduction.fit(X_train, 1, k, whiten)
-    return tuple(f(X) for X in (X_train, *others))
-
-
 def _nll(y, p2) -> float:
+    """Early stopping's validation loss: the mean cross-entropy of (n, 2) softmax outputs, clipped at 1e-7
+    as Keras' cross-entropy clips (the evaluation metrics are :func:`allrep.metrics.nll`)."""
     p = np.clip(np.asarray(p2, dtype=np.float64)[np.arange(len(y)), np.asarray(y, dtype=int)], 1e-7, 1.0)
     return float(-np.log(p).mean())
 
@@ -154,7 +145,7 @@ def _reset_optimizer(optimizer) -> None:
     per-head settings: a fresh optimiser."""
     if optimizer.built:
         for v in optimizer.variables:
-            if v.name not in ("learning_rate", "head_lr", "head_wd"):
+            if v.name not in ("learning_rate", "head_lr", "head_wd", "head_t0"):
                 v.assign(np.zeros(v.shape, dtype=v.dtype))
 
 
@@ -163,16 +154,14 @@ ATTRS = dict(proj_kernel="wp", proj_bias="bp", gru_kernel="wx", gru_recurrent="w
 
 
 class HeadsTrainer:
-    """K GRU heads of one architecture, stacked in one compiled Keras model (:mod:`allrep.stacked`), each
-    with its own data, initialisation, data order, learning rate, weight decay and dropout; reused across
-    tasks.
+    """K slots of GRU heads of one architecture, stacked in one compiled Keras model (:mod:`allrep.stacked`);
+    each slot holds one head with its own data, initialisation, data order, learning rate, weight decay,
+    dropout stream and Adam step count, and a slot freed by early stopping takes the next head at once
+    (:func:`run_pool`), so no slot trains a head that has already stopped.
 
-    On a CPU the cost of small heads is the number of operations and graph tracing, not arithmetic: the
-    stack computes K heads in the operations of one, and is traced once and reused. :meth:`reset` gives
-    every head the initial weights its seed draws, its rates and dropout stream, and a fresh optimiser;
-    every training batch has one shape (a head's epoch permutation is cycled to fill the steps of the
-    longest training set in the group) and predictions are made in padded blocks of one shape, so nothing
-    is traced again. A reused trainer gives the same probabilities as a new one (tests/test_training.py).
+    The model is traced once per shape and reused: every training batch has one shape and predictions are
+    made in padded blocks of one shape. :meth:`load` gives a slot the initial weights its seed draws, its
+    rates and a fresh optimiser state for that slot only (moments zeroed, step counted from now).
     """
 
     def __init__(self, seq_len: int, channels: int, arch: tuple, K: int, batch_size: int):
@@ -181,37 +170,63 @@ class HeadsTrainer:
         self.shape, self.arch, self.K, self.batch_size = (int(seq_len), int(channels)), tuple(arch), int(K), int(batch_size)
         self.model, self.layer = stacked.build(self.K, self.shape[0], self.shape[1], *self.arch)
         self.names = [n for n in ATTRS if hasattr(self.layer, ATTRS[n])]
+        opt = self.model.optimizer
+        index = {id(v): i for i, v in enumerate(self.layer.trainable_variables)}
+        # each head-stacked model variable with its Adam moments, so a slot's slice can be reset alone
+        self._slots_of = {n: (getattr(self.layer, ATTRS[n]),
+                              opt._momentums[opt._get_variable_index(getattr(self.layer, ATTRS[n]))],
+                              opt._velocities[opt._get_variable_index(getattr(self.layer, ATTRS[n]))])
+                          for n in self.names if id(getattr(self.layer, ATTRS[n])) in index}
+        _reset_optimizer(opt)
+        self.rates = np.zeros(self.K, np.float32)
+        self.mask_rngs = [None] * self.K
 
-    def reset(self, hps, seeds) -> None:
-        """Head k gets the initial weights its seed draws (:func:`allrep.stacked.initial_weights`), the
-        dropout rate, learning rate and weight decay of ``hps[k]``, its own dropout stream; the optimiser restarts."""
+    def load(self, slots: dict) -> None:
+        """Start a new head in each slot ``k`` of ``slots`` (k -> (hp, seed)); ``None`` empties a slot
+        (learning rate 0, so it idles)."""
         from .stacked import initial_weights
 
+        if not slots:
+            return
         p, u, d = self.arch
-        init = [initial_weights(int(s), self.shape[1], p, u, d) for s in seeds]
-        for n in self.names:
-            getattr(self.layer, ATTRS[n]).assign(np.stack([w[n] for w in init]))
-        self.rates = np.array([hp.dropout for hp in hps], np.float32)
-        self.layer.rate.assign(self.rates)
-        self.mask_rngs = [np.random.default_rng([int(s), 1]) for s in seeds]  # each head's dropout stream
         opt = self.model.optimizer
-        _reset_optimizer(opt)
-        opt.head_lr.assign(np.array([hp.learning_rate for hp in hps], np.float32))
-        opt.head_wd.assign(np.array([hp.weight_decay for hp in hps], np.float32))
+        lr, wd, t0 = (np.array(v.numpy()) for v in (opt.head_lr, opt.head_wd, opt.head_t0))
+        now = float(opt.iterations.numpy())
+        init = {k: initial_weights(int(s[1]), self.shape[1], p, u, d) for k, s in slots.items() if s is not None}
+        for n, (var, m, v) in self._slots_of.items():
+            w, mm, vv = np.array(var.numpy()), np.array(m.numpy()), np.array(v.numpy())
+            for k in slots:
+                if k in init:
+                    w[k] = init[k][n]
+                mm[k], vv[k] = 0.0, 0.0
+            var.assign(w), m.assign(mm), v.assign(vv)
+        for k, s in slots.items():
+            hp = s[0] if s is not None else None
+            lr[k], wd[k], t0[k] = (hp.learning_rate, hp.weight_decay, now) if hp else (0.0, 0.0, now)
+            self.rates[k] = hp.dropout if hp else 0.0
+            self.mask_rngs[k] = np.random.default_rng([int(s[1]), 1]) if s is not None else None  # own dropout stream
+        opt.head_lr.assign(lr), opt.head_wd.assign(wd), opt.head_t0.assign(t0)
+        self.layer.rate.assign(self.rates)
 
     def get(self, k: int) -> dict:
-        """Head k's current weights (name -> array)."""
+        """Slot k's current weights (name -> array)."""
         return {n: np.array(getattr(self.layer, ATTRS[n]).numpy()[k]) for n in self.names}
 
-    def set(self, weights: list) -> None:
-        """Every head's weights at once (a list of :meth:`get` dicts)."""
+    def set(self, weights: dict) -> None:
+        """Some slots' weights at once (k -> a :meth:`get` dict)."""
         for n in self.names:
-            getattr(self.layer, ATTRS[n]).assign(np.stack([w[n] for w in weights]))
+            var = getattr(self.layer, ATTRS[n])
+            w = np.array(var.numpy())
+            for k, wk in weights.items():
+                w[k] = wk[n]
+            var.assign(w)
 
     def predict(self, Xs) -> list:
-        """Head k's (n_k, 2) probabilities on ``Xs[k]``, in padded blocks of ``batch_size`` rows."""
+        """Slot k's (n_k, 2) probabilities on ``Xs[k]`` (``None``: an idle slot), in padded blocks of
+        ``batch_size`` rows."""
+        B, (T, C) = self.batch_size, self.shape
+        Xs = [np.zeros((1, T, C), np.float32) if x is None else x for x in Xs]
         n = max(len(x) for x in Xs)
-        B = self.batch_size
         total = -(-n // B) * B
         pad = [np.concatenate([x, np.zeros((total - len(x), *x.shape[1:]), np.float32)]) if len(x) < total else x
                for x in Xs]
@@ -221,27 +236,22 @@ class HeadsTrainer:
         P = np.concatenate(out)  # (total, K, 2)
         return [P[:len(x), k] for k, x in enumerate(Xs)]
 
-    def epoch(self, Xs, ys, perms) -> None:
-        """One epoch: head k sees its training set in the order ``perms[k]``, cycled to the group's steps."""
-        B = self.batch_size
-        steps = max(-(-len(x) // B) for x in Xs)
-        idx = [np.resize(p, steps * B) for p in perms]
-        for i in range(steps):
-            b = [p[i * B:(i + 1) * B] for p in idx]
-            self.model.train_on_batch([np.stack([x[j] for x, j in zip(Xs, b)], axis=1), *self._masks()],
-                                      np.stack([y[j] for y, j in zip(ys, b)], axis=1))
+    def step(self, x, y) -> None:
+        """One optimiser step of every slot on its batch: x (B, K, T, C), y (B, K)."""
+        self.model.train_on_batch([x, *self._masks()], y)
 
     def _masks(self, fill=None) -> list:
-        """Dropout masks for one batch, (B, K, units) and (B, K, dense): head k's drawn from its own
-        generator with keep probability 1 - its rate (``fill``: constant masks, for prediction)."""
+        """Dropout masks for one batch, (B, K, units) and (B, K, dense): slot k's drawn from its head's own
+        generator with keep probability 1 - its rate (``fill``, or an idle slot: ones)."""
         B, (_, u, d) = self.batch_size, self.arch
         if fill is not None:
             return [fill((B, self.K, u), np.float32), fill((B, self.K, d), np.float32)]
-        out = []
-        for width in (u, d):
-            m = np.stack([(g.random((B, width)) >= r).astype(np.float32) for g, r in zip(self.mask_rngs, self.rates)], axis=1)
-            out.append(m)
-        return out
+        mu, md = np.ones((B, self.K, u), np.float32), np.ones((B, self.K, d), np.float32)
+        for k, (g, r) in enumerate(zip(self.mask_rngs, self.rates)):
+            if g is not None:
+                mu[:, k] = g.random((B, u)) >= r
+                md[:, k] = g.random((B, d)) >= r
+        return [mu, md]
 
 
 @lru_cache(maxsize=2)
@@ -250,88 +260,156 @@ def heads_trainer(seq_len: int, channels: int, arch: tuple, K: int, batch_size: 
     return HeadsTrainer(seq_len, channels, arch, K, batch_size)
 
 
+class _Head:
+    """One head in a slot: its data, its epoch order, its early stopping."""
+
+    def __init__(self, tid, task: dict, epochs: int, patience: int, min_delta: float, batch_size: int):
+        self.tid, self.task = tid, task
+        self.epochs = int(task.get("epochs", epochs))
+        self.patience = int(task.get("patience", patience))
+        self.min_delta = float(task.get("min_delta", min_delta))
+        self.X, self.y = task["X_train"], np.asarray(task["y_train"])
+        self.B = batch_size
+        self.steps = -(-len(self.X) // batch_size)  # its own epoch: its last batch filled from its permutation
+        self.rng = np.random.default_rng(int(task["seed"]))  # data order
+        self.epoch, self.i = 0, 0
+        self.order = None
+        self.best, self.best_epoch, self.wait, self.best_w = np.inf, 0, 0, None
+        self.hist = dict(val_loss=[])
+        self.t0 = time.perf_counter()
+        self._new_epoch()
+
+    def _new_epoch(self):
+        self.order = np.resize(self.rng.permutation(len(self.X)), self.steps * self.B)
+        self.i = 0
+
+    def batch(self):
+        idx = self.order[self.i * self.B:(self.i + 1) * self.B]
+        return self.X[idx], self.y[idx]
+
+    def advance(self) -> bool:
+        """After a step: True when this head's epoch ended (its validation loss is due)."""
+        self.i += 1
+        if self.i < self.steps:
+            return False
+        self.epoch += 1
+        self._new_epoch()
+        return True
+
+    def scored(self, loss: float, weights) -> bool:
+        """Record the epoch's validation loss; True when training has ended (patience or the epoch cap)."""
+        self.hist["val_loss"].append(loss)
+        if loss < self.best - self.min_delta:  # an improvement of min_delta or less does not count
+            self.best, self.best_epoch, self.wait = loss, self.epoch, 0
+            self.best_w = weights()
+        else:
+            self.wait += 1
+        return self.wait >= self.patience or self.epoch >= self.epochs
+
+
+class Tasks:
+    """The simplest source of heads for :func:`run_pool`: a list, in order; results kept by index."""
+
+    def __init__(self, tasks):
+        self.tasks, self.results, self._next = list(tasks), [None] * len(tasks), 0
+
+    def __len__(self):
+        return len(self.tasks)
+
+    def next(self):
+        if self._next >= len(self.tasks):
+            return None
+        i = self._next
+        self._next += 1
+        return i, self.tasks[i]
+
+    def done(self, tid, result) -> None:
+        self.results[tid] = result
+
+
+def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0, max_heads: int = 16,
+             keep_weights: bool = False, slots: int | None = None, reuse: bool = True) -> None:
+    """Train every head ``source`` hands out, ``slots`` (default ``max_heads``) at a time in one stacked model.
+
+    ``source.next()`` returns ``(tid, task)`` or ``None`` (nothing ready now); ``source.done(tid, result)``
+    receives each head's result as soon as it ends, so a caller can cache it (a kill loses only heads in
+    flight) and a tuning search can propose its next trial. A task is a dict: ``X_train, y_train, X_val,
+    y_val`` (arrays already reduced), ``X_test`` (optional), ``hp`` (:class:`Head`; every task of a pool
+    shares its architecture and feature shape), ``seed``, and optionally its own ``epochs``, ``patience``
+    and ``min_delta``. Each head has its own initialisation and data order (``default_rng(seed)`` permutes
+    its training set every epoch of ``ceil(n / batch_size)`` steps) and its own early stopping: its
+    validation NLL after every epoch, its best weights kept, and it stops after ``patience`` epochs without
+    an improvement larger than ``min_delta`` or at ``epochs``. A head's result does not depend on which
+    slot it ran in or which heads shared the stack (tests/test_stacked.py).
+    """
+    K = int(slots or max_heads)
+    heads, tr, arch = [None] * K, None, None
+    while True:
+        new = {}
+        for k in range(K):
+            if heads[k] is None:
+                nxt = source.next()
+                if nxt is None:
+                    break
+                tid, task = nxt
+                hp = task["hp"]
+                a = (hp.projection, hp.gru_units, hp.dense_units)
+                if tr is None:
+                    arch = a
+                    X0 = task["X_train"]
+                    args = (X0.shape[1], X0.shape[2], arch, K, batch_size)
+                    tr = heads_trainer(*args) if reuse else HeadsTrainer(*args)
+                    tr.load({j: None for j in range(K)})
+                elif a != arch or task["X_train"].shape[1:] != tr.shape:
+                    raise ValueError(f"heads trained together share one architecture and feature shape: {a} "
+                                     f"{task['X_train'].shape[1:]} vs {arch} {tr.shape}")
+                heads[k] = _Head(tid, task, epochs, patience, min_delta, batch_size)
+                new[k] = (hp, task["seed"])
+        if tr is None or all(h is None for h in heads):
+            return
+        tr.load(new)
+        T, C = tr.shape
+        x = np.zeros((batch_size, K, T, C), np.float32)
+        y = np.zeros((batch_size, K), np.int64)
+        for k, h in enumerate(heads):
+            if h is not None:
+                x[:, k], y[:, k] = h.batch()
+        tr.step(x, y)
+        ended = [k for k, h in enumerate(heads) if h is not None and h.advance()]
+        if not ended:
+            continue
+        pv = tr.predict([h.task["X_val"] if h is not None and k in ended else None for k, h in enumerate(heads)])
+        finished = [k for k in ended if heads[k].scored(_nll(heads[k].task["y_val"], pv[k]), lambda k=k: tr.get(k))]
+        if not finished:
+            continue
+        live = {k: tr.get(k) for k in finished}  # the slots go on to new heads; put each best state in to predict
+        tr.set({k: heads[k].best_w or live[k] for k in finished})
+        pv = tr.predict([heads[k].task["X_val"] if k in finished else None for k in range(K)])
+        pt = tr.predict([heads[k].task.get("X_test") if k in finished else None for k in range(K)])
+        for k in finished:
+            h = heads[k]
+            has_test = h.task.get("X_test") is not None
+            res = dict(p_test=pt[k][:, 1].astype(np.float64) if has_test else None,
+                       p_val=pv[k][:, 1].astype(np.float64), history=h.hist, best_epoch=h.best_epoch,
+                       best_val_loss=float(h.best), epochs_run=h.epoch, train_seconds=(time.perf_counter() - h.t0) / K,
+                       n_train=int(len(h.X)), **({"weights": h.best_w or live[k]} if keep_weights else {}))
+            heads[k] = None
+            source.done(h.tid, res)
+        tr.load({k: None for k in finished if heads[k] is None})
+
+
 def train_heads(tasks, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0, reuse: bool = True,
                 max_heads: int = 16, keep_weights: bool = False) -> list[dict]:
-    """Train one head per task, in groups of at most ``max_heads`` heads traced as one model.
-
-    A task is a dict: ``X_train, y_train, X_val, y_val`` (arrays already reduced), ``X_test``
-    (optional), ``hp`` (:class:`Head`; every task of a call shares its architecture) and ``seed``.
-    Each head has its own initialisation and data order (``default_rng(seed)`` permutes its training
-    set every epoch) and its own early stopping: its validation NLL is tracked every epoch, its best
-    weights kept, and it stops counting after ``patience`` epochs without an improvement larger than
-    ``min_delta``; a group ends when every head has stopped or at ``epochs``. ``keep_weights``: each
-    result also holds its head's restored (best-epoch) weights, for saving a final model.
-    """
-    tasks = list(tasks)
-    arch = {(t["hp"].projection, t["hp"].gru_units, t["hp"].dense_units) for t in tasks}
-    if len(arch) != 1:
-        raise ValueError(f"tasks trained together share one head architecture, got {sorted(arch)}")
-    arch = arch.pop()
-    out = []
-    n_groups = -(-len(tasks) // max_heads)
-    size = -(-len(tasks) // n_groups) if tasks else 0
-    for g in range(n_groups):
-        out += _train_group(tasks[g * size:(g + 1) * size], arch, epochs, patience, batch_size, min_delta, reuse,
-                            keep_weights)
-    return out
-
-
-def _train_group(tasks, arch, epochs, patience, batch_size, min_delta, reuse, keep_weights=False) -> list[dict]:
-    t0 = time.perf_counter()
-    K = len(tasks)
-    X0 = tasks[0]["X_train"]
-    args = (X0.shape[1], X0.shape[2], arch, K, batch_size)
-    tr = heads_trainer(*args) if reuse else HeadsTrainer(*args)
-    tr.reset([t["hp"] for t in tasks], [t["seed"] for t in tasks])
-    Xs, ys = [t["X_train"] for t in tasks], [t["y_train"] for t in tasks]
-    Xv, yv = [t["X_val"] for t in tasks], [t["y_val"] for t in tasks]
-    rngs = [np.random.default_rng(int(t["seed"])) for t in tasks]
-    best = [np.inf] * K
-    best_w = [tr.get(k) for k in range(K)]
-    best_epoch, stopped_at, wait = [0] * K, [None] * K, [0] * K
-    hist = [dict(val_loss=[]) for _ in range(K)]
-    epoch = 0
-    for epoch in range(1, epochs + 1):
-        tr.epoch(Xs, ys, [r.permutation(len(x)) for r, x in zip(rngs, Xs)])
-        pv = tr.predict(Xv)
-        for k in range(K):
-            if stopped_at[k] is not None:
-                continue
-            loss = _nll(yv[k], pv[k])
-            hist[k]["val_loss"].append(loss)
-            if loss < best[k] - min_delta:  # an improvement of min_delta or less does not count
-                best[k], best_epoch[k], wait[k] = loss, epoch, 0
-                best_w[k] = tr.get(k)
-            else:
-                wait[k] += 1
-                if wait[k] >= patience:
-                    stopped_at[k] = epoch
-        if all(s is not None for s in stopped_at):
-            break
-    tr.set(best_w)
-    t1 = time.perf_counter()
-    pv = tr.predict(Xv)
-    pt = tr.predict([t["X_test"] if t.get("X_test") is not None else t["X_val"][:1] for t in tasks])
-    return [dict(p_test=pt[k][:, 1].astype(np.float64) if tasks[k].get("X_test") is not None else None,
-                 p_val=pv[k][:, 1].astype(np.float64), history=hist[k], best_epoch=best_epoch[k],
-                 best_val_loss=float(best[k]), epochs_run=stopped_at[k] or epoch, train_seconds=(t1 - t0) / K,
-                 trained_with=K, n_train=int(len(Xs[k])), **({"weights": best_w[k]} if keep_weights else {}))
-            for k in range(K)]
-
-
-def train_ensemble(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seeds,
-                   reuse: bool = True, min_delta: float | None = None) -> list[dict]:
-    """M members on one split (:func:`train_heads` with one task per seed), after the split's channel
-    reduction (:func:`reduce_channels`, fitted on its training features only)."""
-    X_train, X_val, X_test = reduce_channels(X_train, X_val, X_test, ts=ts)
-    tasks = [dict(X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, X_test=X_test, hp=hp, seed=int(s))
-             for s in seeds]
-    md = ts.min_delta if min_delta is None else min_delta
-    return train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, md, reuse=reuse)
+    """One result per task, in order (:func:`run_pool` over a list; ``min(max_heads, len(tasks))`` slots)."""
+    src = Tasks(tasks)
+    if len(src):
+        run_pool(src, epochs, patience, batch_size, min_delta, max_heads, keep_weights,
+                 slots=min(max_heads, len(src)), reuse=reuse)
+    return src.results
 
 
 def ended_by(epochs_run: int, best_epoch: int, patience: int) -> str:
-    """What ended a member's training (:func:`train_ensemble`): "early stopping" (``patience`` epochs
+    """What ended a member's training (:func:`run_pool`): "early stopping" (``patience`` epochs
     without a better validation loss) or "epoch cap" (the last epoch came while patience had not run out)."""
     return "early stopping" if epochs_run == best_epoch + patience else "epoch cap"
 
@@ -349,38 +427,6 @@ def predict(model, X, batch_size: int = 64) -> np.ndarray:
     """p(ALL) for each row of X."""
     p = np.asarray(model.predict(X, batch_size=batch_size, verbose=0))
     return p[:, 1].astype(np.float64)
-
-
-def train_member(X_train, y_train, X_val, y_val, X_test, hp: HeadParams, ts: TrainSettings, seed: int) -> dict:
-    """One member alone: :func:`train_ensemble` with a single head."""
-    return train_ensemble(X_train, y_train, X_val, y_val, X_test, hp, ts, [seed])[0]
-
-
-class MemberStore:
-    """Members cached one file each (``<key>.npz`` + ``<key>.json``), written atomically."""
-
-    def __init__(self, folder: Path | str):
-        self.dir = Path(folder)
-
-    def paths(self, key: str) -> tuple[Path, Path]:
-        return self.dir / f"{key}.npz", self.dir / f"{key}.json"
-
-    def has(self, key: str) -> bool:
-        a, b = self.paths(key)
-        return a.is_file() and b.is_file()
-
-    def save(self, key: str, result: dict, meta: dict) -> None:
-        a, b = self.paths(key)
-        atomic_save_npz(a, p_test=result["p_test"], p_val=result["p_val"])
-        info = {k: v for k, v in result.items() if k not in ("p_test", "p_val")}
-        atomic_write_json(b, {**meta, **info})  # json last: its presence marks the member complete
-
-    def load(self, key: str) -> dict:
-        a, b = self.paths(key)
-        with np.load(a) as z:
-            out = dict(p_test=z["p_test"], p_val=z["p_val"])
-        out.update(json.loads(b.read_text()))
-        return out
 
 
 # ----------------------------------------------------------------------------- fine-tuning (GPU)

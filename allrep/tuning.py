@@ -7,24 +7,23 @@ The head's architecture is the recipe's (:mod:`allrep.recipe`); the search tunes
 study cannot fix once for all splits: learning rate, weight decay and dropout (:func:`space`).
 
 keras-tuner's ``BayesianOptimizationOracle`` (Gaussian process, upper-confidence-bound acquisition)
-proposes every trial. Its ``Tuner`` loop would train one model per trial; here the searches of one
-(backbone, dataset) advance in lockstep instead: round t takes trial t of every search and trains
-them as heads of one traced model (:func:`allrep.training.train_heads`; the learning rate, weight
-decay and dropout of each head are variables, so no round traces again). Each search still sees only
-its own results, in order, so it is the same sequential Bayesian optimisation it would be alone.
-Each trial's result is cached (keyed by the search and the proposed values); a rerun replays the
-same seeded proposals, finds them cached, and resumes where a kill left it.
+proposes every trial. Its ``Tuner`` loop would train one model per trial; here the trials of many
+searches share one pool of stacked heads instead (:func:`allrep.training.run_pool`; the learning rate,
+weight decay and dropout of each head are variables, so nothing traces again): each search has one
+trial in flight, and the moment it ends the search proposes its next, which takes the first free slot.
+Each search still sees only its own results, in order, so it is the same sequential Bayesian
+optimisation it would be alone. Each trial is a plan of the member engine (:mod:`allrep.members`),
+cached under its key; a rerun replays the same seeded proposals, finds them cached, and resumes where
+a kill left it.
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from .io import atomic_write_json
 from .profile import Head
 
 
@@ -34,7 +33,6 @@ def _kt():
     return keras_tuner
 
 
-ALGO = "nested-lockstep-1"  # part of every trial's cache key
 
 
 def _params(hp, arch: Head) -> Head:
@@ -78,42 +76,98 @@ def _oracle(trials: int, initial_points: int, seed: int, folder: Path, name: str
     return oracle
 
 
-def tune_splits(searches: dict, arch: Head, ts, trials: int, initial_points: int, folder: Path | str) -> dict:
-    """Run (or resume) one search per entry of ``searches``: name -> dict(X_train, y_train, X_val, y_val,
-    seed, key). Returns name -> dict(best=Head, best_loss, trials=[rows])."""
-    from .training import train_heads
+class Trials:
+    """Where trials train and are cached: the member engine (:mod:`allrep.members`), one plan per trial
+    (the search's split without its test rows, the proposed head, the profile's training, the search's
+    seed). ``searches``: name -> (backbone, split frame, seed)."""
+
+    def __init__(self, cfg, searches: dict, ts):
+        from . import members
+
+        self.cfg, self.ts, self.m = cfg, ts, members
+        self.searches = searches
+        self.arrays = members.Arrays(cfg)
+
+    def plan(self, name: str, hp: Head):
+        backbone, split, seed = self.searches[name]
+        return self.m.plan(backbone, split, hp, self.ts, seed, test=False)
+
+    def cached(self, name: str, hp: Head):
+        p = self.plan(name, hp)
+        return self.m.load(self.cfg, p) if self.m.has(self.cfg, p) else None
+
+    def task(self, name: str, hp: Head) -> dict:
+        return self.arrays.task(self.plan(name, hp))
+
+    def save(self, name: str, hp: Head, res: dict) -> None:
+        p = self.plan(name, hp)
+        self.m.store(p).save(self.m.key(self.cfg, p), res, dict(seed=p.seed, n_val=len(p.ids("val"))))
+
+    def pool(self, name: str) -> tuple:
+        return self.m.pool_key(self.arrays, self.plan(name, Head()))[0]
+
+
+class _Searches:
+    """A :func:`allrep.training.run_pool` source over searches: each search has at most one trial in
+    flight; when it ends, the search's oracle learns its result and proposes the next. So each search
+    is the sequential Bayesian optimisation it would be alone, whichever slots and neighbours its
+    trials had."""
+
+    def __init__(self, names, oracles, arch: Head, trials: int, engine):
+        self.names, self.oracles, self.arch, self.trials, self.engine = list(names), oracles, arch, int(trials), engine
+        self.t = {n: 0 for n in self.names}
+        self.busy = set()
+        self.rows = {n: [] for n in self.names}
+        self.trained = 0
+
+    def next(self):
+        for n in self.names:
+            while n not in self.busy and self.t[n] < self.trials:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    trial = self.oracles[n].create_trial("allrep")
+                if trial.status != "RUNNING":
+                    self.t[n] = self.trials
+                    break
+                hp = _head(self.arch, dict(trial.hyperparameters.values))
+                cached = self.engine.cached(n, hp)
+                if cached is not None:
+                    self._record(n, trial, cached)
+                    continue
+                self.busy.add(n)
+                return (n, trial, hp), self.engine.task(n, hp)
+        return None
+
+    def done(self, tid, res) -> None:
+        n, trial, hp = tid
+        self.engine.save(n, hp, res)
+        self.trained += 1
+        self.busy.discard(n)
+        self._record(n, trial, res)
+
+    def _record(self, n, trial, res) -> None:
+        _end(self.oracles[n], trial, res["best_val_loss"])
+        self.rows[n].append(dict(trial=self.t[n], **trial.hyperparameters.values, val_loss=res["best_val_loss"],
+                                 best_epoch=res["best_epoch"], epochs_run=res["epochs_run"]))
+        self.t[n] += 1
+
+
+def tune_splits(searches: dict, arch: Head, ts, trials: int, initial_points: int, folder: Path | str,
+                engine, max_heads: int = 16) -> dict:
+    """Run (or resume) one search per entry of ``searches`` (name -> seed), the trials of every search
+    that shares a feature shape trained in one pool of stacked heads; ``engine`` trains and caches a
+    trial (:class:`Trials`). Returns name -> dict(best=Head, best_loss, trials=[rows in trial order])."""
+    from . import training
 
     folder = Path(folder)
-    oracles = {n: _oracle(trials, initial_points, s["seed"], folder / "oracles", n) for n, s in searches.items()}
-    rows = {n: [] for n in searches}
-    for t in range(int(trials)):
-        pending = []
-        for n, s in searches.items():
-            with contextlib.redirect_stdout(io.StringIO()):
-                trial = oracles[n].create_trial("allrep")
-            if trial.status != "RUNNING":
-                continue
-            values = dict(trial.hyperparameters.values)
-            path = folder / s["key"] / f"trial_{t:03d}.json"
-            cached = json.loads(path.read_text()) if path.is_file() else None
-            if cached is not None and cached["values"] == values:
-                _end(oracles[n], trial, cached["val_loss"])
-                rows[n].append(dict(trial=t, **values, val_loss=cached["val_loss"], best_epoch=cached["best_epoch"],
-                                    epochs_run=cached["epochs_run"]))
-            else:
-                pending.append((n, trial, values, path))
-        if not pending:
-            continue
-        tasks = [dict(X_train=searches[n]["X_train"], y_train=searches[n]["y_train"], X_val=searches[n]["X_val"],
-                      y_val=searches[n]["y_val"], hp=_head(arch, values), seed=searches[n]["seed"])
-                 for n, _, values, _ in pending]
-        results = train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
-        for (n, trial, values, path), r in zip(pending, results):
-            rec = dict(values=values, val_loss=r["best_val_loss"], best_epoch=r["best_epoch"], epochs_run=r["epochs_run"])
-            atomic_write_json(path, rec)
-            _end(oracles[n], trial, rec["val_loss"])
-            rows[n].append(dict(trial=t, **values, val_loss=rec["val_loss"], best_epoch=rec["best_epoch"],
-                                epochs_run=rec["epochs_run"]))
+    oracles = {n: _oracle(trials, initial_points, seed, folder / "oracles", n) for n, seed in searches.items()}
+    pools: dict = {}
+    for n in searches:
+        pools.setdefault(engine.pool(n), []).append(n)
+    rows = {}
+    for names in pools.values():
+        src = _Searches(names, oracles, arch, trials, engine)
+        training.run_pool(src, ts.epochs, ts.patience, ts.batch_size, ts.min_delta, slots=min(max_heads, len(names)))
+        rows.update(src.rows)
     out = {}
     for n, o in oracles.items():
         best = o.get_best_trials(1)[0]

@@ -8,22 +8,21 @@ p = mean_m P[m] and binary entropy H:
 * mutual information  H(p) - mean_m H(P[m]) (epistemic; 0 when members agree)
 * spread              std_m P[m]
 
-Entropies are in nats (at most ln 2). Calibration: NLL, Brier score, expected
-calibration error (ECE) with equal-mass bins on the confidence of the predicted
-class, with a bootstrap CI; reliability curve; accuracy-rejection curve; AUROC
-of each uncertainty for detecting the ensemble's errors.
+Entropies are in nats (at most ln 2). Per ensemble and test set: NLL, Brier score and
+the expected calibration error with equal-mass bins, with its BCa interval (all from
+:mod:`allrep.metrics`); accuracy-rejection curve; AUROC of each uncertainty for
+detecting the ensemble's errors.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .metrics import predict_label
-
-EPS = 1e-12
+from .metrics import bootstrap_interval, brier, ece_equal_mass, nll, predict_label
 
 
 def binary_entropy(p) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    """H(p) in nats; p clipped to [1e-12, 1 - 1e-12] (so H(0) = H(1) = 0 up to round-off)."""
+    p = np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
@@ -37,58 +36,16 @@ def decompose(P) -> dict:
                 mutual_information=np.maximum(total - aleatoric, 0.0), spread=P.std(0))
 
 
-def nll(y, p) -> float:
-    y = np.asarray(y, dtype=int)
-    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
-def brier(y, p) -> float:
-    """Binary Brier score: mean (p(ALL) - y)^2."""
-    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
-
-
-def _confidence(p):
-    p = np.asarray(p, dtype=float)
-    return np.where(predict_label(p) == 1, p, 1 - p)
-
-
-def reliability(y, p, bins: int = 10) -> dict:
-    """Equal-mass bins of confidence: mean confidence, accuracy and count per bin."""
-    y = np.asarray(y, dtype=int)
-    conf = _confidence(p)
-    correct = (predict_label(p) == y).astype(float)
-    order = np.argsort(conf, kind="stable")
-    parts = [b for b in np.array_split(order, min(bins, len(order))) if len(b)]
-    return dict(confidence=np.array([conf[b].mean() for b in parts]), accuracy=np.array([correct[b].mean() for b in parts]),
-                count=np.array([len(b) for b in parts]))
-
-
-def ece(y, p, bins: int = 10) -> float:
-    r = reliability(y, p, bins)
-    w = r["count"] / r["count"].sum()
-    return float(np.sum(w * np.abs(r["accuracy"] - r["confidence"])))
-
-
-def ece_bootstrap(y, p, bins: int = 10, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """ECE and a percentile bootstrap 95% CI (images resampled with replacement)."""
-    y = np.asarray(y, dtype=int)
-    p = np.asarray(p, dtype=float)
-    rng = np.random.default_rng(seed)
-    boots = [ece(y[i], p[i], bins) for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))]
-    return ece(y, p, bins), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
-
-
 def rejection_curve(y, p, uncertainty) -> dict:
     """Accuracy on the retained images when the most uncertain are referred, per coverage.
 
     Images are referred in order of decreasing uncertainty (ties by index)."""
     y = np.asarray(y, dtype=int)
-    correct = (predict_label(p) == y).astype(float)
+    correct = (predict_label(p) == y).astype(int)
     order = np.lexsort((np.arange(len(y)), np.asarray(uncertainty, dtype=float)))  # most certain first
     kept = np.arange(1, len(y) + 1)
-    acc = np.cumsum(correct[order]) / kept
-    return dict(coverage=kept / len(y), accuracy=acc)
+    ok = np.cumsum(correct[order])
+    return dict(coverage=kept / len(y), kept=kept, correct=ok, accuracy=ok / kept)
 
 
 def accuracy_at_coverage(y, p, uncertainty, coverage: float) -> float:
@@ -112,8 +69,8 @@ def summary(y, P, bins: int = 10, n_boot: int = 1000, seed: int = 0) -> dict:
     """All scalar uncertainty and calibration numbers of one ensemble on one test set."""
     d = decompose(P)
     p = d["p_mean"]
-    e, lo, hi = ece_bootstrap(y, p, bins, n_boot, seed)
-    out = dict(nll=nll(y, p), brier=brier(y, p), ece=e, ece_ci_low=lo, ece_ci_high=hi,
+    e, lo, hi = bootstrap_interval(lambda a, b: ece_equal_mass(a, b, bins), y, p, n_boot, seed)
+    out = dict(nll=nll(y, p), brier=brier(y, p), ece_equal_mass=e, ece_equal_mass_low=lo, ece_equal_mass_high=hi,
                acc_at_90=accuracy_at_coverage(y, p, d["predictive_entropy"], 0.9),
                acc_at_80=accuracy_at_coverage(y, p, d["predictive_entropy"], 0.8))
     for k in ("predictive_entropy", "mutual_information", "spread"):

@@ -60,10 +60,16 @@ def test_uncertainty_bounds_and_identities():
 def test_calibration_by_hand():
     y = np.array([1, 0, 1, 0])
     p = np.array([0.8, 0.4, 0.3, 0.1])
-    assert U.brier(y, p) == pytest.approx((0.04 + 0.16 + 0.49 + 0.01) / 4)
-    assert U.nll(y, p) == pytest.approx(-np.mean(np.log([0.8, 0.6, 0.3, 0.9])))
+    assert M.brier(y, p) == pytest.approx((0.04 + 0.16 + 0.49 + 0.01) / 4)
+    assert M.nll(y, p) == pytest.approx(-np.mean(np.log([0.8, 0.6, 0.3, 0.9])))
+    assert M.nll([1, 0], [1.0, 0.0]) == pytest.approx(-np.log(1 - M.EPS))  # rounded 0/1 clipped at 1e-6
+    assert M.nll([0], [1.0]) == pytest.approx(-np.log(M.EPS))
     # 2 equal-mass bins of confidence: {0.6 (ok), 0.7 (wrong)} and {0.8 (ok), 0.9 (ok)}
-    assert U.ece(y, p, bins=2) == pytest.approx(0.5 * abs(0.5 - 0.65) + 0.5 * abs(1.0 - 0.85))
+    assert M.ece_equal_mass(y, p, bins=2) == pytest.approx(0.5 * abs(0.5 - 0.65) + 0.5 * abs(1.0 - 0.85))
+    # 2 equal-width bins on [0.5, 1]: [0.5, 0.75) holds 0.6 (ok) and 0.7 (wrong); [0.75, 1] holds 0.8, 0.9 (ok)
+    assert M.ece_equal_width(y, p, bins=2) == pytest.approx(0.5 * abs(0.5 - 0.65) + 0.5 * abs(1.0 - 0.85))
+    # 5 equal-width bins: 0.6 | 0.7 | 0.8 | 0.9 alone in four bins -> mean |acc - conf| over the four
+    assert M.ece_equal_width(y, p, bins=5) == pytest.approx((0.4 + 0.7 + 0.2 + 0.1) / 4)
     rc = U.rejection_curve(y, p, uncertainty=[0.1, 0.3, 0.9, 0.2])
     assert rc["accuracy"][-1] == pytest.approx(0.75) and rc["accuracy"][2] == pytest.approx(1.0)
     assert U.accuracy_at_coverage(y, p, [0.1, 0.3, 0.9, 0.2], 0.75) == 1.0

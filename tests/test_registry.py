@@ -91,6 +91,13 @@ def test_code_edits_restamp_exactly_the_steps_that_use_the_module(tree):
     claims = tree[1] / "claims.py"
     claims.write_text(claims.read_text() + "\n\nEXTRA = 1\n")
     assert _changed(before, _stamps(cfg)) == ["10_data_exploration", "35_scratch", "40_uncertainty", "60_results"]
+    # a new function in calibration.py re-executes the steps that import it, not all of them (allrep/__init__'s
+    # lazy `predict` re-export does not pull every module into every step)
+    before = _stamps(cfg)
+    cal = tree[1] / "calibration.py"
+    cal.write_text(cal.read_text() + "\n\ndef extra():\n    return 1\n")
+    expected = sorted(s.name for s in STEPS if "allrep.calibration" in registry.step_modules(s))
+    assert _changed(before, _stamps(cfg)) == expected == ["40_uncertainty", "50_fusion", "70_using_models"]
 
 
 def test_profile_slices_restamp_only_their_steps():
@@ -149,3 +156,16 @@ def test_a_missing_input_names_the_step_that_writes_it(tmp_path, monkeypatch):
     ctx = Context(get_step("60"), load_profile("paper"), {})
     with pytest.raises(AllrepError, match=r"scores.csv does not exist yet: run 50_fusion first \(allrep run --profile paper --steps 50\)"):
         ctx.read_csv("scores")
+
+
+def test_every_committed_results_file_is_declared():
+    """Each file under results/ is a step output or one of the registry's other outputs (timings, recipe
+    study, benchmark): an undeclared file is an orphan nobody regenerates."""
+    from allrep.registry import all_outputs
+
+    cfg = load_profile("paper")
+    declared_files = {p.relative_to(ROOT / "results") for p in all_outputs(cfg)}
+    committed = {p.relative_to(ROOT / "results") for p in (ROOT / "results").rglob("*") if p.is_file()}
+    assert committed - declared_files == set(), "undeclared results files"
+    assert declared_files - committed == set(), "declared results files that are not committed"
+

@@ -22,14 +22,29 @@ def _task(hp, seed, data_seed=0):
     return dict(X_train=X, y_train=y, X_val=Xv, y_val=yv, X_test=Xv, hp=hp, seed=seed)
 
 
+def _close(a, b):
+    """Same head, other stack: equal to float32 round-off. On one machine the stacked and lone
+    computations agree bit for bit; across CPUs (oneDNN kernels chosen per shape) they need not, so the
+    comparison allows a relative 1e-6 (the committed probabilities have 6 decimals)."""
+    assert len(a["history"]["val_loss"]) == len(b["history"]["val_loss"]) and a["best_epoch"] == b["best_epoch"]
+    assert np.allclose(a["history"]["val_loss"], b["history"]["val_loss"], rtol=1e-6, atol=1e-9)
+    assert np.allclose(a["p_test"], b["p_test"], rtol=1e-6, atol=1e-9)
+
+
 def test_a_head_in_a_stack_is_the_head_alone():
-    tasks = [_task(replace(HP, learning_rate=lr, dropout=d), seed=s, data_seed=s)
-             for s, (lr, d) in enumerate([(3e-3, 0.3), (1e-2, 0.0), (1e-3, 0.5)], start=1)]
-    together = train_heads(tasks, 6, 3, 32, reuse=False)
-    for t, a in zip(tasks, together):
-        alone = train_heads([t], 6, 3, 32, reuse=False)[0]
-        assert a["history"] == alone["history"] and np.array_equal(a["p_test"], alone["p_test"])
+    sizes = [96, 70, 96, 50, 96]  # different training sets: each head has its own epoch length
+    tasks = [dict(_task(replace(HP, learning_rate=lr, dropout=d), seed=s, data_seed=s),
+                  **dict(zip(("X_train", "y_train"), (x[:n] for x in _data(s)))))
+             for (s, (lr, d)), n in zip(enumerate([(3e-3, 0.3), (1e-2, 0.0), (1e-3, 0.5), (3e-3, 0.1), (2e-2, 0.2)],
+                                                  start=1), sizes)]
+    together = train_heads(tasks, 8, 2, 32, reuse=False)
+    slotted = train_heads(tasks, 8, 2, 32, reuse=False, max_heads=2)  # 5 heads through 2 slots, refilled
+    for t, a, b in zip(tasks, together, slotted):
+        alone = train_heads([t], 8, 2, 32, reuse=False)[0]
+        _close(a, alone)
+        _close(b, alone)
     assert together[0]["history"] != together[1]["history"]  # own data, seed and rates
+    assert len({r["epochs_run"] for r in together}) > 1  # heads stop at different epochs (slots are refilled)
 
 
 def test_a_saved_head_predicts_what_the_stack_predicted():

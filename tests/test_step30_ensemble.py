@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT
 
 from allrep.profile import load_profile
+from allrep.scores import PROB_COLUMNS
 from allrep.steps import step30_ensemble as step
 
 
@@ -14,7 +15,7 @@ def test_committed_probabilities_cover_each_split_test_part_once_per_member():
     for bb in cfg.use_backbones:
         for ds in cfg.datasets:
             probs = pd.read_csv(ROOT / "results" / "probabilities" / f"{ds}_{bb}.csv")
-            assert list(probs.columns) == step.PROB_COLUMNS
+            assert list(probs.columns) == PROB_COLUMNS
             for protocol in ("paper", "grouped"):
                 sp = pd.read_csv(ROOT / "results" / "splits" / f"{ds}_{protocol}.csv")
                 for r, part in sp.groupby("repeat"):
@@ -46,23 +47,23 @@ def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path
     best.parent.mkdir(parents=True)
     pd.DataFrame([dict(protocol=p, repeat=r, **cfg.head.to_dict()) for p, r in (("paper", 0), ("grouped", 0), ("grouped", 1))]
                  ).to_csv(best, index=False)
-    monkeypatch.setattr(step, "GROUP", 3)  # one group of heads per split
+    from allrep import members
 
     class Killed(Exception):
         pass
 
-    real, calls = step.train_heads, []
+    real, saved = members._Saving.done, []
 
-    def killed_after_first_group(*a, **k):
-        if calls:
+    def killed_after_three(self, tid, res):  # the process dies while the fourth head ends
+        if len(saved) == 3:
             raise Killed
-        calls.append(1)
-        return real(*a, **k)
+        saved.append(tid)
+        real(self, tid, res)
 
-    monkeypatch.setattr(step, "train_heads", killed_after_first_group)
+    monkeypatch.setattr(members._Saving, "done", killed_after_three)
     with pytest.raises(Killed):
         step.run(ctx)
-    monkeypatch.setattr(step, "train_heads", real)
+    monkeypatch.setattr(members._Saving, "done", real)
     res = step.run(ctx)
     assert (res["members_reused"], res["members_trained"]) == (3, 6)  # x 3 splits (paper + 2 grouped)
     probs = res["probabilities"]

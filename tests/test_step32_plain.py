@@ -3,7 +3,7 @@ import pandas as pd
 from conftest import ROOT
 
 from allrep.profile import load_profile
-from allrep.steps.step30_ensemble import PROB_COLUMNS
+from allrep.scores import PROB_COLUMNS
 
 
 def test_plain_heads_cover_every_split_and_early_stopping_ends_them():
@@ -31,15 +31,16 @@ def test_min_delta_ends_training_when_improvements_become_negligible():
     import numpy as np
 
     from allrep.profile import Head, Training
-    from allrep.training import ended_by, train_ensemble
+    from allrep.training import ended_by, train_heads
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 64)
     X = rng.normal(size=(64, 4, 8)).astype(np.float32)
     X[:, :, 0] += 3.0 * (y[:, None] - 0.5)  # separable: validation NLL keeps creeping down
     hp, ts = Head(8, 8, 8, 0.0, 0.01, 0.0), Training(epochs=40, batch_size=32, patience=3, pca=0)
-    creep = train_ensemble(X, y, X[:16], y[:16], X[:4], hp, ts, [1], reuse=False)[0]
-    stop = train_ensemble(X, y, X[:16], y[:16], X[:4], hp, ts, [1], reuse=False, min_delta=0.05)[0]
+    task = dict(X_train=X, y_train=y, X_val=X[:16], y_val=y[:16], X_test=X[:4], hp=hp, seed=1)
+    creep = train_heads([task], ts.epochs, ts.patience, ts.batch_size, 0.0, reuse=False)[0]
+    stop = train_heads([task], ts.epochs, ts.patience, ts.batch_size, 0.05, reuse=False)[0]
     assert stop["epochs_run"] < creep["epochs_run"]
     assert ended_by(stop["epochs_run"], stop["best_epoch"], ts.patience) == "early stopping"
     # with min_delta, the best epoch is the last one that improved by more than min_delta

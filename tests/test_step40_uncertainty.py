@@ -10,7 +10,7 @@ def test_summary_equals_the_committed_one(results_copy):
     committed = pd.read_csv(ROOT / "results" / "uncertainty" / "summary.csv")
     pd.testing.assert_frame_equal(pd.read_csv(results_copy / "uncertainty" / "summary.csv"), committed)
     assert len(res["summary"]) == 3 * 3 * 6  # datasets x backbones x (paper + 5 grouped)
-    assert (res["summary"]["ece_ci_low"] <= res["summary"]["ece_ci_high"]).all()
+    assert (res["summary"]["ece_equal_mass_low"] <= res["summary"]["ece_equal_mass_high"]).all()
 
 
 def test_calibration_is_fitted_on_validation_and_recomputes_byte_for_byte(results_copy):

@@ -5,12 +5,21 @@ import pytest
 from allrep.features import FeatureCache, view
 from allrep.models import HeadParams, resolve_weights
 from allrep.splits import make_splits
-from allrep.training import TrainSettings, train_member
+from allrep.training import TrainSettings
 
 pytestmark = pytest.mark.slow
 SIZE = 129
 HP = HeadParams(projection=32, gru_units=16, dense_units=16, dropout=0.2, learning_rate=2e-3)
 TS = TrainSettings(epochs=25, batch_size=32, patience=5)
+
+
+def _heads(X, y, Xv, yv, Xt, hp, ts, seeds, reuse=True, min_delta=None):
+    """One head per seed on the same data (:func:`allrep.training.train_heads`)."""
+    from allrep.training import train_heads
+
+    tasks = [dict(X_train=X, y_train=y, X_val=Xv, y_val=yv, X_test=Xt, hp=hp, seed=int(s)) for s in seeds]
+    return train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta if min_delta is None else min_delta,
+                       reuse=reuse)
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +44,12 @@ def _acc(p, y):
 
 def test_member_learns_and_is_reproducible(idb2):
     _, d, _ = idb2
-    a = train_member(*d["train"], *d["val"], d["test"][0], HP, TS, seed=3)
-    b = train_member(*d["train"], *d["val"], d["test"][0], HP, TS, seed=3)
+    a = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [3])[0]
+    b = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [3], reuse=False)[0]
     acc = _acc(a["p_test"], d["test"][1])
     assert acc >= 0.75, f"grouped-split test accuracy {acc:.3f} is not well above chance"
     assert np.array_equal(a["p_test"], b["p_test"]), "same seed, different probabilities"
-    c = train_member(*d["train"], *d["val"], d["test"][0], HP, TS, seed=4)
+    c = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [4])[0]
     assert not np.array_equal(a["p_test"], c["p_test"])
 
 
@@ -48,8 +57,7 @@ def test_shuffled_labels_give_chance(idb2):
     _, d, _ = idb2
     X, y = d["train"]
     y_shuf = np.random.default_rng(0).permutation(y)
-    accs = [_acc(train_member(X, y_shuf, *d["val"], d["test"][0], HP, TS, seed=s)["p_test"], d["test"][1])
-            for s in (1, 2)]
+    accs = [_acc(r["p_test"], d["test"][1]) for r in _heads(X, y_shuf, *d["val"], d["test"][0], HP, TS, [1, 2])]
     assert 0.3 <= np.mean(accs) <= 0.7, f"shuffled-label accuracy {accs} is not chance"
 
 
@@ -77,11 +85,9 @@ def test_dihedral_views_are_exact():
 
 
 def test_joint_members_are_independent_and_reproducible(idb2):
-    from allrep.training import train_ensemble
-
     _, d, _ = idb2
-    a = train_ensemble(*d["train"], *d["val"], d["test"][0], HP, TS, seeds=[11, 12, 13], reuse=False)
-    b = train_ensemble(*d["train"], *d["val"], d["test"][0], HP, TS, seeds=[11, 12, 13])
+    a = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [11, 12, 13], reuse=False)
+    b = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [11, 12, 13])
     assert all(np.array_equal(x["p_test"], y["p_test"]) for x, y in zip(a, b))
     assert not np.array_equal(a[0]["p_test"], a[1]["p_test"])  # own init and data order
     assert all(_acc(x["p_test"], d["test"][1]) >= 0.75 for x in a)
@@ -117,13 +123,11 @@ def test_gpu_script_runs_members_on_cpu_with_one_model(weights_dir, data_root, t
 def test_reused_trainer_equals_a_fresh_one(idb2):
     """The ensemble model is traced once and reused across splits: a reset must make it
     indistinguishable from a newly built one (weights, dropout streams, optimiser)."""
-    from allrep.training import train_ensemble
-
     _, d, _ = idb2
     args = (*d["train"], *d["val"], d["test"][0], HP, TS)
-    fresh = train_ensemble(*args, seeds=[21, 22], reuse=False)
-    train_ensemble(*args, seeds=[5, 6])  # leaves trained weights and optimiser state in the cached trainer
-    reused = train_ensemble(*args, seeds=[21, 22])
+    fresh = _heads(*args, [21, 22], reuse=False)
+    _heads(*args, [5, 6])  # leaves trained weights and optimiser state in the cached trainer
+    reused = _heads(*args, [21, 22])
     for a, b in zip(fresh, reused):
         assert np.array_equal(a["p_test"], b["p_test"]) and a["history"] == b["history"]
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from allrep import calibration as cal
-from allrep.metrics import corrected_repeats, verdict, verdict_margin, verdict_repeats
+from allrep.metrics import bootstrap_interval, corrected_repeats, ece_equal_width, verdict, verdict_margin, verdict_repeats
 
 
 def test_corrected_t_matches_nadeau_bengio_by_hand():
@@ -50,14 +50,14 @@ def test_temperature_scaling_recovers_an_overconfident_model():
     p_over = 1 / (1 + np.exp(-2.5 * z))  # logits 2.5x too large
     T = cal.fit_temperature(y, p_over)
     assert T == pytest.approx(2.5, rel=0.1)
-    assert cal.ece(y, cal.scale(p_over, T)) < cal.ece(y, p_over) / 2
+    assert ece_equal_width(y, cal.scale(p_over, T)) < ece_equal_width(y, p_over) / 2
 
 
 def test_bca_interval_contains_its_estimate():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 300)
     p = np.clip(y * 0.8 + rng.normal(0.1, 0.15, 300), 0.01, 0.99)
-    est, lo, hi = cal.with_interval(cal.ece, y, p, 300, 0)
+    est, lo, hi = bootstrap_interval(ece_equal_width, y, p, 300, 0)
     assert lo <= est <= hi and hi - lo > 0
 
 

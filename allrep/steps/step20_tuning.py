@@ -2,47 +2,50 @@
 
 One search per split (the paper split and every grouped repeat), each on that split's training
 part with its grouped validation part as the objective; test images are never loaded
-(:mod:`allrep.tuning`). The searches of the variant run in lockstep, one head per search per round,
-and every trial is cached: a killed search resumes.
+(:mod:`allrep.tuning`). The searches' trials share one pool of stacked heads, and every trial is
+cached by the member engine: a killed search resumes.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 
 import pandas as pd
 
 from .. import tuning
-from ..features import for_backbone, split_arrays
+from ..features import for_backbone
 from ..places import cache_dir
 from ..registry import Context
-from ..repro import digest, seed_for
-from ..training import reduce_channels
+from ..repro import seed_for
 
-TUNED = ("learning_rate", "weight_decay", "dropout")
+
+def searches(ctx: Context) -> dict[str, tuple]:
+    """name -> (backbone, split, seed) of every search of the variant (names are unique across variants)."""
+    cfg = ctx.cfg
+    return {f"{ctx.backbone}-{ctx.dataset}-{protocol}-{r}":
+            (ctx.backbone, split, seed_for(cfg.seed, "tune", ctx.backbone, ctx.dataset, protocol, r))
+            for protocol, r, split in ctx.each_split()}
+
+
+def tune(cfg, found: dict) -> dict:
+    """Run (or resume) the searches ``found`` (:func:`searches`, of one variant or of many) in shared pools."""
+    return tuning.tune_splits({n: s[2] for n, s in found.items()}, cfg.head, cfg.training, cfg.tuning.trials,
+                              cfg.tuning.initial_points, cache_dir() / "tuning", tuning.Trials(cfg, found, cfg.training))
+
+
+def units(ctx: Context) -> list[dict]:
+    """The work of this variant for a cluster: one unit per search (a search is sequential)."""
+    return [{n: s} for n, s in searches(ctx).items()]
 
 
 def run(ctx: Context) -> dict:
     cfg, backbone, dataset = ctx.cfg, ctx.backbone, ctx.dataset
     t0 = time.perf_counter()
     fc = for_backbone(cfg, backbone)
-    ts, arch = cfg.training, cfg.head
-    space = tuning.space_table().to_dict("records")
-    searches = {}
-    for protocol, r, split in ctx.each_split():
-        a = split_arrays(fc, split, cfg.features.views, roles=("train", "val"))
-        Xtr, Xva = reduce_channels(a["train"][0], a["val"][0], ts=ts)
-        seed = seed_for(cfg.seed, "tune", backbone, dataset, protocol, r)
-        key = digest(dict(algo=tuning.ALGO, space=space, w=fc.w.key, size=fc.w.input_size,
-                          features=asdict(cfg.features), arch=arch.to_dict(), ts=asdict(ts), seed=seed,
-                          split=split.loc[split["role"] != "test", ["id", "role"]].values.tolist()))
-        searches[(protocol, r)] = dict(X_train=Xtr, y_train=a["train"][1], X_val=Xva, y_val=a["val"][1], seed=seed,
-                                       key=f"{backbone}-{dataset}-{key}")
-    res = tuning.tune_splits({f"{p}-{r}": s for (p, r), s in searches.items()}, arch, ts, cfg.tuning.trials,
-                             cfg.tuning.initial_points, cache_dir() / "tuning")
+    found = searches(ctx)
+    res = tune(cfg, found)
     best, trials = [], []
-    for (protocol, r) in searches:
-        out = res[f"{protocol}-{r}"]
+    for (protocol, r, _), name in zip(ctx.each_split(), found):
+        out = res[name]
         best.append(dict(protocol=protocol, repeat=r, **out["best"].to_dict(), val_loss=round(out["best_loss"], 6)))
         trials += [dict(protocol=protocol, repeat=r, **t) for t in out["trials"]]
     best = pd.DataFrame(best).assign(backbone=backbone, dataset=dataset)

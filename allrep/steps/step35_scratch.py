@@ -15,7 +15,7 @@ from ..registry import Context
 from ..repro import digest, seed_for
 from ..scores import notes_by_model, random_weight_backbones, scratch_fusion_table, scratch_glue, summarize
 from ..scratch import train_member
-from ..training import MemberStore
+from ..members import MemberStore
 
 PROB_COLUMNS = ["recipe", "protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
 
