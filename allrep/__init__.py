@@ -1,10 +1,17 @@
 """allrep: replication of Akter et al. 2024 (arXiv 2410.14536) on ALL-IDB.
 
-Modules: ``data`` (manifest, verification, loading), ``provenance`` (crop-to-slide
-table, overlaps, groups), ``splits``, ``audit`` (leakage and shortcuts),
-``models``, ``features``, ``training``, ``tuning``, ``experiment`` (the steps),
-``metrics``, ``uncertainty``, ``fusion``, ``report``, ``pipeline`` (papermill
-runner and book), ``cli``.
+Layers, bottom up:
+
+* data: ``data`` (manifest, verification, loading), ``provenance`` (crop-to-slide table, overlaps,
+  groups), ``splits``, ``audit`` (leakage and shortcuts);
+* training: ``models``, ``features`` (cached backbone features), ``stacked`` and ``training`` (pools of
+  stacked GRU heads), ``members`` (the member engine: every head is a cached plan), ``tuning``,
+  ``recipe``, ``scratch``, ``final``, ``inference``;
+* evaluation: ``metrics`` (the one NLL, Brier, ECE per binning, bootstrap interval), ``uncertainty``,
+  ``calibration``, ``camera``, ``fusion``, ``scores``, ``baselines``, ``claims``;
+* running and the book: ``profile``, ``registry`` (steps and their files), ``steps`` (one module per
+  notebook), ``pipeline`` (papermill runner, book), ``dispatch`` (serial or Dask), ``notebook``,
+  ``tables``, ``plots``, ``cli``.
 """
 
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
     allrep data verify [PATH]
     allrep run --profile smoke [--steps 20_tuning ...] [--datasets IDB2] [--backbones mobilenetv2] [--force]
+               [--workers N | --scheduler ADDRESS]
     allrep book --profile smoke
     allrep steps --profile paper
 
@@ -27,7 +28,9 @@ def _cmd_verify(a) -> int:
 def _cmd_run(a) -> int:
     from .pipeline import run
 
-    run(a.profile, a.steps, a.datasets, a.backbones, a.force)
+    if a.workers is not None and a.workers < 1:
+        raise AllrepError(f"--workers must be at least 1, got {a.workers}")
+    run(a.profile, a.steps, a.datasets, a.backbones, a.force, workers=a.workers, scheduler=a.scheduler)
     return 0
 
 
@@ -101,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", nargs="*")
     r.add_argument("--backbones", nargs="*")
     r.add_argument("--force", action="store_true", help="re-execute even up-to-date variants")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="run units and notebooks on a local Dask cluster of N processes")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run them on a running Dask scheduler (e.g. tcp://host:8786)")
     r.set_defaults(fn=_cmd_run)
     b = sub.add_parser("book", help="build the Jupyter Book of a profile's executed notebooks")
     b.add_argument("--profile", default="paper")

@@ -32,7 +32,7 @@ from .places import cache_dir
 from .profile import Head, Profile, Training
 from .repro import digest
 
-ALGO = "engine-1"  # per-head epochs, slot pool (allrep.training.run_pool); part of every key
+ALGO = "engine-1-slots16"  # per-head epochs, a pool of 16 slots compiled with XLA (allrep.training.run_pool)
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,8 @@ class Arrays:
 def pool_key(arrays: Arrays, p: Plan) -> tuple:
     """Heads that can share one stacked model: same feature shape, architecture and batch size."""
     a = arrays(p)
-    return (a["train"][0].shape[1:], (p.head.projection, p.head.gru_units, p.head.dense_units), p.training.batch_size)
+    return (a["train"][0].shape[1:], (p.head.projection, p.head.gru_units, p.head.dense_units), p.training.batch_size,
+            p.keep_weights)
 
 
 class _Saving:
@@ -217,7 +218,7 @@ class _Saving:
             self.on_done(p)
 
 
-def train(cfg: Profile, plans, max_heads: int = 16, on_done=None) -> int:
+def train(cfg: Profile, plans, on_done=None) -> int:
     """Train every plan (missing or not) and cache it; returns the number trained."""
     from .training import run_pool
 
@@ -226,8 +227,8 @@ def train(cfg: Profile, plans, max_heads: int = 16, on_done=None) -> int:
     pools: dict[tuple, list[Plan]] = {}
     for p in plans:
         pools.setdefault(pool_key(arrays, p), []).append(p)
-    for (_, _, batch), group in pools.items():
-        run_pool(_Saving(cfg, group, arrays, on_done), 0, 0, batch, slots=min(max_heads, len(group)))
+    for (_, _, batch, keep), group in pools.items():
+        run_pool(_Saving(cfg, group, arrays, on_done), 0, 0, batch, keep_weights=keep)
     return len(plans)
 
 

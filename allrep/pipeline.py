@@ -23,7 +23,6 @@ from . import places
 from .errors import AllrepError
 from .io import atomic_write_json, atomic_write_text
 from .profile import PROJECT_ROOT, Profile, load_profile
-from .progress import bar
 from .registry import STEPS, Step, declared, executed_path, get_step, stamp, variant_id
 
 BOOK = PROJECT_ROOT / "book"
@@ -76,10 +75,13 @@ def execute(cfg: Profile, step: Step, params: dict) -> Path:
     log.unlink(missing_ok=True)
     t0 = time.perf_counter()
     os.environ.update(ALLREP_ACCESS_LOG=str(log), ALLREP_QUIET="1")
+    from .dispatch import quiet_stderr
+
     try:
-        pm.execute_notebook(str(step.notebook), str(partial), parameters=dict(profile=cfg.name, **params),
-                            cwd=str(step.notebook.parent), kernel_name="python3", progress_bar=False,
-                            log_output=False)
+        with quiet_stderr():  # the kernel's start-up chatter (TensorFlow, ipykernel); its errors land in the notebook
+            pm.execute_notebook(str(step.notebook), str(partial), parameters=dict(profile=cfg.name, **params),
+                                cwd=str(step.notebook.parent), kernel_name="python3", progress_bar=False,
+                                log_output=False)
     except pm.PapermillExecutionError as e:
         raise AllrepError(f"{step.name} [{variant_id(params)}] failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                           f"(partial notebook kept at {places.relative(partial)})") from None
@@ -101,8 +103,15 @@ def execute(cfg: Profile, step: Step, params: dict) -> Path:
     return dst
 
 
-def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = False, log=print) -> dict:
-    """Execute the pipeline in order; returns counts of executed and skipped variants."""
+def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = False, log=None,
+        workers: int | None = None, scheduler: str | None = None) -> dict:
+    """Execute the pipeline in order; returns the executed and skipped variants and the seconds.
+
+    Step by step: the variants whose stamps changed (all with ``force``) have their units run first
+    (:mod:`allrep.dispatch`: in this process, or on a Dask cluster with ``workers`` local processes or
+    at ``scheduler``), then their notebooks execute."""
+    from . import dispatch
+
     cfg = load_profile(profile)
     _absolute_env()
     for given, allowed, what in ((datasets, cfg.datasets, "dataset"), (backbones, cfg.use_backbones, "backbone")):
@@ -124,33 +133,41 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
     started = time.strftime("%Y-%m-%d %H:%M")
     cache_start = cache_census()
     executed, skipped, times = [], [], {}
-    if any(force or not is_current(cfg, s, p) for s, p in todo):
-        from .data import require_verified
+    verified = features_done = False
+    with dispatch.session(workers, scheduler, desc=f"pipeline {cfg.name}") as runner:
+        say = log or runner.progress.write
+        for step in chosen:
+            variants = [p for s, p in todo if s is step]
+            stale = [p for p in variants if force or not is_current(cfg, step, p)]
+            for p in variants:
+                if p not in stale:
+                    skipped.append(f"{step.name} [{variant_id(p)}]")
+            if not stale:
+                continue
+            if not verified:
+                from .data import require_verified
 
-        require_verified(quick=False)  # every checksum, once, before any notebook reads an image
-    progress = bar(total=len(todo), desc=f"pipeline {cfg.name}", unit="notebook")
-    for i, (step, params) in enumerate(todo, 1):
-        progress.update(1)
-        label = f"[{i}/{len(todo)}] {step.name} [{variant_id(params)}]"
-        if not force and is_current(cfg, step, params):
-            skipped.append(label)
-            log(f"{label}: up to date, skipped")
-            continue
-        t0 = time.perf_counter()
-        log(f"{label}: running (elapsed {time.perf_counter() - t_start:.0f}s)")
-        execute(cfg, step, params)
-        dt = time.perf_counter() - t0
-        times[f"{step.name}__{variant_id(params)}"] = dt
-        executed.append(label)
-        left = len(todo) - i
-        avg = (time.perf_counter() - t_start) / i
-        log(f"{label}: done in {dt:.0f}s; about {left * avg:.0f}s left for {left} more")
-    progress.close()
-    total = time.perf_counter() - t_start
-    _record_times(cfg, times, total, started, cache_start)
+                require_verified(quick=False)  # every checksum, once, before any unit or notebook reads an image
+                verified = True
+            t0 = time.perf_counter()
+            if step.name in dispatch.FEATURE_STEPS and not features_done:
+                bbs = sorted({p["backbone"] for s, p in todo if s.name in dispatch.FEATURE_STEPS})
+                runner.features(cfg, dispatch.feature_units(cfg, bbs))
+                features_done = True
+            units = dispatch.step_units(cfg, step, stale)
+            runner.units(cfg, step, units)
+            if units or step.name in dispatch.FEATURE_STEPS:  # the work below the notebooks, as its own row
+                times[f"{step.name}__units"] = time.perf_counter() - t0
+            for (name, vid), dt in runner.notebooks(cfg, [(step, p) for p in stale], say).items():
+                times[f"{name}__{vid}"] = dt
+                executed.append(f"{name} [{vid}]")
+        total = time.perf_counter() - t_start
+        workers_used = runner.workers
+    _record_times(cfg, times, total, started, cache_start, workers_used)
     write_toc(cfg)
-    log(f"pipeline {cfg.name}: {len(executed)} executed, {len(skipped)} skipped, {total:.0f}s")
-    return dict(executed=executed, skipped=skipped, seconds=total)
+    (log or print)(f"pipeline {cfg.name}: {len(executed)} executed, {len(skipped)} skipped, {total:.0f}s"
+                   + (f" on {workers_used} workers" if workers_used > 1 else ""))
+    return dict(executed=executed, skipped=skipped, seconds=total, workers=workers_used)
 
 
 def _absolute_env() -> None:
@@ -171,20 +188,21 @@ def cache_census() -> dict:
                 scratch=sum(1 for _ in c.glob("scratch/*/*.json")))
 
 
-def _record_times(cfg: Profile, times: dict, total: float, started: str, cache_start: dict | None = None) -> None:
+def _record_times(cfg: Profile, times: dict, total: float, started: str, cache_start: dict | None = None,
+                  workers: int = 1) -> None:
     """Append this run to ``timings/runs.json``: one entry per run that executed something,
     so a later run served from caches never hides what the computing run took."""
+    from .registry import other_output
     from .repro import environment
-    from .tables import TIMINGS
 
     if not times:
         return
-    path = places.output_dir(cfg) / TIMINGS
+    path = other_output("timings", cfg)
     runs = json.loads(path.read_text()) if path.is_file() else []
     env = environment()
     runs.append(dict(started=started, profile=cfg.name, commit=env["commit"], backend=env["backend"],
                      machine=f"{env['cpus']} CPUs, {env['os']} {env['machine']}, accelerator: {env['accelerator']}", total_seconds=round(total, 1),
-                     cache_at_start=cache_start,
+                     cache_at_start=cache_start, workers=workers,
                      variants={k: round(v, 1) for k, v in times.items()}))
     atomic_write_json(path, runs)
 

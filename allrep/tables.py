@@ -296,4 +296,35 @@ def benchmark_markdown(path: Path) -> str:
     env = b["environment"]
     return (f"Measured {b['when']} on {env['cpus']} CPUs ({env['os']} {env['machine']}, accelerator: "
             f"{env['accelerator']}), Keras {env['keras']} "
-            f"on {env['backend']}.\n\n" + df.to_markdown(index=False) + "\n" + _predict_line(b.get("predict")))
+            f"on {env['backend']}.\n\n" + df.to_markdown(index=False) + "\n" + _predict_line(b.get("predict"))
+            + _head_training_md(b.get("head_training")) + _workers_md(b.get("smoke_workers")))
+
+
+def _head_training_md(h: dict | None) -> str:
+    """Heads per second before and after the member engine, and the arithmetic rate beside a matmul's."""
+    if not h:
+        return ""
+    kinds = {"tuning_trials": "tuning trials", "ensemble_members": "ensemble members", "plain_heads": "plain heads"}
+    rows = []
+    for k, label in kinds.items():
+        b, a = h["before"][k], h["after"][k]
+        rows.append({"heads": label, "n": a["heads"], "before (heads/s)": b["heads_per_second"],
+                     "after (heads/s)": a["heads_per_second"], "after / before": h["speedup"][k],
+                     "optimizer steps before": b["optimizer_steps"], "after": a["optimizer_steps"],
+                     "GFLOP/s before": b["gflops_per_second"], "GFLOP/s after": a["gflops_per_second"]})
+    a = h["after"]
+    return (f"\n**Head training** (measured {h['when']}; `scripts/bench_heads.py`: the paper recipe, "
+            f"{a['backbone']} on ALL-IDB1 and ALL-IDB2, every split, {a['trials']} trials per search; *before* is "
+            f"the code of commit {h['commit_before']}, *after* today's, in one run on the same cached features). "
+            f"A large float32 matmul runs at {a['matmul_gflops_per_second']} GFLOP/s on these cores; the GFLOP/s "
+            "columns count the arithmetic of every slot of every optimiser step (forward and backward, about "
+            "three forward passes), so they show how far head training is from what the machine can do:\n\n"
+            + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+
+
+def _workers_md(w: dict | None) -> str:
+    if not w:
+        return ""
+    return (f"\n**The smoke profile from an empty cache** (measured {w['when']}): {w['serial']:.0f} s serial, "
+            f"{w['workers_1']:.0f} s on a local Dask cluster of 1 worker, {w['workers_2']:.0f} s on 2 workers "
+            f"(1 to 2 workers: {w['ratio_1_to_2_workers']:.2f}x).\n")

@@ -327,9 +327,12 @@ class Tasks:
         self.results[tid] = result
 
 
-def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0, max_heads: int = 16,
-             keep_weights: bool = False, slots: int | None = None, reuse: bool = True) -> None:
-    """Train every head ``source`` hands out, ``slots`` (default ``max_heads``) at a time in one stacked model.
+SLOTS = 16  # heads per stacked model, fixed: see run_pool
+
+
+def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0,
+             keep_weights: bool = False, slots: int = SLOTS, reuse: bool = True) -> None:
+    """Train every head ``source`` hands out, ``slots`` at a time in one stacked model.
 
     ``source.next()`` returns ``(tid, task)`` or ``None`` (nothing ready now); ``source.done(tid, result)``
     receives each head's result as soon as it ends, so a caller can cache it (a kill loses only heads in
@@ -339,10 +342,15 @@ def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: flo
     and ``min_delta``. Each head has its own initialisation and data order (``default_rng(seed)`` permutes
     its training set every epoch of ``ceil(n / batch_size)`` steps) and its own early stopping: its
     validation NLL after every epoch, its best weights kept, and it stops after ``patience`` epochs without
-    an improvement larger than ``min_delta`` or at ``epochs``. A head's result does not depend on which
-    slot it ran in or which heads shared the stack (tests/test_stacked.py).
+    an improvement larger than ``min_delta`` or at ``epochs``.
+
+    The number of slots is fixed (:data:`SLOTS`), however many heads there are: the compiled step of a
+    stack of K heads computes each head bit for bit alike whatever slot it has and whoever its
+    neighbours are, but another K fuses the arithmetic differently (round-off of about 1e-7). With K
+    fixed, a head's result does not depend on how the heads were grouped (one process or units on a
+    cluster give the same files; tests/test_stacked.py). Idle slots cost their share of each step.
     """
-    K = int(slots or max_heads)
+    K = int(slots)
     heads, tr, arch = [None] * K, None, None
     while True:
         new = {}
@@ -399,12 +407,11 @@ def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: flo
 
 
 def train_heads(tasks, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0, reuse: bool = True,
-                max_heads: int = 16, keep_weights: bool = False) -> list[dict]:
-    """One result per task, in order (:func:`run_pool` over a list; ``min(max_heads, len(tasks))`` slots)."""
+                slots: int = SLOTS, keep_weights: bool = False) -> list[dict]:
+    """One result per task, in order (:func:`run_pool` over a list)."""
     src = Tasks(tasks)
     if len(src):
-        run_pool(src, epochs, patience, batch_size, min_delta, max_heads, keep_weights,
-                 slots=min(max_heads, len(src)), reuse=reuse)
+        run_pool(src, epochs, patience, batch_size, min_delta, keep_weights, slots=slots, reuse=reuse)
     return src.results
 
 

@@ -104,7 +104,7 @@ class Trials:
         self.m.store(p).save(self.m.key(self.cfg, p), res, dict(seed=p.seed, n_val=len(p.ids("val"))))
 
     def pool(self, name: str) -> tuple:
-        return self.m.pool_key(self.arrays, self.plan(name, Head()))[0]
+        return self.m.pool_key(self.arrays, self.plan(name, Head()))[0]  # the feature shape
 
 
 class _Searches:
@@ -152,7 +152,7 @@ class _Searches:
 
 
 def tune_splits(searches: dict, arch: Head, ts, trials: int, initial_points: int, folder: Path | str,
-                engine, max_heads: int = 16) -> dict:
+                engine) -> dict:
     """Run (or resume) one search per entry of ``searches`` (name -> seed), the trials of every search
     that shares a feature shape trained in one pool of stacked heads; ``engine`` trains and caches a
     trial (:class:`Trials`). Returns name -> dict(best=Head, best_loss, trials=[rows in trial order])."""
@@ -166,7 +166,7 @@ def tune_splits(searches: dict, arch: Head, ts, trials: int, initial_points: int
     rows = {}
     for names in pools.values():
         src = _Searches(names, oracles, arch, trials, engine)
-        training.run_pool(src, ts.epochs, ts.patience, ts.batch_size, ts.min_delta, slots=min(max_heads, len(names)))
+        training.run_pool(src, ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
         rows.update(src.rows)
     out = {}
     for n, o in oracles.items():

@@ -7,7 +7,15 @@
 * head training: training samples per second of one GRU head on features of the
   backbone's (pooled, PCA-reduced) shape;
 * one member end to end per backbone on ALL-IDB2's paper split with the profile's
-  settings, once features exist (they are computed first if missing, not timed).
+  settings, once features exist (they are computed first if missing, not timed);
+* ``head_training``: heads trained per second for tuning trials, ensemble members and plain heads,
+  the code of commit 3d86d16 (``before``) and today's (``after``) measured in one run on the same
+  cached features (scripts/bench_heads.py), with the arithmetic rate head training reaches beside a
+  large matmul's on the same cores;
+* ``smoke_workers``: wall time of the smoke profile from an empty cache, serial and on a local Dask
+  cluster of 1 and 2 workers.
+
+``--parts`` picks what to measure; the other keys of an existing file are kept, each with its date.
 
 The book's reproduce page shows the file. Timings are not tests: nothing here
 asserts a speed.
@@ -29,6 +37,8 @@ def main(argv=None):
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--parts", nargs="*", default=["backbones", "predict", "head_training", "smoke_workers"])
+    ap.add_argument("--trials", type=int, default=3, help="tuning trials per search in head_training")
     a = ap.parse_args(argv)
     from allrep import repro
     from allrep.profile import load_profile
@@ -38,14 +48,19 @@ def main(argv=None):
     from allrep.data import manifest
     from allrep.features import FeatureCache, for_backbone, split_arrays
     from allrep.models import weights_for
-    from allrep.places import output_dir
+    from allrep.registry import other_output
     from allrep.splits import make_splits
-    from allrep.training import train_member
+    from allrep.training import train_heads
 
-    out = dict(profile=cfg.name, environment=env, when=time.strftime("%Y-%m-%d %H:%M"), backbones={})
+    dest = Path(a.out) if a.out else other_output("benchmark", cfg)  # declared in allrep.registry
+    out = json.loads(dest.read_text()) if dest.is_file() else {}
+    out.update(profile=cfg.name, environment=env)
+    when = time.strftime("%Y-%m-%d %H:%M")
     items = manifest("IDB2")[: a.images]
     views = cfg.features.views
-    for bb in cfg.use_backbones:
+    if "backbones" in a.parts:
+        out.update(backbones={}, when=when)
+    for bb in (cfg.use_backbones if "backbones" in a.parts else ()):
         w = weights_for(cfg, bb)
         with tempfile.TemporaryDirectory() as tmp:
             fc = FeatureCache(w, tmp, cfg.features.batch_size, pool=cfg.features.pool)
@@ -60,7 +75,9 @@ def main(argv=None):
         split = make_splits("IDB2", "paper", cfg.seed, s.test_fraction, s.val_fraction)
         arr = split_arrays(fc, split, views)
         t0 = time.perf_counter()  # timing only: the profile's default head (accuracy belongs to the pipeline)
-        res = train_member(*arr["train"][:2], *arr["val"][:2], arr["test"][0], cfg.head, cfg.training, seed=1)
+        res = train_heads([dict(X_train=arr["train"][0], y_train=arr["train"][1], X_val=arr["val"][0],
+                                y_val=arr["val"][1], X_test=arr["test"][0], hp=cfg.head, seed=1)],
+                          cfg.training.epochs, cfg.training.patience, cfg.training.batch_size, cfg.training.min_delta)[0]
         member_s = time.perf_counter() - t0
         out["backbones"][bb] = dict(
             weights=w.kind, input_size=w.input_size, feature_images_per_second=round(feat_rate, 1),
@@ -69,12 +86,69 @@ def main(argv=None):
             member_seconds=round(member_s, 1), member_epochs=res["epochs_run"],
             sequence=list(arr["train"][0].shape[1:]))
         print(bb, out["backbones"][bb], flush=True)
-    out["predict"] = _predict_speed(cfg)
-    print("predict", out["predict"], flush=True)
-    dest = Path(a.out) if a.out else output_dir(cfg) / "benchmark.json"
+    if "predict" in a.parts:
+        out["predict"] = _predict_speed(cfg)
+        print("predict", out["predict"], flush=True)
+    if "head_training" in a.parts:
+        out["head_training"] = dict(_head_training(cfg, a.trials), when=when)
+        print("head_training", out["head_training"], flush=True)
+    if "smoke_workers" in a.parts:
+        out["smoke_workers"] = dict(_smoke_workers(), when=when)
+        print("smoke_workers", out["smoke_workers"], flush=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(f"wrote {dest}")
+
+
+BEFORE = "3d86d16"  # the last commit before the member engine
+
+
+def _head_training(cfg, trials: int) -> dict:
+    """scripts/bench_heads.py with today's package and with the one of commit BEFORE, one after the other,
+    in fresh processes on the same cached features."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    script = root / "scripts" / "bench_heads.py"
+    env = dict(os.environ, ALLREP_CACHE=str(Path(os.environ.get("ALLREP_CACHE", root / ".cache")).resolve()),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    res = {}
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", str(root), "archive", BEFORE, "allrep", "profiles"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        for impl, path in (("before", old), ("after", str(root))):
+            r = subprocess.run([sys.executable, str(script), "--impl", impl, "--profile", cfg.name, "--trials", str(trials)],
+                               env=dict(env, PYTHONPATH=path), cwd=path, capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"bench_heads {impl} failed:\n{r.stderr[-3000:]}")
+            res[impl] = json.loads(r.stdout.strip().splitlines()[-1])
+    kinds = ("tuning_trials", "ensemble_members", "plain_heads")
+    res["speedup"] = {k: round(res["after"][k]["heads_per_second"] / res["before"][k]["heads_per_second"], 2)
+                      for k in kinds}
+    res["commit_before"] = BEFORE
+    return res
+
+
+def _smoke_workers() -> dict:
+    """Wall seconds of `allrep run --profile smoke` from an empty cache and scratch folder: serial, and on
+    a LocalCluster of 1 and of 2 workers (same data, weights and machine)."""
+    import os
+    import subprocess
+
+    out = {}
+    for label, extra in (("serial", []), ("workers_1", ["--workers", "1"]), ("workers_2", ["--workers", "2"])):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, ALLREP_CACHE=f"{tmp}/cache", ALLREP_SCRATCH=f"{tmp}/scratch", TF_CPP_MIN_LOG_LEVEL="3")
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke", *extra], env=env,
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"smoke run {label} failed:\n{r.stderr[-3000:]}")
+            out[label] = round(time.perf_counter() - t0, 1)
+    out["ratio_1_to_2_workers"] = round(out["workers_1"] / out["workers_2"], 2)
+    return out
 
 
 def _predict_speed(cfg, n: int = 10, dataset: str = "IDB2") -> dict | None:

@@ -13,7 +13,8 @@ import time
 
 def main(argv=None) -> None:
     from allrep import recipe, repro
-    from allrep.places import output_dir
+    from allrep.io import atomic_write_csv
+    from allrep.registry import other_output
     from allrep.profile import load_profile
     from allrep.splits import make_splits
 
@@ -27,9 +28,7 @@ def main(argv=None) -> None:
     sp = {ds: make_splits(ds, "grouped", cfg.seed, cfg.splits.test_fraction, cfg.splits.val_fraction,
                           cfg.splits.repeats) for ds in cfg.recipe_study.datasets}
     res = recipe.study(cfg, sp, a.backbones)
-    out = output_dir(cfg) / "recipe"
-    out.mkdir(parents=True, exist_ok=True)
-    res.round(6).to_csv(out / "study.csv", index=False)
+    atomic_write_csv(res.round(6), other_output("recipe_study", cfg))  # declared in allrep.registry
     s = recipe.summary(res, cfg)
     print(s.to_string())
     print(f"recipe study: {time.perf_counter() - t0:.0f} s (heads found cached cost nothing; "

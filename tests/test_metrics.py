@@ -61,6 +61,12 @@ def test_calibration_by_hand():
     y = np.array([1, 0, 1, 0])
     p = np.array([0.8, 0.4, 0.3, 0.1])
     assert M.brier(y, p) == pytest.approx((0.04 + 0.16 + 0.49 + 0.01) / 4)
+    from sklearn.metrics import brier_score_loss
+
+    assert M.brier(y, p) == pytest.approx(brier_score_loss(y, p))
+    rows = np.stack([p, p[::-1]])
+    assert np.allclose(M.nll(y, rows, axis=-1), [M.nll(y, p), M.nll(y, p[::-1])])  # the bootstrap's batched call
+    assert np.allclose(M.brier(y, rows, axis=-1), [M.brier(y, p), M.brier(y, p[::-1])])
     assert M.nll(y, p) == pytest.approx(-np.mean(np.log([0.8, 0.6, 0.3, 0.9])))
     assert M.nll([1, 0], [1.0, 0.0]) == pytest.approx(-np.log(1 - M.EPS))  # rounded 0/1 clipped at 1e-6
     assert M.nll([0], [1.0]) == pytest.approx(-np.log(M.EPS))

@@ -236,3 +236,45 @@ def test_book_in_a_real_browser(smoke_book, tmp_path):
     keep = os.environ.get("ALLREP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+# ----------------------------------------------------------------------------- Dask (slow)
+DASK_RUN = ["--steps", "10", "20", "30", "32", "--backbones", "mobilenetv2"]
+
+
+@pytest.mark.slow
+def test_two_dask_workers_one_killed_write_what_the_serial_run_wrote(smoke, tmp_path, monkeypatch):
+    """The steps that train (tuning, ensembles, plain heads) of one backbone on a 2-worker LocalCluster, one
+    worker killed while units run: the run completes (Dask re-runs the dead worker's unit, which finds what
+    was cached) and every results file it writes is byte-identical to the serial smoke run's."""
+    import signal
+    import time
+
+    from dask.distributed import Client, LocalCluster
+
+    env = dict(smoke["env"], ALLREP_SCRATCH=str(tmp_path / "scratch"), ALLREP_CACHE=str(tmp_path / "cache"))
+    for k in ("ALLREP_SCRATCH", "ALLREP_CACHE", "ALLREP_DATA", "ALLREP_WEIGHTS_DIR"):
+        monkeypatch.setenv(k, env[k])  # the workers inherit them
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        run = subprocess.Popen([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke", *DASK_RUN,
+                                "--scheduler", cluster.scheduler_address], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        heads = tmp_path / "cache" / "members" / "mobilenetv2"
+        deadline = time.time() + 600
+        while not any(heads.glob("*.json")) and run.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert run.poll() is None, "the run ended before a worker could be killed"
+        victim = sorted(client.run(os.getpid).values())[0]
+        os.kill(victim, signal.SIGKILL)  # mid-unit: the first heads are cached, most are not
+        out, err = run.communicate(timeout=900)
+        assert run.returncode == 0, out[-2000:] + err[-3000:]
+        assert victim not in client.run(os.getpid).values()  # the nanny started a new worker
+    assert "Traceback" not in err and "oneDNN" not in err  # one progress bar, no kernel or TensorFlow chatter
+    mine = tmp_path / "scratch" / "smoke" / "results"
+    serial = smoke["base"] / "scratch" / "smoke" / "results"
+    files = sorted(p.relative_to(mine) for p in mine.rglob("*") if p.is_file() and p.parent.name != "timings")
+    # step 10: 6 split files + the shortcut baselines; per dataset: tuning 2, ensemble 4, plain heads 2
+    assert len(files) == 7 + 3 * (2 + 4 + 2), files
+    for f in files:
+        assert (mine / f).read_bytes() == (serial / f).read_bytes(), f"{f} differs from the serial run's"

@@ -38,11 +38,13 @@ def test_a_head_in_a_stack_is_the_head_alone():
              for (s, (lr, d)), n in zip(enumerate([(3e-3, 0.3), (1e-2, 0.0), (1e-3, 0.5), (3e-3, 0.1), (2e-2, 0.2)],
                                                   start=1), sizes)]
     together = train_heads(tasks, 8, 2, 32, reuse=False)
-    slotted = train_heads(tasks, 8, 2, 32, reuse=False, max_heads=2)  # 5 heads through 2 slots, refilled
-    for t, a, b in zip(tasks, together, slotted):
+    reversed_ = train_heads(tasks[::-1], 8, 2, 32, reuse=False)[::-1]  # other slots, other neighbours
+    slotted = train_heads(tasks, 8, 2, 32, reuse=False, slots=2)  # 5 heads through 2 slots, refilled
+    for t, a, r, b in zip(tasks, together, reversed_, slotted):
         alone = train_heads([t], 8, 2, 32, reuse=False)[0]
         _close(a, alone)
-        _close(b, alone)
+        _close(r, alone)
+        _close(b, alone)  # another number of slots: equal to round-off
     assert together[0]["history"] != together[1]["history"]  # own data, seed and rates
     assert len({r["epochs_run"] for r in together}) > 1  # heads stop at different epochs (slots are refilled)
 

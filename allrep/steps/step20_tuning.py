@@ -37,6 +37,11 @@ def units(ctx: Context) -> list[dict]:
     return [{n: s} for n, s in searches(ctx).items()]
 
 
+def run_units(cfg, units: list[dict]) -> None:
+    """Run the searches of ``units`` (of any variants) together: :func:`tune` on their union."""
+    tune(cfg, {n: s for u in units for n, s in u.items()})
+
+
 def run(ctx: Context) -> dict:
     cfg, backbone, dataset = ctx.cfg, ctx.backbone, ctx.dataset
     t0 = time.perf_counter()

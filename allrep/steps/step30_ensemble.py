@@ -45,6 +45,11 @@ def units(ctx: Context) -> list[list[members.Plan]]:
     return list(by_split.values())
 
 
+def run_units(cfg, units: list[list[members.Plan]]) -> None:
+    """Train the missing members of ``units`` (of any variants) together."""
+    members.train(cfg, members.missing(cfg, [p for u in units for p in u]))
+
+
 def run(ctx: Context) -> dict:
     """Train (or reuse) every member of every split; write probabilities and their record."""
     cfg, backbone, dataset = ctx.cfg, ctx.backbone, ctx.dataset

@@ -32,6 +32,11 @@ def units(ctx: Context) -> list[list[members.Plan]]:
     return [[p] for *_, p in plans(ctx)]
 
 
+def run_units(cfg, units: list[list[members.Plan]]) -> None:
+    """Train the missing plain heads of ``units`` (of any variants) together."""
+    members.train(cfg, members.missing(cfg, [p for u in units for p in u]))
+
+
 def run(ctx: Context) -> dict:
     cfg, backbone, dataset = ctx.cfg, ctx.backbone, ctx.dataset
     fc = for_backbone(cfg, backbone)
