@@ -12,6 +12,8 @@ pooled (image, repeat) predictions.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 from scipy import optimize
@@ -77,7 +79,8 @@ def calibration_table(scaled: pd.DataFrame, bins: int = 10, n_boot: int = 1000, 
                    errors=int((predict_label(g["p"]) != y).sum()), T_median=float(g.groupby("repeat")["T"].first().median()))
         for tag, col in (("before", "p"), ("after", "p_scaled")):
             p = g[col].to_numpy()
-            for name, fn in (("ece", lambda a, b: ece_equal_width(a, b, bins)), ("nll", nll), ("brier", brier)):
+            ece = functools.partial(ece_equal_width, bins=bins)
+            for name, fn in (("ece", ece), ("nll", nll), ("brier", brier)):
                 est, lo, hi = bootstrap_interval(fn, y, p, n_boot, seed)
                 row.update({f"{name}_{tag}": est, f"{name}_{tag}_low": lo, f"{name}_{tag}_high": hi})
         row["auroc_errors"] = error_detection_auroc(y, g["p_scaled"], binary_entropy(g["p_scaled"]))

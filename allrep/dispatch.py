@@ -51,7 +51,8 @@ def quiet_stderr():
         os.close(fd)
 
 
-def _backend() -> None:
+def quiet_backend() -> None:
+    """Import the Keras backend with file descriptor 2 silenced (:func:`quiet_stderr`)."""
     with quiet_stderr():
         import keras  # noqa: F401
 
@@ -84,7 +85,7 @@ def run_units(cfg, step_name: str, units: list) -> int:
     """Run units of one step in this process (the step module's ``run_units``); returns how many."""
     from .registry import get_step
 
-    _backend()
+    quiet_backend()
     mod = importlib.import_module(get_step(step_name).module)
     with _no_inner_bars():
         mod.run_units(cfg, units)
@@ -105,7 +106,7 @@ def run_features(cfg, units) -> int:
     from .data import manifest
     from .features import for_backbone
 
-    _backend()
+    quiet_backend()
     by_id = {it.id: it for it in manifest("combined")}
     with _no_inner_bars():
         for bb, ids in units:
@@ -137,9 +138,15 @@ class Serial:
             self.progress.update(1)
 
     def units(self, cfg, step, units) -> None:
+        from .progress import attach
+
         if units:
             self._add(len(units))
-            run_units(cfg, step.name, units)  # one call: every variant's heads share the pools
+            attach(self.progress)  # the bar counts the heads while the step's units run together
+            try:
+                run_units(cfg, step.name, units)  # one call: every variant's heads share the pools
+            finally:
+                attach(None)
             self.progress.update(len(units))
 
     def notebooks(self, cfg, variants, log) -> dict:
@@ -205,6 +212,21 @@ class Cluster(Serial):
         return times
 
 
+@contextlib.contextmanager
+def local_cluster(workers: int):
+    """A ``LocalCluster`` of ``workers`` single-threaded processes whose numeric libraries keep the runner's
+    threading: Dask's nanny would set ``OMP_NUM_THREADS=1`` and the like in every worker, and the channel
+    reduction (a randomised SVD through BLAS) rounds differently with another thread count, so a unit
+    would not compute exactly what it computes in a serial run."""
+    import dask
+    from dask.distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 65536}}), \
+            LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+                         silence_logs=logging.ERROR) as cluster:
+        yield cluster
+
+
 def _vid(params) -> str:
     from .registry import variant_id
 
@@ -220,14 +242,13 @@ def session(workers: int | None = None, scheduler: str | None = None, desc: str 
         if not workers and not scheduler:
             yield Serial(progress)
             return
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
 
         if scheduler:
             with Client(scheduler) as client:
                 yield Cluster(progress, client)
             return
-        with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with local_cluster(workers) as cluster, Client(cluster) as client:
             yield Cluster(progress, client)
     finally:
         progress.close()

@@ -29,6 +29,7 @@ import pandas as pd
 
 from .io import atomic_save_npz, atomic_write_json
 from .places import cache_dir
+from .progress import head_done
 from .profile import Head, Profile, Training
 from .repro import digest
 
@@ -214,6 +215,7 @@ class _Saving:
     def done(self, tid, res) -> None:
         p = self.plans[tid]
         store(p).save(key(self.cfg, p), res, dict(seed=p.seed, n_val=len(p.ids("val"))))
+        head_done()
         if self.on_done:
             self.on_done(p)
 

