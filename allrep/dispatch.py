@@ -28,6 +28,7 @@ import time
 
 from .errors import AllrepError
 from .progress import bar
+from .registry import variant_id as _vid
 
 FEATURE_STEPS = ("20_tuning", "30_ensemble", "32_plain")  # steps whose units read backbone features
 FEATURE_CHUNKS = 4  # units per backbone for the features
@@ -57,18 +58,11 @@ def quiet_backend() -> None:
         import keras  # noqa: F401
 
 
-@contextlib.contextmanager
 def _no_inner_bars():
     """Units show no progress bars of their own (features, heads): the runner's bar counts units."""
-    old = os.environ.get("ALLREP_QUIET")
-    os.environ["ALLREP_QUIET"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("ALLREP_QUIET", None)
-        else:
-            os.environ["ALLREP_QUIET"] = old
+    from unittest import mock
+
+    return mock.patch.dict(os.environ, ALLREP_QUIET="1")
 
 
 def step_units(cfg, step, params_list) -> list:
@@ -225,12 +219,6 @@ def local_cluster(workers: int):
             LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
                          silence_logs=logging.ERROR) as cluster:
         yield cluster
-
-
-def _vid(params) -> str:
-    from .registry import variant_id
-
-    return variant_id(params)
 
 
 @contextlib.contextmanager
