@@ -112,6 +112,7 @@ def execute_timed(cfg, step, params) -> float:
     """Execute one variant's notebook (:func:`allrep.pipeline.execute`); returns its seconds."""
     from .pipeline import execute
 
+    quiet_backend()  # a worker that ran no unit yet imports the backend here (provenance), silently
     t0 = time.perf_counter()
     execute(cfg, step, params)
     return time.perf_counter() - t0
