@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .metrics import EPS, bootstrap_interval, brier, ece_equal_width, nll, predict_label
+from .metrics import EPS, bootstrap_interval, brier, confidence, ece_equal_mass, ece_equal_width, nll, predict_label
 from .scores import ensemble_means
 from .uncertainty import binary_entropy, error_detection_auroc, rejection_curve
 
 FUSED = "sum fusion"
+T_BOUNDS = (0.05, 20.0)  # the temperature search's bounds (fit_temperature)
 
 
 def _logit(p):
@@ -36,9 +37,9 @@ def scale(p, T: float) -> np.ndarray:
 
 
 def fit_temperature(y_val, p_val) -> float:
-    """The T in [0.05, 20] that minimises the validation cross-entropy (bounded scalar search on log T)."""
+    """The T in :data:`T_BOUNDS` that minimises the validation cross-entropy (bounded scalar search on log T)."""
     z, y = _logit(p_val), np.asarray(y_val, dtype=int)
-    res = optimize.minimize_scalar(lambda t: nll(y, 1 / (1 + np.exp(-z / np.exp(t)))), bounds=(np.log(0.05), np.log(20)),
+    res = optimize.minimize_scalar(lambda t: nll(y, 1 / (1 + np.exp(-z / np.exp(t)))), bounds=tuple(np.log(T_BOUNDS)),
                                    method="bounded")
     return float(np.exp(res.x))
 
@@ -59,7 +60,8 @@ def calibrate(test: pd.DataFrame, val: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     """Fit T per (dataset, protocol, repeat, model) on ``val`` (:func:`model_probabilities` of the
     validation parts) and scale ``test``'s p by it. Returns (test with ``p_scaled``, temperatures)."""
     split = ["dataset", "protocol", "repeat", "model"]
-    temps = pd.DataFrame([dict(zip(split, k), T=fit_temperature(g["label"], g["p"]))
+    temps = pd.DataFrame([dict(zip(split, k), T=fit_temperature(g["label"], g["p"]),
+                               degenerate=degenerate(g["label"], g["p"]))
                           for k, g in val.groupby(split, sort=True)])
     out = test.merge(temps, on=split, how="left", validate="many_to_one")
     if out["T"].isna().any():
@@ -68,34 +70,85 @@ def calibrate(test: pd.DataFrame, val: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     return out, temps
 
 
+def at_bound(T) -> np.ndarray:
+    """A temperature at the search's bound."""
+    T = np.asarray(T, dtype=float)
+    return (T <= T_BOUNDS[0] * 1.001) | (T >= T_BOUNDS[1] * 0.999)
+
+
+def degenerate(y_val, p_val) -> bool:
+    """A degenerate temperature fit: the validation part is separated by the model (every prediction on its
+    correct side), so its cross-entropy falls for ever as T falls and the fitted T is wherever the search
+    or the probability clip (:data:`allrep.metrics.EPS`) stopped it, not an estimate; or T sits at a bound."""
+    y = np.asarray(y_val, dtype=int)
+    return bool((predict_label(p_val) == y).all() or at_bound(fit_temperature(y, p_val)))
+
+
 def calibration_table(scaled: pd.DataFrame, bins: int = 10, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per (dataset, protocol, model), on test predictions pooled over the repeats: ECE, NLL and Brier
-    before and after temperature scaling with BCa intervals, the temperatures' median, and the AUROC of
-    the scaled predictive entropy for telling errors from correct calls."""
+    """Per (dataset, protocol, model), on test predictions pooled over the outer splits, before and after
+    temperature scaling: NLL, Brier, ECE with equal-width and with equal-mass bins (each with a BCa
+    interval) and the AUROC of the predictive entropy for telling errors from correct calls. Flags:
+    ``T_degenerate`` (splits whose fit is degenerate, :func:`degenerate`), ``nll_improved`` (test NLL
+    after < before; the book calls a map an improvement only then), ``sharpened`` (share of scaled
+    predictions with confidence above 0.99, beside the same share before)."""
     rows = []
     for (ds, protocol, model), g in scaled.groupby(["dataset", "protocol", "model"], sort=True):
         y = g["label"].to_numpy()
+        T = g.groupby("repeat")[["T", "degenerate"]].first()
         row = dict(dataset=ds, protocol=protocol, model=model, n=len(g), repeats=g["repeat"].nunique(),
-                   errors=int((predict_label(g["p"]) != y).sum()), T_median=float(g.groupby("repeat")["T"].first().median()))
+                   errors=int((predict_label(g["p"]) != y).sum()), T_median=float(T["T"].median()),
+                   T_degenerate=int(T["degenerate"].sum()))
         for tag, col in (("before", "p"), ("after", "p_scaled")):
             p = g[col].to_numpy()
-            ece = functools.partial(ece_equal_width, bins=bins)
-            for name, fn in (("ece", ece), ("nll", nll), ("brier", brier)):
+            for name, fn in (("nll", nll), ("brier", brier), ("ece", functools.partial(ece_equal_width, bins=bins)),
+                             ("ece_mass", functools.partial(ece_equal_mass, bins=bins))):
                 est, lo, hi = bootstrap_interval(fn, y, p, n_boot, seed)
                 row.update({f"{name}_{tag}": est, f"{name}_{tag}_low": lo, f"{name}_{tag}_high": hi})
-        row["auroc_errors"] = error_detection_auroc(y, g["p_scaled"], binary_entropy(g["p_scaled"]))
+            row[f"auroc_errors_{tag}"] = error_detection_auroc(y, p, binary_entropy(p))
+            row[f"confident_{tag}"] = float((confidence(p) > 0.99).mean())
+        row["nll_improved"] = bool(row["nll_after"] < row["nll_before"])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def log_odds_confidence(p, T=1.0) -> np.ndarray:
+    """|logit(p)| / T: confidence in log-odds after temperature T. Monotone in the scaled confidence but
+    with no ties at a rounded 0 or 1 except between equal unscaled p (the committed 6 decimals)."""
+    return np.abs(_logit(p)) / np.asarray(T, dtype=float)
+
+
+def referral(test: pd.DataFrame, val: pd.DataFrame, temps: pd.DataFrame, coverage: float, model: str = FUSED,
+             protocol: str = "grouped") -> pd.DataFrame:
+    """Referral with a threshold fitted on validation: per outer split, the log-odds confidence
+    (:func:`log_odds_confidence`) that keeps ``coverage`` of that split's *validation* predictions; a test
+    prediction below it is referred, one at or above it kept (ties go the same way, never by row order).
+    Pooled per dataset: test predictions, kept, correct among kept, referred, errors among referred,
+    the realised test coverage and the thresholds' median."""
+    split = ["dataset", "protocol", "repeat", "model"]
+    pick = lambda f: f[(f["model"] == model) & (f["protocol"] == protocol)]  # noqa: E731
+    t, v = pick(test), pick(val).merge(temps, on=split, how="left", validate="many_to_one")
+    thr = {k: float(np.quantile(log_odds_confidence(g["p"], g["T"]), 1 - coverage, method="lower"))
+           for k, g in v.groupby(["dataset", "repeat"])}
+    rows = []
+    for ds, g in t.groupby("dataset"):
+        th = np.array([thr[(ds, r)] for r in g["repeat"]])
+        keep = log_odds_confidence(g["p"], g["T"]) >= th
+        ok = predict_label(g["p"]).astype(int) == g["label"].to_numpy()
+        rows.append(dict(dataset=ds, n=len(g), kept=int(keep.sum()), correct=int((ok & keep).sum()),
+                         referred=int((~keep).sum()), referred_errors=int((~ok & ~keep).sum()),
+                         coverage=float(keep.mean()), threshold_median=float(np.median(list(thr[(ds, r)] for r in g["repeat"].unique())))))
+    return pd.DataFrame(rows)
+
+
 def referral_curve(scaled: pd.DataFrame, model: str = FUSED, protocol: str = "grouped") -> pd.DataFrame:
-    """Accuracy against coverage when the least confident predictions (scaled p nearest 0.5) are referred,
-    on predictions pooled over the repeats (:func:`allrep.uncertainty.rejection_curve`): coverage, kept,
-    correct, accuracy, per dataset."""
+    """Accuracy against coverage when the least confident test predictions (lowest log-odds confidence after
+    scaling, :func:`log_odds_confidence`) are referred, pooled over the outer splits
+    (:func:`allrep.uncertainty.rejection_curve`): a description of the test predictions at every coverage,
+    not a decision (the decision is :func:`referral`'s validation-fitted threshold). Per dataset: coverage,
+    kept, correct, accuracy."""
     rows = []
     for ds, g in scaled[(scaled["model"] == model) & (scaled["protocol"] == protocol)].groupby("dataset"):
-        p = g["p_scaled"].to_numpy()
-        rc = rejection_curve(g["label"].to_numpy(), p, -np.abs(p - 0.5))
+        rc = rejection_curve(g["label"].to_numpy(), g["p_scaled"].to_numpy(), -log_odds_confidence(g["p"], g["T"]))
         rows.append(pd.DataFrame(dict(dataset=ds, **rc)))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 

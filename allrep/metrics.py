@@ -82,22 +82,6 @@ def summarize_repeats(values, clip: tuple | None = (0.0, 1.0)) -> dict:
     return dict(n=n, mean=mean, sd=sd, ci_low=lo, ci_high=hi)
 
 
-def verdict_interval(estimate: float, lo: float, hi: float, paper_pct: float) -> str:
-    """The rule stated in the book: the paper's accuracy is *reproduced* when it lies inside
-    our 95% interval and our estimate is within 2 points of it; *not reproduced* when it
-    lies outside the interval; otherwise *inconclusive* (too few test images to tell)."""
-    p = paper_pct / 100
-    if not (lo - 1e-12 <= p <= hi + 1e-12):
-        return "not reproduced"
-    return "reproduced" if abs(estimate - p) <= 0.02 + 1e-12 else "inconclusive"
-
-
-def verdict(k: int, n: int, paper_pct: float) -> str:
-    """:func:`verdict_interval` with the Clopper-Pearson interval of one test set."""
-    lo, hi = clopper_pearson(k, n)
-    return verdict_interval(k / n, lo, hi, paper_pct)
-
-
 def corrected_repeats(values, n_test: float, n_train: float, clip: tuple | None = (0.0, 1.0)) -> dict:
     """Mean over repeated random splits with the corrected resampled t interval of Nadeau and Bengio
     (2003, Machine Learning 52:239): the training sets of the splits overlap, so the accuracies are
@@ -117,47 +101,6 @@ def corrected_repeats(values, n_test: float, n_train: float, clip: tuple | None 
         ci = (max(ci[0], clip[0]), min(ci[1], clip[1]))
         pi = (max(pi[0], clip[0]), min(pi[1], clip[1]))
     return dict(n=J, mean=mean, sd=math.sqrt(s2), ci_low=ci[0], ci_high=ci[1], pi_low=pi[0], pi_high=pi[1])
-
-
-def verdict_repeats(ks, ns, n_train: float, paper_pct: float) -> str:
-    """The grouped-protocol verdict: the paper reports one split, so its figure is set against what one
-    of our splits could show: *reproduced* when it lies inside our prediction interval for one split
-    (:func:`corrected_repeats`) and our mean is within 2 points of it, *not reproduced* when it lies
-    outside, otherwise *inconclusive*."""
-    ks, ns = np.asarray(ks, dtype=float), np.asarray(ns, dtype=float)
-    r = corrected_repeats(ks / ns, float(ns.mean()), n_train)
-    return verdict_interval(r["mean"], r["pi_low"], r["pi_high"], paper_pct)
-
-
-def verdict_margin(ks, ns, rule) -> int | None:
-    """How many test predictions would have to change (right to wrong or wrong to right) to flip
-    ``rule(ks)``, the verdict on per-split correct counts ``ks`` of sizes ``ns``: the fewest found
-    when the changes all go one way and fall either in one split or spread over the splits (worst
-    splits first when adding correct answers, best first when removing them). An upper bound on the
-    true minimum for several splits, exact for one. None: no change flips it."""
-    ks, ns = [int(k) for k in ks], [int(n) for n in ns]
-    v0 = rule(ks)
-    order = sorted(range(len(ks)), key=lambda r: ks[r] / ns[r])
-    for d in range(1, sum(ns) + 1):
-        for sign in (1, -1):
-            trials = []
-            for r in range(len(ks)):  # all d changes in split r
-                k = list(ks)
-                k[r] += sign * d
-                trials.append(k)
-            k, left = list(ks), d  # spread round-robin
-            seq = order if sign > 0 else order[::-1]
-            while left and any(0 <= k[r] + sign <= ns[r] for r in seq):
-                for r in seq:
-                    if left and 0 <= k[r] + sign <= ns[r]:
-                        k[r] += sign
-                        left -= 1
-            if not left:
-                trials.append(k)
-            for k in trials:
-                if all(0 <= a <= n for a, n in zip(k, ns)) and rule(k) != v0:
-                    return d
-    return None
 
 
 # ----------------------------------------------------------------------------- probabilistic scores

@@ -250,9 +250,23 @@ def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
     from .tables import book_tables
 
     folder = folder or places.book_dir(cfg) / "_generated"
-    for name, text in book_tables(cfg).items():
+    for name, text in {**book_tables(cfg), "ledger.md": ledger_table()}.items():
         atomic_write_text(folder / name, text)
     return folder
+
+
+def ledger_table() -> str:
+    """The test-set ledger's counts (:mod:`allrep.ledger`) from the project's git history, as markdown."""
+    import subprocess
+
+    from . import ledger
+    from .tables import _md
+
+    try:
+        book = ledger.counts(ledger.looks(), ledger.DEVELOPMENT_SEEDS)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "*(no git history here: the ledger is read from the project's commits)*\n"
+    return _md(book) + "\n" if len(book) else "*(no test part scored yet)*\n"
 
 
 def build_book(cfg: Profile, strict: bool = True) -> Path:

@@ -61,35 +61,51 @@ def learning_curves(curves: pd.DataFrame):
     return g.figure
 
 
-def claims_figure(claims: pd.DataFrame, scores: pd.DataFrame, fused: str = "sum fusion, all backbones"):
-    """Per dataset: the paper's figure (red line), our grouped single-split accuracies (dots), their
-    prediction interval for one split (band), our mean with the corrected t interval, and the
-    paper-protocol point with its exact interval."""
-    datasets = list(dict.fromkeys(claims["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 2.8), squeeze=False, sharey=False)
+def operating_characteristics_figure(oc: pd.DataFrame, design: pd.DataFrame):
+    """Per dataset: P(each verdict) against the true accuracy (simulated), with the paper's figure and the
+    margin below it marked."""
+    datasets = list(dict.fromkeys(oc["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.8 * len(datasets), 2.9), squeeze=False, sharey=True)
+    colours = {"p_reproduced": "tab:green", "p_inconclusive": "tab:grey", "p_not_reproduced": "tab:red"}
     for ax, ds in zip(axes[0], datasets):
-        c = claims[claims["dataset"] == ds].set_index("protocol")
+        g, d = oc[oc["dataset"] == ds], design.set_index("dataset").loc[ds]
+        for col, colour in colours.items():
+            ax.plot(100 * g["true_accuracy"], g[col], color=colour, label=col[2:].replace("_", " "))
+        ax.axvline(d["paper_accuracy"], color="k", lw=1, ls="--")
+        ax.axvline(d["paper_accuracy"] - 100 * d["delta"], color="k", lw=1, ls=":")
+        ax.axhline(0.8, color="k", lw=0.5, alpha=0.4)
+        ax.set(title=f"{ds}: {int(d['outer_splits'])} splits, n_eff {d['effective_n']:.0f}", xlabel="true accuracy (%)",
+               ylabel="probability" if ds == datasets[0] else "", ylim=(-0.02, 1.02))
+    axes[0][0].legend(fontsize=7, loc="center left")
+    fig.tight_layout()
+    return fig
+
+
+def claims_figure(claims: pd.DataFrame, scores: pd.DataFrame):
+    """Per dataset: the paper's figure (red line) and the margin below it (dotted), and per protocol and
+    fused model our pooled accuracy with the rule's one-sided bounds (bar), coloured by verdict; the
+    grouped outer splits' accuracies as dots behind it."""
+    datasets = list(dict.fromkeys(claims["dataset"]))
+    colour = {"reproduced": "tab:green", "inconclusive": "tab:grey", "not reproduced": "tab:red"}
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.9 * len(datasets), 3.0), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        c = claims[claims["dataset"] == ds].reset_index(drop=True)
         paper = c["paper_accuracy"].iloc[0]
-        ax.axhline(paper, color="tab:red", lw=1.5, label="paper")
-        if "grouped" in c.index:
-            g = c.loc["grouped"]
-            acc = 100 * scores[(scores["model"] == fused) & (scores["dataset"] == ds)
-                               & (scores["protocol"] == "grouped")]["accuracy"].to_numpy()
-            jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(acc))
-            ax.axhspan(100 * g["ci_low"], 100 * g["ci_high"], xmin=0.05, xmax=0.45, color="tab:blue", alpha=0.12,
-                       label="one split, 95% PI")
-            ax.scatter(np.zeros(len(acc)) + jitter, acc, s=14, color="tab:blue", alpha=0.7, label="grouped splits")
-            ax.errorbar([0.3], [100 * g["mean_over_repeats"]],
-                        yerr=[[100 * (g["mean_over_repeats"] - g["mean_ci_low"])], [100 * (g["mean_ci_high"] - g["mean_over_repeats"])]],
-                        fmt="s", color="navy", capsize=3, label="mean, corrected t")
-        if "paper" in c.index:
-            p = c.loc["paper"]
-            ax.errorbar([1], [100 * p["accuracy"]], yerr=[[100 * (p["accuracy"] - p["ci_low"])], [100 * (p["ci_high"] - p["accuracy"])]],
-                        fmt="o", color="tab:orange", capsize=3, label="paper split, exact CI")
-        ax.set(xticks=[0, 1], xticklabels=["grouped", "paper split"], xlim=(-0.5, 1.5), title=ds,
-               ylabel="accuracy (%)" if ds == datasets[0] else "")
-        ax.set_ylim(top=100.8)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+        ax.axhline(paper, color="tab:red", lw=1.5)
+        ax.axhline(paper - 100 * c["delta"].iloc[0], color="tab:red", lw=1, ls=":")
+        labels = []
+        for x, r in c.iterrows():
+            acc = 100 * scores[(scores["model"] == r["score_model"]) & (scores["dataset"] == ds)
+                               & (scores["protocol"] == r["protocol"])]["accuracy"].to_numpy()
+            jitter = np.random.default_rng(x).uniform(-0.15, 0.15, len(acc))
+            ax.scatter(x + jitter, acc, s=8, color="tab:blue", alpha=0.35)
+            a = 100 * r["accuracy"]
+            ax.errorbar([x], [a], yerr=[[a - 100 * r["bound_low"]], [100 * r["bound_high"] - a]], fmt="s",
+                        color=colour[r["verdict"]], capsize=3, ms=5)
+            labels.append(f"{r['protocol']}\n{'all' if r['model_set'] == 'all backbones' else 'pretrained'}")
+        ax.set(xticks=range(len(c)), xlim=(-0.5, len(c) - 0.5), title=ds, ylabel="accuracy (%)" if ds == datasets[0] else "")
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_ylim(bottom=max(80, ax.get_ylim()[0]), top=100.8)
     fig.tight_layout()
     return fig
 

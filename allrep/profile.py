@@ -35,7 +35,8 @@ BACKBONE_NAMES = ("inceptionv3", "efficientnetb3", "mobilenetv2")
 class Splits:
     test_fraction: float = 0.2  # paper: 80/20 hold-out
     val_fraction: float = 0.2  # carved from training only
-    repeats: int = 10  # grouped protocol: splits with no group across train/test
+    repeats: int = 10  # grouped protocol: splits with no group across train/test (with folds: repetitions)
+    folds: int = 0  # 0: `repeats` random grouped hold-outs; k: grouped k-fold, repeated `repeats` times
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,17 @@ class Uncertainty:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The verdict rule's settings (:mod:`allrep.claims`), fixed before the confirmatory run."""
+
+    delta: float = 0.04  # margin: a shortfall below the paper's figure that matters to a reader
+    alpha: float = 0.05  # one-sided level of each of the two tests (a 90% two-sided interval)
+    icc: float = 0.1  # assumed intra-group correlation of correctness (photograph groups): the design effect
+    repeat_correlation: float = 0.5  # simulation only: how strongly one image's correctness persists across splits
+    simulations: int = 4000  # simulated runs per true accuracy for the operating characteristics
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     seed: int
@@ -193,6 +205,7 @@ class Profile:
     fusion: Fusion
     uncertainty: Uncertainty
     recipe_study: RecipeStudy = field(default_factory=RecipeStudy)
+    verdict: Verdict = field(default_factory=Verdict)
     weights_dir: str | None = None  # ALLREP_WEIGHTS_DIR wins
     show_images: bool = False  # thumbnails recreate licensed images: scratch profiles only
 

@@ -81,8 +81,10 @@ _SHORTCUTS = "data/shortcut_baselines.csv"
 _PLAIN = "probabilities/{dataset}_{backbone}_plain.csv"
 
 STEPS = (
-    Step("10_data_exploration", "Data exploration and shortcut audit", ("seed", "datasets", "splits", "show_images"),
-         outputs=dict(splits=_SPLITS, shortcuts=_SHORTCUTS)),
+    Step("10_data_exploration", "Data exploration, shortcut audit and the verdict design",
+         ("seed", "datasets", "splits", "show_images", "verdict"),
+         outputs=dict(splits=_SPLITS, shortcuts=_SHORTCUTS, operating_characteristics="verdict/operating_characteristics.csv",
+                      design="verdict/design.csv")),
     Step("20_tuning", "Bayesian tuning", ("seed", "backbones", "weights_dir", "features", "head", "training", "tuning"),
          inputs=dict(splits=_SPLITS),
          outputs=dict(best=_BEST, trials="tuning/trials_{backbone}_{dataset}.csv"), per=("backbone", "dataset")),
@@ -107,12 +109,13 @@ STEPS = (
          inputs=dict(probabilities=_PROBS, validation=_VALPROBS),
          outputs=dict(summary="uncertainty/summary.csv", calibration="uncertainty/calibration.csv",
                       temperatures="uncertainty/temperatures.csv", referral="uncertainty/referral.csv",
+                      referral_fitted="uncertainty/referral_fitted.csv",
                       diversity="uncertainty/diversity.csv")),
     Step("50_fusion", "Sum-rule fusion and ablations", ("datasets", "use_backbones", "fusion"),
          inputs=dict(probabilities=_PROBS, meta=_META, plain=_PLAIN, shortcuts=_SHORTCUTS),
          outputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", baselines="fusion/baselines.csv",
                       camera="fusion/camera.csv", camera_test="fusion/camera_test.csv")),
-    Step("60_results", "Results: claims, protocols, baselines", ("datasets", "use_backbones"),
+    Step("60_results", "Results: claims, protocols, baselines", ("datasets", "use_backbones", "verdict"),
          inputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", meta=_META, best=_BEST, splits=_SPLITS),
          outputs=dict(claims="claims.csv")),
     Step("70_using_models", "Using the models",

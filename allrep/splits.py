@@ -6,9 +6,12 @@ Two protocols per dataset:
   describes. Only byte-identical files are kept together; crops of one slide
   and a slide with its crops *can* straddle train and test, as they almost
   certainly did in the paper. The leakage is measured and reported.
-* ``grouped``: ``repeats`` stratified splits in which no group (slide with its
-  crops, overlapping photographs, duplicate files, crops sharing cells) straddles
-  train and test.
+* ``grouped``: stratified splits in which no group (slide with its crops,
+  overlapping photographs, duplicate files, crops sharing cells) straddles train
+  and test: ``repeats`` random hold-outs of ``test_fraction``, or with ``folds``
+  k > 0 a grouped stratified k-fold (``sklearn.model_selection.StratifiedGroupKFold``)
+  repeated ``repeats`` times with fresh shuffles, so that every image is tested
+  exactly ``repeats`` times. Outer split ``repeat = repetition * folds + fold``.
 
 In both, the validation set used for early stopping and tuning is carved from
 the training part only, grouped the same way; the test part is never looked at
@@ -90,19 +93,34 @@ def paper_split(dataset: str, seed: int, test_fraction: float = 0.2) -> set:
     return test
 
 
+def grouped_folds(df: pd.DataFrame, seed: int, folds: int, repeats: int) -> list[set]:
+    """Test ids of each outer split of a grouped stratified ``folds``-fold repeated ``repeats`` times
+    (sklearn's ``StratifiedGroupKFold``, one seeded shuffle per repetition)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    ids, y, g = df["id"].to_numpy(), df["label"].to_numpy(), df["group"].to_numpy()
+    out = []
+    for rep in range(repeats):
+        state = int(np.random.default_rng([seed, 3, rep]).integers(2**31 - 1))
+        cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=state)
+        out += [set(ids[test]) for _, test in cv.split(ids, y, g)]
+    return out
+
+
 def make_splits(dataset: str, protocol: str, seed: int, test_fraction: float = 0.2, val_fraction: float = 0.2,
-                repeats: int = 1) -> pd.DataFrame:
-    """One row per (repeat, image): role in {"train", "val", "test"}."""
+                repeats: int = 1, folds: int = 0) -> pd.DataFrame:
+    """One row per (outer split ``repeat``, image): role in {"train", "val", "test"}."""
     if protocol not in PROTOCOLS:
         raise AllrepError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     df = items_frame(dataset)
-    n_rep = 1 if protocol == "paper" else int(repeats)
+    if protocol == "paper":
+        tests = [paper_split(dataset, seed, test_fraction)]
+    elif folds:
+        tests = grouped_folds(df, seed, int(folds), int(repeats))
+    else:
+        tests = [_grouped_pick(df, "group", test_fraction, np.random.default_rng([seed, 1, r])) for r in range(int(repeats))]
     frames = []
-    for r in range(n_rep):
-        if protocol == "paper":
-            test = paper_split(dataset, seed, test_fraction)
-        else:
-            test = _grouped_pick(df, "group", test_fraction, np.random.default_rng([seed, 1, r]))
+    for r, test in enumerate(tests):
         train = df[~df["id"].isin(test)]
         val = _grouped_pick(train, "group", val_fraction, np.random.default_rng([seed, 2, r]))
         role = np.where(df["id"].isin(test), "test", np.where(df["id"].isin(val), "val", "train"))

@@ -13,11 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_claims_file_has_one_row_per_claim_and_protocol():
     cl = pd.read_csv(ROOT / "results" / "claims.csv")
-    cols = ["dataset", "protocol", "n_test", "n_correct", "accuracy", "ci_low", "ci_high", "paper_accuracy", "verdict"]
+    cols = ["dataset", "protocol", "models", "n_test", "n_correct", "accuracy", "bound_low", "bound_high",
+            "paper_accuracy", "verdict"]
     assert set(cols) <= set(cl.columns)
-    assert sorted(zip(cl["dataset"], cl["protocol"])) == sorted(
-        (d, p) for d in ("IDB1", "IDB2", "combined") for p in ("paper", "grouped"))
-    paper = cl[cl["protocol"] == "paper"].set_index("dataset")
+    # every claim and protocol: the three-backbone fusion, and the pretrained backbones alone (one is random here)
+    assert sorted(zip(cl["dataset"], cl["protocol"], cl["model_set"])) == sorted(
+        (d, p, m) for d in ("IDB1", "IDB2", "combined") for p in ("paper", "grouped")
+        for m in ("all backbones", "pretrained only"))
+    assert (cl.loc[cl["model_set"] == "all backbones", "models"].str.contains(r"\(random\)")).all()
+    assert not cl.loc[cl["model_set"] == "pretrained only", "models"].str.contains("random").any()
+    paper = cl[(cl["protocol"] == "paper") & (cl["model_set"] == "all backbones")].set_index("dataset")
     assert paper["n_test"].to_dict() == {"IDB1": 22, "IDB2": 52, "combined": 74}
     assert (cl["accuracy"] == cl["n_correct"] / cl["n_test"]).all()
     assert (cl.loc[cl["protocol"] == "grouped", "repeats"] == load_profile("paper").splits.repeats).all()

@@ -1,4 +1,4 @@
-"""The verdict rule, its margins, the corrected resampled t, and calibration on validation."""
+"""The verdict rule, its monotonicity, margins and operating characteristics, the corrected resampled t, and calibration on validation."""
 import math
 
 import numpy as np
@@ -7,7 +7,13 @@ import pytest
 from scipy import stats
 
 from allrep import calibration as cal
-from allrep.metrics import bootstrap_interval, corrected_repeats, ece_equal_width, verdict, verdict_margin, verdict_repeats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from allrep import claims as C
+from allrep.metrics import bootstrap_interval, clopper_pearson, corrected_repeats, ece_equal_width
+from allrep.profile import Verdict
+from allrep.splits import make_splits
 
 
 def test_corrected_t_matches_nadeau_bengio_by_hand():
@@ -22,25 +28,79 @@ def test_corrected_t_matches_nadeau_bengio_by_hand():
     assert r["pi_high"] == pytest.approx(np.mean(v) + pi)
 
 
-def test_paper_protocol_margins():
-    # 51/52 against 98.07: 50/52 still within 2 points, 49/52 is not -> 2 changes flip it
-    assert verdict(51, 52, 98.07) == "reproduced"
-    assert verdict_margin([51], [52], lambda k: verdict(k[0], 52, 98.07)) == 2
-    # 22/22 against 100: one error makes 95.45, more than 2 points away
-    assert verdict_margin([22], [22], lambda k: verdict(k[0], 22, 100.0)) == 1
+RANK = {"not reproduced": 0, "inconclusive": 1, "reproduced": 2}
+RULE = Verdict(delta=0.04, alpha=0.05, icc=0.1, repeat_correlation=0.5, simulations=1000)
 
 
-def test_grouped_verdict_sets_one_split_against_the_paper():
-    ns = [22] * 10
-    assert verdict_repeats([22] * 5 + [21] * 5, ns, 86, 100.0) == "inconclusive"  # inside the PI, mean 2.3 points off
-    half_perfect = [22] * 6 + [21] * 4  # six of ten splits reach 100%, mean 98.2%
-    assert verdict_repeats(half_perfect, ns, 86, 100.0) == "reproduced"
-    worse = [19] * 10  # every split at 86%: 100% is outside any interval for one split
-    assert verdict_repeats(worse, ns, 86, 100.0) == "not reproduced"
-    m = verdict_margin(half_perfect, ns, lambda k: verdict_repeats(k, ns, 86, 100.0))
-    assert m is not None and m >= 1
-    sure = [22] * 10  # every split perfect: the figure is deep inside, more changes are needed
-    assert verdict_margin(sure, ns, lambda k: verdict_repeats(k, ns, 86, 100.0)) >= m
+def test_bounds_are_clopper_pearson_at_an_integer_effective_n():
+    lo, hi = C.bounds(np.array([45, 52]), 52, 52, 0.05)
+    cp = clopper_pearson(45, 52, alpha=0.10)  # one-sided 5% each = the two-sided 90% interval
+    assert lo[0] == pytest.approx(cp[0]) and hi[0] == pytest.approx(cp[1])
+    assert hi[1] == 1.0 and lo[1] == pytest.approx(0.05 ** (1 / 52))  # k = n: the exact one-sided bound
+
+
+def test_design_effect_and_effective_n_by_hand():
+    assert C.design_effect([1, 1, 2], 0.1) == pytest.approx(1 + (6 / 4 - 1) * 0.1)
+    rows = pd.DataFrame(dict(id=["a", "b", "c", "a"], group=["g", "g", "h", "g"]))  # "a" tested twice counts once
+    assert C.effective_n(rows, 0.5) == pytest.approx(3 / (1 + (5 / 3 - 1) * 0.5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 600), frac=st.floats(0.05, 1.0), paper=st.floats(80.0, 100.0), data=st.data())
+def test_more_correct_predictions_never_move_towards_not_reproduced(n, frac, paper, data):
+    n_eff = max(frac * n, 1.0)
+    k1 = data.draw(st.integers(0, n))
+    k2 = data.draw(st.integers(k1, n))
+    v1, v2 = (C.verdict(k, n, n_eff, paper, 0.04, 0.05) for k in (k1, k2))
+    assert RANK[v2] >= RANK[v1]
+
+
+def _confirmatory(ds):
+    return make_splits(ds, "grouped", 1234, repeats=2, folds=5)
+
+
+@pytest.mark.parametrize("dataset", ["IDB1", "IDB2"])
+def test_every_split_at_the_papers_figure_is_reproduced_sd_zero_included(dataset):
+    sp = _confirmatory(dataset)
+    test = sp[sp["role"] == "test"]
+    p0 = C.PAPER_CLAIMS[dataset]
+    ns = test.groupby("repeat").size().to_numpy()
+    ks = np.ceil(p0 / 100 * ns - 1e-9).astype(int)  # each split reaches the figure (IDB1: every split 100%)
+    n_eff = C.effective_n(test, RULE.icc)
+    assert C.verdict(int(ks.sum()), int(ns.sum()), n_eff, p0, RULE.delta, RULE.alpha) == "reproduced"
+    # and the old rule's trap is gone: identical splits (sd 0) cannot collapse an interval here
+    assert C.margin(int(ks.sum()), int(ns.sum()), n_eff, p0, RULE.delta, RULE.alpha) >= 1
+
+
+def test_margin_is_exact():
+    n, n_eff, p0 = 520, 188.0, 98.07
+    every = C.verdicts(np.arange(n + 1), n, n_eff, p0, 0.04, 0.05)
+    for k in (480, 500, 505, 515):
+        m = C.margin(k, n, n_eff, p0, 0.04, 0.05)
+        near = [j for j in range(max(0, k - m + 1), min(n, k + m - 1) + 1)]
+        assert all(every[j] == every[k] for j in near)  # nothing closer flips it
+        assert every[k - m] != every[k] or every[min(n, k + m)] != every[k]
+
+
+def test_operating_characteristics_reach_both_powers_at_the_confirmatory_design():
+    sp = _confirmatory("IDB2")
+    rep, nrep = C.power_at(sp, 98.07, RULE, RULE.delta, seed=3)
+    assert rep >= 0.8 and nrep >= 0.8
+    oc = C.operating_characteristics(sp, 98.07, RULE, seed=3, grid=np.array([0.90, 0.95, 1.0]))
+    assert np.allclose(oc[["p_reproduced", "p_inconclusive", "p_not_reproduced"]].sum(axis=1), 1)
+    assert oc["p_reproduced"].is_monotonic_increasing and oc["p_not_reproduced"].is_monotonic_decreasing
+    # the development design (5 random hold-outs, each image tested about once) cannot reach them
+    dev = make_splits("IDB2", "grouped", 1234, repeats=5)
+    assert min(C.power_at(dev, 98.07, RULE, RULE.delta, seed=3)) < 0.8
+
+
+def test_simulated_accuracy_has_the_true_mean():
+    rng = np.random.default_rng(0)
+    tests, group_of = [np.arange(100), np.arange(100)], np.repeat(np.arange(25), 4)
+    k = C.simulate_correct(tests, group_of, 0.9, 0.1, 0.5, 4000, rng)
+    assert k.mean() / 200 == pytest.approx(0.9, abs=0.005)
+    k0 = C.simulate_correct(tests, group_of, 0.9, 0.0, 0.0, 4000, rng)  # independent: binomial variance
+    assert k0.var() == pytest.approx(200 * 0.9 * 0.1, rel=0.15) and k.var() > 1.5 * k0.var()
 
 
 def test_temperature_scaling_recovers_an_overconfident_model():
@@ -68,3 +128,75 @@ def test_calibrate_fits_on_validation_not_test():
     scaled, temps = cal.calibrate(test, val)
     assert temps["T"].iloc[0] < 1  # the validation part says: sharpen
     assert ((scaled["p_scaled"] > 0.5) == (scaled["p"] > 0.5)).all()  # scaling never flips a decision
+
+
+def _frames(p_test, y_test, p_val, y_val, repeat=0):
+    mk = lambda p, y: pd.DataFrame(dict(dataset="D", protocol="grouped", repeat=repeat, model=cal.FUSED,  # noqa: E731
+                                        id=[f"i{j}" for j in range(len(p))], label=y, p=p))
+    return mk(p_test, y_test), mk(p_val, y_val)
+
+
+def test_referral_threshold_comes_from_validation_and_ties_never_by_row_order():
+    rng = np.random.default_rng(0)
+    p_test = np.r_[np.ones(30), np.zeros(30), rng.uniform(0.2, 0.8, 20)]  # 60 rounded 0 or 1: ties
+    y_test = (p_test > 0.5).astype(int)
+    p_val = np.r_[np.ones(10), rng.uniform(0.05, 0.95, 10)]
+    y_val = (p_val > 0.5).astype(int)
+    test, val = _frames(p_test, y_test, p_val, y_val)
+    scaled, temps = cal.calibrate(test, val)
+    a = cal.referral(scaled, val, temps, 0.9)
+    b = cal.referral(scaled.sample(frac=1, random_state=1), val, temps, 0.9)  # rows reordered
+    assert a.equals(b)
+    assert a["kept"].iloc[0] >= 60  # every tied 0/1 prediction is kept together
+    flipped = scaled.assign(label=1 - scaled["label"])  # test labels cannot move the threshold
+    assert cal.referral(flipped, val, temps, 0.9)["kept"].iloc[0] == a["kept"].iloc[0]
+    val2 = val.assign(p=np.r_[np.ones(10), np.full(10, 0.999)])  # a more confident validation part refers more
+    s2, t2 = cal.calibrate(test, val2)
+    assert cal.referral(s2, val2, t2, 0.9)["kept"].iloc[0] <= a["kept"].iloc[0]
+
+
+def test_calibration_table_flags_a_map_that_worsens_test_nll():
+    rng = np.random.default_rng(2)
+    p_val = np.r_[np.full(20, 0.8), np.full(20, 0.2)]
+    y_val = np.r_[np.ones(20), np.zeros(20)].astype(int)  # separable validation: T runs to its lower bound
+    p_test = rng.uniform(0.55, 0.9, 60)
+    y_test = (rng.uniform(size=60) < 0.7).astype(int)  # 30% of confident test calls are wrong
+    test, val = _frames(p_test, y_test, p_val, y_val)
+    scaled, temps = cal.calibrate(test, val)
+    assert temps["degenerate"].all()
+    row = cal.calibration_table(scaled, n_boot=100).iloc[0]
+    assert row["T_degenerate"] == 1 and not row["nll_improved"] and row["nll_after"] > row["nll_before"]
+    assert row["confident_after"] > row["confident_before"]
+    for m in ("nll", "brier", "ece", "ece_mass"):
+        for tag in ("before", "after"):
+            assert row[f"{m}_{tag}_low"] - 1e-12 <= row[f"{m}_{tag}"] <= row[f"{m}_{tag}_high"] + 1e-12
+
+
+def test_ledger_counts_new_looks_and_byte_identical_repeats(tmp_path):
+    import subprocess
+
+    from allrep import ledger
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "results" / "probabilities").mkdir(parents=True)
+    (tmp_path / "profiles" / "paper.yaml").write_text("seed: 7\n")
+    f = tmp_path / "results" / "probabilities" / "IDB2_mobilenetv2.csv"
+
+    def commit(p, msg):
+        pd.DataFrame(dict(protocol="grouped", repeat=0, dataset="IDB2", backbone="mobilenetv2", member=0,
+                          id=["a", "b", "c"], label=[1, 0, 1], p_all=p)).to_csv(f, index=False)
+        git("add", "-A")
+        git("commit", "-q", "--allow-empty", "-m", msg)
+
+    commit([0.9, 0.1, 0.2], "first look")
+    (tmp_path / "README").write_text("x")
+    commit([0.9, 0.1, 0.2], "byte-identical rerun")  # the same predictions again
+    commit([0.9, 0.1, 0.7], "second look")
+    lg = ledger.looks(tmp_path)
+    assert lg["k"].tolist() == [2, 3] and lg["look"].tolist() == ["new", "new"]  # the repeat commit changed no file
+    c = ledger.counts(lg)
+    assert c["max_looks_per_split_and_model"].iloc[0] == 2 and c["label"].iloc[0] == "confirmatory"

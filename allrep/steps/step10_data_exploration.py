@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..baselines import majority_baseline, size_only_baseline
+from ..claims import PAPER_CLAIMS, design_table, operating_characteristics
 from ..registry import PROTOCOLS, Context
 from ..scores import summarize
 from ..splits import make_splits
@@ -18,7 +19,7 @@ def splits(ctx: Context) -> dict[tuple[str, str], pd.DataFrame]:
     cfg, s = ctx.cfg, ctx.cfg.splits
     out = {}
     for dataset, protocol in ctx.paths("splits", "outputs"):
-        df = make_splits(dataset, protocol, cfg.seed, s.test_fraction, s.val_fraction, s.repeats)
+        df = make_splits(dataset, protocol, cfg.seed, s.test_fraction, s.val_fraction, s.repeats, s.folds)
         ctx.write_csv(df, "splits", dataset=dataset, protocol=protocol)
         out[dataset, protocol] = df
     return out
@@ -37,3 +38,36 @@ def shortcut_baselines(ctx: Context, frames: dict) -> tuple[pd.DataFrame, pd.Dat
 def shortcut_glue(summary: pd.DataFrame) -> dict:
     return {f"short_{r['model'].split()[0]}_{r['dataset']}_{r['protocol']}": float(r["accuracy"])
             for _, r in summary.iterrows()}
+
+
+def verdict_design(ctx: Context, frames: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The verdict rule's operating characteristics on this profile's grouped design (simulated,
+    :func:`allrep.claims.operating_characteristics`) and the design table (effective n, power at the
+    margin, smallest margin with both powers at 0.8). Written before any model is trained: they depend on
+    the splits and the rule only. Returns (operating characteristics, design)."""
+    v, seed = ctx.cfg.verdict, ctx.cfg.seed
+    grouped = {ds: frames[ds, "grouped"] for ds in ctx.cfg.datasets}
+    oc = pd.concat([operating_characteristics(sp, PAPER_CLAIMS[ds], v, seed).assign(dataset=ds)
+                    for ds, sp in grouped.items()], ignore_index=True)
+    oc = oc[["dataset", "true_accuracy", "p_reproduced", "p_inconclusive", "p_not_reproduced"]]
+    design = design_table(grouped, v, seed)
+    ctx.write_csv(oc.round(6), "operating_characteristics")
+    ctx.write_csv(design.round(6), "design")
+    return oc, design
+
+
+def design_glue(design: pd.DataFrame) -> dict:
+    out = {}
+    for r in design.itertuples():
+        out.update({f"oc_rep_{r.dataset}": round(float(r.p_reproduced_at_paper), 3),
+                    f"oc_not_{r.dataset}": round(float(r.p_not_reproduced_at_delta_below), 3),
+                    f"oc_neff_{r.dataset}": round(float(r.effective_n), 1),
+                    f"oc_splits_{r.dataset}": int(r.outer_splits), f"oc_images_{r.dataset}": int(r.images),
+                    f"oc_groups_{r.dataset}": int(r.groups),
+                    f"oc_smallest_{r.dataset}": "none up to 10 points" if pd.isna(r.smallest_delta) else f"{100 * r.smallest_delta:.1f} points",
+                    f"paper_k_{r.dataset}": int(r.paper_k), f"paper_n_{r.dataset}": int(r.paper_n),
+                    f"paper_ci_{r.dataset}": f"{100 * r.paper_ci_low:.1f}% to {100 * r.paper_ci_high:.2f}%"})
+    out["verdict_delta"] = f"{100 * float(design['delta'].iloc[0]):.0f} points"
+    out["verdict_alpha"] = float(design["alpha"].iloc[0])
+    out["verdict_icc"] = float(design["icc"].iloc[0])
+    return out

@@ -20,13 +20,15 @@ def run(ctx: Context) -> dict:
     scaled, temps = cal.calibrate(test, val)
     table = cal.calibration_table(scaled, u.ece_bins, u.bootstrap, cfg.seed)
     referral = cal.referral_curve(scaled)
+    fitted = cal.referral(scaled, val, temps, u.referral_coverage)
     diversity = cal.diversity(probs)
     ctx.write_csv(table.round(6), "calibration")
     ctx.write_csv(temps.round(6), "temperatures")
     ctx.write_csv(referral.round(6), "referral")
+    ctx.write_csv(fitted.round(6), "referral_fitted")
     ctx.write_csv(diversity.round(6), "diversity")
     return dict(probabilities=probs, summary=summ, scaled=scaled, calibration=table, temperatures=temps,
-                referral=referral, diversity=diversity)
+                referral=referral, referral_fitted=fitted, diversity=diversity)
 
 
 def per_ensemble_means(summ: pd.DataFrame) -> pd.DataFrame:
@@ -35,28 +37,34 @@ def per_ensemble_means(summ: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibration_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The calibration table as a person reads it: estimate [interval], before -> after, 3 decimals."""
-    out = table[["dataset", "protocol", "model", "n", "errors", "T_median"]].copy()
+    """The calibration table as a person reads it: before -> after with BCa intervals, 3 decimals; the
+    degenerate fits and whether test NLL improved, beside each row."""
+    out = table[["dataset", "protocol", "model", "n", "errors", "T_median", "T_degenerate"]].copy()
     out["T_median"] = out["T_median"].map("{:.2f}".format)
-    for m in ("ece", "nll", "brier"):
+    for m in ("nll", "brier", "ece", "ece_mass"):
         for tag in ("before", "after"):
             out[f"{m} {tag}"] = [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in
                                  zip(table[f"{m}_{tag}"], table[f"{m}_{tag}_low"], table[f"{m}_{tag}_high"])]
-    out["AUROC errors"] = [("" if pd.isna(a) else f"{a:.3f}") for a in table["auroc_errors"]]
+    for tag in ("before", "after"):
+        out[f"AUROC errors {tag}"] = [("" if pd.isna(a) else f"{a:.3f}") for a in table[f"auroc_errors_{tag}"]]
+    out["NLL improved"] = table["nll_improved"].map({True: "yes", False: "no"})
     return out
 
 
-def calibration_glue(table: pd.DataFrame, referral: pd.DataFrame, coverage: float = 0.9) -> dict:
-    """Numbers the book quotes: the fused model's ECE before and after scaling (pooled grouped), and the
-    correct and kept predictions at the profile's referral coverage on the referral curve."""
+def calibration_glue(table: pd.DataFrame, fitted: pd.DataFrame) -> dict:
+    """Numbers the book quotes: for the fused model (grouped, pooled), NLL, ECE (equal-width and
+    equal-mass), error-detection AUROC and the share of confidences above 0.99 before and after scaling,
+    whether NLL improved, the degenerate temperatures; the validation-fitted referral's k/n."""
     out = {}
     fused = table[(table["model"] == cal.FUSED) & (table["protocol"] == "grouped")]
     for r in fused.itertuples():
         for tag in ("before", "after"):
-            out[f"ece_{tag}_{r.dataset}"] = round(float(getattr(r, f"ece_{tag}")), 4)
-            out[f"ece_{tag}_low_{r.dataset}"] = round(float(getattr(r, f"ece_{tag}_low")), 4)
-            out[f"ece_{tag}_high_{r.dataset}"] = round(float(getattr(r, f"ece_{tag}_high")), 4)
-    for ds, g in referral.groupby("dataset"):
-        at = g[g["coverage"] >= coverage - 1e-12].iloc[0]
-        out[f"referral_k_{ds}"], out[f"referral_n_{ds}"] = int(at["correct"]), int(at["kept"])
+            for m in ("nll", "ece", "ece_mass", "auroc_errors", "confident"):
+                out[f"{m}_{tag}_{r.dataset}"] = round(float(getattr(r, f"{m}_{tag}")), 3)
+        out[f"nll_improved_{r.dataset}"] = "improved" if r.nll_improved else "worsened"
+        out[f"T_degenerate_{r.dataset}"] = int(r.T_degenerate)
+        out[f"T_splits_{r.dataset}"] = int(r.repeats)
+    for r in fitted.itertuples():
+        out[f"referral_k_{r.dataset}"], out[f"referral_n_{r.dataset}"] = int(r.correct), int(r.kept)
+        out[f"referral_referred_{r.dataset}"], out[f"referral_referred_errors_{r.dataset}"] = int(r.referred), int(r.referred_errors)
     return out
