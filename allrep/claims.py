@@ -185,6 +185,17 @@ def design_table(splits: dict, rule, seed: int, target: float = 0.8) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def verdict_design(grouped: dict, rule, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rule's operating characteristics (:func:`operating_characteristics`, columns dataset,
+    true_accuracy, p_reproduced, p_inconclusive, p_not_reproduced) and the design table
+    (:func:`design_table`) of a grouped design (``grouped``: dataset -> split file), both rounded to 6
+    decimals as written. They depend on the splits and the rule only: no model is needed."""
+    oc = pd.concat([operating_characteristics(sp, PAPER_CLAIMS[ds], rule, seed).assign(dataset=ds)
+                    for ds, sp in grouped.items()], ignore_index=True)
+    oc = oc[["dataset", "true_accuracy", "p_reproduced", "p_inconclusive", "p_not_reproduced"]]
+    return oc.round(6), design_table(grouped, rule, seed).round(6)
+
+
 # ----------------------------------------------------------------------------- the claims table
 def split_facts(splits: pd.DataFrame, icc: float) -> dict:
     """Per (dataset, protocol): mean training-part size, the share of test images whose group also has

@@ -5,6 +5,7 @@
                [--workers N | --scheduler ADDRESS]
     allrep book --profile smoke
     allrep steps --profile paper
+    allrep preregister [--check]
 
 User errors print one line and exit 2; nothing else changes.
 """
@@ -91,6 +92,20 @@ def _cmd_predict(a) -> int:
     return 1 if failed else 0
 
 
+def _cmd_preregister(a) -> int:
+    from . import preregistration as pre
+
+    if a.check:
+        bad = pre.check(a.profile)
+        for line in bad:
+            print(f"allrep preregister: {line}", file=sys.stderr)
+        print(f"{pre.FOLDER.name}/: {'matches' if not bad else 'DIFFERS from'} the {a.profile} profile")
+        return 1 if bad else 0
+    for path in pre.write(a.profile):
+        print(path.relative_to(pre.PROJECT_ROOT))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="allrep", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -127,6 +142,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("steps", help="list steps, variants and whether they are current")
     s.add_argument("--profile", default="smoke")
     s.set_defaults(fn=_cmd_steps)
+    e = sub.add_parser("preregister", help="freeze the confirmatory splits and the rule's operating characteristics")
+    e.add_argument("--profile", default="confirmatory")
+    e.add_argument("--check", action="store_true", help="compare the frozen files with what the profile makes today")
+    e.set_defaults(fn=_cmd_preregister)
     return p
 
 

@@ -81,12 +81,25 @@ def setup(step: str, profile: str, **params) -> Context:
     return Context(s, cfg, dict(params), env)
 
 
-def glue_values(values: dict):
-    """Glue every value for the book (``{glue}`key```) and return them as a table, so that the
-    cell's output shows, and nbval compares, exactly the numbers the book quotes."""
-    import pandas as pd
+class Glued(dict):
+    """The glued values, shown whole: a pandas frame's display stops at 60 rows and prints ``...``,
+    so nbval would compare only the first and last keys of a long glue cell."""
+
+    def __repr__(self) -> str:
+        width = max(map(len, self), default=0)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in self.items())
+
+    def _repr_html_(self) -> str:
+        import pandas as pd
+
+        return pd.Series(self, name="glued", dtype=object).to_frame().to_html()
+
+
+def glue_values(values: dict) -> Glued:
+    """Glue every value for the book (``{glue}`key```) and return them, so that the cell's output
+    shows, and nbval compares, every number the book quotes (all of them, never a truncated table)."""
     from myst_nb import glue
 
     for k, v in values.items():
         glue(k, v, display=False)
-    return pd.Series(values, name="glued", dtype=object).to_frame()
+    return Glued(values)

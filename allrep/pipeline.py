@@ -162,6 +162,7 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
             for (name, vid), dt in runner.notebooks(cfg, [(step, p) for p in stale], say).items():
                 times[f"{name}__{vid}"] = dt
                 executed.append(f"{name} [{vid}]")
+            record_scorings(cfg, step, stale)
         total = time.perf_counter() - t_start
         workers_used = runner.workers
     _record_times(cfg, times, total, started, cache_start, workers_used)
@@ -169,6 +170,16 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
     (log or print)(f"pipeline {cfg.name}: {len(executed)} executed, {len(skipped)} skipped, {total:.0f}s"
                    + (f" on {workers_used} workers" if workers_used > 1 else ""))
     return dict(executed=executed, skipped=skipped, seconds=total, workers=workers_used)
+
+
+def record_scorings(cfg: Profile, step: Step, variants: list[dict]) -> None:
+    """The test-set ledger (:mod:`allrep.ledger`): a row per outer split of every test-prediction file the
+    executed ``variants`` declare as outputs. Here, in the runner's process, so Dask workers never race on it."""
+    from . import ledger
+    from .registry import other_output
+
+    written = sorted({p for v in variants for p in declared(cfg, step, v, "outputs")})
+    ledger.record(other_output("ledger", cfg), places.output_dir(cfg), written, cfg.seed)
 
 
 def _absolute_env() -> None:
@@ -247,26 +258,28 @@ def prepare_book(cfg: Profile) -> Path:
 
 def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
     """Markdown tables generated from results files, included by the book's pages."""
+    from .preregistration import markdown as preregistration_tables
     from .tables import book_tables
 
     folder = folder or places.book_dir(cfg) / "_generated"
-    for name, text in {**book_tables(cfg), "ledger.md": ledger_table()}.items():
+    for name, text in {**book_tables(cfg), "ledger.md": ledger_table(cfg), **preregistration_tables()}.items():
         atomic_write_text(folder / name, text)
     return folder
 
 
-def ledger_table() -> str:
-    """The test-set ledger's counts (:mod:`allrep.ledger`) from the project's git history, as markdown."""
-    import subprocess
+def ledger_table(cfg: Profile) -> str:
+    """The test-set ledger's counts (:mod:`allrep.ledger`, ``results/ledger.csv``), as markdown."""
+    import pandas as pd
 
     from . import ledger
+    from .registry import other_output
     from .tables import _md
 
-    try:
-        book = ledger.counts(ledger.looks(), ledger.DEVELOPMENT_SEEDS)
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return "*(no git history here: the ledger is read from the project's commits)*\n"
-    return _md(book) + "\n" if len(book) else "*(no test part scored yet)*\n"
+    path = other_output("ledger", cfg)
+    if not path.is_file():
+        return "*(no test part scored yet)*\n"
+    book = ledger.counts(pd.read_csv(path, dtype={"commit": str, "digest": str}), ledger.DEVELOPMENT_SEEDS)
+    return _md(book) + "\n"
 
 
 def build_book(cfg: Profile, strict: bool = True) -> Path:

@@ -174,6 +174,8 @@ class Uncertainty:
     ece_bins: int = 10
     bootstrap: int = 1000
     referral_coverage: float = 0.9  # share of predictions kept; the least confident rest is referred to a human
+    calibration_folds: int = 5  # grouped folds of a validation part that cross-fit the map choice (allrep.calibration)
+    temperature_prior_sd: float = 0.5  # sd of the regularised temperature's normal prior on log T
 
 
 @dataclass(frozen=True)

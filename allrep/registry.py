@@ -130,6 +130,7 @@ OTHER_OUTPUTS = {
     "timings": ("timings/runs.json", "the runner (allrep run): one entry per run that executed something"),
     "recipe_study": ("recipe/study.csv", "scripts/recipe_study.py (the recipe study's evidence)"),
     "benchmark": ("benchmark.json", "scripts/benchmark.py (speed only, no accuracy)"),
+    "ledger": ("ledger.csv", "the runner (allrep run): a row per scoring of a test part (allrep.ledger.record)"),
 }
 
 

@@ -94,7 +94,11 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     import pandas as pd
 
     claims = pd.read_csv(results / "claims.csv")
-    assert list(claims.columns[:5]) == ["dataset", "protocol", "repeats", "n_test", "n_correct"]
+    assert list(claims.columns[:8]) == ["dataset", "protocol", "models", "model_set", "score_model", "repeats", "n_test",
+                                       "n_correct"]
+    assert set(claims["models"]) == {"efficientnetb3 (random) + inceptionv3 + mobilenetv2", "inceptionv3 + mobilenetv2"}
+    assert (claims["bound_low"] <= claims["accuracy"]).all() and (claims["accuracy"] <= claims["bound_high"]).all()
+    assert (claims["effective_n"] <= claims["n_test"] + 1e-9).all()  # photograph groups never add information
     assert set(claims["dataset"]) == {"IDB1", "IDB2", "combined"} and set(claims["protocol"]) == {"paper", "grouped"}
     paper = claims[claims["protocol"] == "paper"].set_index("dataset")
     assert paper.loc["IDB1", "n_test"] == 22 and paper.loc["IDB2", "n_test"] == 52 and paper.loc["combined", "n_test"] == 74
@@ -131,6 +135,15 @@ def test_second_run_executes_nothing(smoke):
                              "--datasets", "IDB1", "--backbones", "mobilenetv2", "--force"], env=smoke["env"], cwd=ROOT,
                             capture_output=True, text=True)
     assert forced.returncode == 0 and "1 executed, 0 skipped" in forced.stdout, forced.stderr[-2000:]
+    import pandas as pd
+
+    # the ledger: every split of every test-prediction file scored once by the first run, and the forced
+    # re-execution's byte-identical predictions are repeats, not new looks
+    lg = pd.read_csv(smoke["base"] / "scratch" / "smoke" / "results" / "ledger.csv")
+    mine = lg[lg["models"] == "mobilenetv2 ensemble"]
+    assert (mine.groupby(["dataset", "split_set", "repeat"])["look"].apply(list).map(lambda v: v[0]) == "new").all()
+    assert mine[mine["dataset"] == "IDB1"]["look"].tolist() == ["new"] * 3 + ["repeat"] * 3  # paper + 2 grouped
+    assert (lg[lg["dataset"] != "IDB1"]["look"] == "new").all()
     after = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke"], env=smoke["env"],
                            cwd=ROOT, capture_output=True, text=True)
     assert f"0 executed, {N_VARIANTS} skipped" in after.stdout, after.stdout[-2000:]
@@ -223,7 +236,7 @@ def test_book_in_a_real_browser(smoke_book, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}"]
     url = (smoke_book / "intro.html").as_uri()
     dom = subprocess.run([exe, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    assert "Claims: the paper against this run" in dom
+    assert "What we find" in dom and "The verdict rule" in dom
     assert "<table" in dom and any(v in dom for v in ("not reproduced", "reproduced", "inconclusive"))
     shot = tmp_path / "intro.png"
     subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1280,1400", url], capture_output=True,
@@ -274,9 +287,11 @@ def test_two_dask_workers_one_killed_write_what_the_serial_run_wrote(smoke, tmp_
     assert "Traceback" not in err and "oneDNN" not in err  # one progress bar, no kernel or TensorFlow chatter
     mine = tmp_path / "scratch" / "smoke" / "results"
     serial = smoke["base"] / "scratch" / "smoke" / "results"
-    files = sorted(p.relative_to(mine) for p in mine.rglob("*") if p.is_file() and p.parent.name != "timings")
-    # step 10: 6 split files + the shortcut baselines; per dataset: tuning 2, ensemble 4, plain heads 2
-    assert len(files) == 7 + 3 * (2 + 4 + 2), files
+    files = sorted(p.relative_to(mine) for p in mine.rglob("*")
+                   if p.is_file() and p.parent.name != "timings" and p.name != "ledger.csv")  # dates differ
+    # step 10: 6 split files, the shortcut baselines and the verdict design (2); per dataset: tuning 2,
+    # ensemble 4, plain heads 2
+    assert len(files) == 9 + 3 * (2 + 4 + 2), files
     import pandas as pd
 
     for f in files:

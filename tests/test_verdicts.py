@@ -200,3 +200,50 @@ def test_ledger_counts_new_looks_and_byte_identical_repeats(tmp_path):
     assert lg["k"].tolist() == [2, 3] and lg["look"].tolist() == ["new", "new"]  # the repeat commit changed no file
     c = ledger.counts(lg)
     assert c["max_looks_per_split_and_model"].iloc[0] == 2 and c["label"].iloc[0] == "confirmatory"
+    # the runner's appends (ledger.record) continue the backfill: a byte-identical rewrite is a repeat, a
+    # changed prediction a new look, a validation file or a file nobody wrote no row
+    path = tmp_path / "results" / "ledger.csv"
+    lg.to_csv(path, index=False)
+    results = tmp_path / "results"
+    val = results / "probabilities" / "IDB2_mobilenetv2_val.csv"
+    val.write_text(f.read_text())
+    again = ledger.record(path, results, [f, val], 7, root=tmp_path)
+    assert again["look"].tolist() == ["repeat"] and again["k"].tolist() == [3]
+    assert again["commit"].iloc[0].endswith("+dirty") is False  # profiles, code and notebooks match HEAD
+    pd.read_csv(f).assign(p_all=[0.9, 0.6, 0.7]).to_csv(f, index=False)  # a new scoring: b is now wrong
+    third = ledger.record(path, results, [f], 7, root=tmp_path)
+    assert third["look"].tolist() == ["new"] and third["k"].tolist() == [2]
+    full = pd.read_csv(path)
+    assert len(full) == 4 and full["look"].tolist() == ["new", "new", "repeat", "new"]
+    assert ledger.counts(full)["max_looks_per_split_and_model"].iloc[0] == 3
+
+
+def test_map_choice_never_takes_a_degenerate_temperature_and_keeps_a_calibrated_model():
+    rng = np.random.default_rng(5)
+    y_sep = np.r_[np.ones(20), np.zeros(20)].astype(int)
+    p_sep = np.r_[np.full(20, 0.8), np.full(20, 0.2)]  # separated: plain temperature runs to its bound
+    groups = [f"g{i // 2}" for i in range(40)]  # pairs of images share a photograph
+    m = cal.choose_map(y_sep, p_sep, groups, 5, 0, 0.5)
+    assert m["degenerate"] and m["map"] != "temperature" and m["T_temperature"] < 0.1  # the clip stops it, not data
+    assert not cal.at_bound(cal.fit_map("regularised", y_sep, p_sep, 0.5))  # the prior keeps T finite
+    p_cal = rng.uniform(0.02, 0.98, 400)
+    y_cal = (rng.uniform(size=400) < p_cal).astype(int)  # calibrated by construction: no map should help
+    m = cal.choose_map(y_cal, p_cal, [f"g{i}" for i in range(400)], 5, 0, 0.5)
+    assert m["map"] in ("none", "regularised") and abs(np.log(m["T"])) < 0.2
+    p_soft = np.where(y_cal == 1, 0.65, 0.35)  # right every time but timid: sharpening pays on held-out folds
+    m = cal.choose_map(y_cal, p_soft, [f"g{i}" for i in range(400)], 5, 0, 0.5)
+    assert m["map"] != "none" and m["T"] < 1 and m["cv_nll_none"] > min(m["cv_nll_regularised"], m["cv_nll_temperature"])
+    with pytest.raises(ValueError, match="unknown calibration map 'platt'"):
+        cal.fit_map("platt", y_cal, p_cal, 0.5)
+
+
+def test_cross_fitting_folds_keep_photograph_groups_whole():
+    y = np.r_[np.ones(12), np.zeros(12)].astype(int)
+    groups = np.array([f"g{i // 3}" for i in range(24)])  # 8 groups of 3
+    held = cal._folds(y, groups, 5, 0)
+    assert len(held) == 4  # at most the groups per class
+    assert sorted(np.concatenate(held)) == list(range(24))  # each image held out once
+    for h in held:
+        assert not set(groups[h]) & set(groups[np.setdiff1d(np.arange(24), h)])  # a group on one side only
+    assert cal._folds(np.ones(6, dtype=int), [f"g{i}" for i in range(6)], 5, 0) == []  # one class: no folds
+    assert cal.choose_map(np.ones(6, dtype=int), np.full(6, 0.7), [f"g{i}" for i in range(6)], 5, 0, 0.5)["map"] == "none"

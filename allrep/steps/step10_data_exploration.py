@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..baselines import majority_baseline, size_only_baseline
-from ..claims import PAPER_CLAIMS, design_table, operating_characteristics
+from ..claims import verdict_design as verdict_design_frames
 from ..registry import PROTOCOLS, Context
 from ..scores import summarize
 from ..splits import make_splits
@@ -45,14 +45,10 @@ def verdict_design(ctx: Context, frames: dict) -> tuple[pd.DataFrame, pd.DataFra
     :func:`allrep.claims.operating_characteristics`) and the design table (effective n, power at the
     margin, smallest margin with both powers at 0.8). Written before any model is trained: they depend on
     the splits and the rule only. Returns (operating characteristics, design)."""
-    v, seed = ctx.cfg.verdict, ctx.cfg.seed
-    grouped = {ds: frames[ds, "grouped"] for ds in ctx.cfg.datasets}
-    oc = pd.concat([operating_characteristics(sp, PAPER_CLAIMS[ds], v, seed).assign(dataset=ds)
-                    for ds, sp in grouped.items()], ignore_index=True)
-    oc = oc[["dataset", "true_accuracy", "p_reproduced", "p_inconclusive", "p_not_reproduced"]]
-    design = design_table(grouped, v, seed)
-    ctx.write_csv(oc.round(6), "operating_characteristics")
-    ctx.write_csv(design.round(6), "design")
+    oc, design = verdict_design_frames({ds: frames[ds, "grouped"] for ds in ctx.cfg.datasets}, ctx.cfg.verdict,
+                                       ctx.cfg.seed)
+    ctx.write_csv(oc, "operating_characteristics")
+    ctx.write_csv(design, "design")
     return oc, design
 
 

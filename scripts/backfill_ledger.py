@@ -1,0 +1,13 @@
+"""Backfill ``results/ledger.csv`` from the git history (:func:`allrep.ledger.looks`): the scorings of test
+parts committed before the runner kept the ledger. Run once; the runner appends from then on."""
+from allrep import ledger
+from allrep.io import atomic_write_text
+from allrep.profile import load_profile
+from allrep.registry import other_output
+
+if __name__ == "__main__":
+    path = other_output("ledger", load_profile("paper"))
+    rows = ledger.looks()
+    atomic_write_text(path, rows.to_csv(index=False))
+    print(f"{path}: {len(rows)} rows from {rows['commit'].nunique()} commits")
+    print(ledger.counts(rows, ledger.DEVELOPMENT_SEEDS).to_string(index=False))
