@@ -221,7 +221,7 @@ def _record_times(cfg: Profile, times: dict, total: float, started: str, cache_s
 
 # ----------------------------------------------------------------------------- book
 PAGES_BEFORE = ("intro", "data", "methods", "recipe")
-PAGES_AFTER = ("deviations", "reproduce")
+PAGES_AFTER = ("deviations", "preregistration", "reproduce")
 
 
 def toc(cfg: Profile) -> str:

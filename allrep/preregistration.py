@@ -69,6 +69,21 @@ def _sums(files: dict[str, str]) -> str:
     return "".join(f"{hashlib.sha256(t.encode()).hexdigest()}  {p}\n" for p, t in sorted(files.items()))
 
 
+def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k, v in d.items():
+        out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [(f"{prefix}{k}", v)]
+    return out
+
+
+def additions(profile: str = PROFILE, folder: Path = FOLDER) -> list[str]:
+    """Settings the profile has today that the pre-registration did not (a later section, say): each is an
+    amendment, and book/preregistration.md must name it (tests/test_preregistration.py)."""
+    registered = dict(_flat(json.loads((folder / "profile.json").read_text())["settings"]))
+    today = _flat(json.loads(profile_record(load_profile(profile)))["settings"])
+    return sorted(k for k, _ in today if k not in registered)
+
+
 def write(profile: str = PROFILE, folder: Path = FOLDER) -> list[Path]:
     """Write the pre-registration files (module doc); refuses to overwrite an existing pre-registration."""
     if (folder / "SHA256SUMS").is_file():
@@ -83,8 +98,9 @@ def write(profile: str = PROFILE, folder: Path = FOLDER) -> list[Path]:
 
 def check(profile: str = PROFILE, folder: Path = FOLDER, tables: bool = True) -> list[str]:
     """What differs between the frozen pre-registration and the profile today (empty: nothing). The frozen
-    files must match their SHA256SUMS; splits and profile must be byte-identical when recomputed; the
-    simulated tables equal to 1e-6."""
+    files must match their SHA256SUMS; the splits must be byte-identical when recomputed; every registered
+    setting must keep its value (settings added later are amendments: :func:`additions`); the simulated
+    tables equal to 1e-6."""
     if not (folder / "SHA256SUMS").is_file():
         raise AllrepError(f"no pre-registration in {folder}: write one with `allrep preregister`")
     bad = []
@@ -93,7 +109,16 @@ def check(profile: str = PROFILE, folder: Path = FOLDER, tables: bool = True) ->
         p = folder / rel
         if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != digest:
             bad.append(f"{rel}: changed since it was registered (SHA256SUMS)")
-    now = contents(load_profile(profile), tables)
+    cfg = load_profile(profile)
+    now = contents(cfg, tables)
+    now.pop("profile.json")
+    registered = json.loads((folder / "profile.json").read_text())["settings"]
+    today = dict(_flat(json.loads(profile_record(cfg))["settings"]))
+    for key, value in _flat(registered):
+        if key not in today:
+            bad.append(f"profile.json: setting {key} was registered and is gone")
+        elif today[key] != value:
+            bad.append(f"profile.json: {key} was registered as {value!r}, the {profile} profile has {today[key]!r}")
     for rel, text in now.items():
         frozen = (folder / rel).read_text() if (folder / rel).is_file() else None
         if rel in TABLES and frozen is not None:

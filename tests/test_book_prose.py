@@ -14,7 +14,9 @@ ALLOWED = {
     "recipe.md": {"0", "1", "2", "80%", "11"},  # repeat 0, enumerations, the rule's 80%-time clause, issue #11
     "data.md": {"0"},  # repeat 0
     "deviations.md": {"0", "32k+1"},  # repeat 0; the converted weights' input-size rule (a fact of the file)
-    "methods.md": {"8"},  # the 8 dihedral transforms of a square (a fact of geometry, not a setting)
+    "methods.md": {"8"},
+    # the numbered decision list; the issue's targets (98% on grouped ALL-IDB2, 90 minutes), stated in advance
+    "preregistration.md": {"1", "2", "3", "4", "5", "98%", "90"},  # the 8 dihedral transforms of a square (a fact of geometry, not a setting)
 }
 
 

@@ -47,7 +47,7 @@ def test_a_good_override_loads(tmp_path, monkeypatch):
 
 
 def test_unknown_profile_is_one_line():
-    with pytest.raises(AllrepError, match="unknown profile 'nosuch': choose one of paper, smoke"):
+    with pytest.raises(AllrepError, match="unknown profile 'nosuch': choose one of confirmatory, paper, smoke"):
         load_profile("nosuch")
 
 
