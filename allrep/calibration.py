@@ -188,6 +188,12 @@ def log_odds_confidence(p, T=1.0) -> np.ndarray:
     return np.abs(_logit(p)) / np.asarray(T, dtype=float)
 
 
+def referral_threshold(p_val, T: float, coverage: float) -> float:
+    """The log-odds confidence (:func:`log_odds_confidence`) that keeps ``coverage`` of the validation
+    predictions ``p_val`` (scaled by T): a prediction below it is referred, one at or above it kept."""
+    return float(np.quantile(log_odds_confidence(p_val, T), 1 - coverage, method="lower"))
+
+
 def referral(test: pd.DataFrame, val: pd.DataFrame, temps: pd.DataFrame, coverage: float, model: str = FUSED,
              protocol: str = "grouped") -> pd.DataFrame:
     """Referral with a threshold fitted on validation: per outer split, the log-odds confidence
@@ -198,8 +204,7 @@ def referral(test: pd.DataFrame, val: pd.DataFrame, temps: pd.DataFrame, coverag
     split = ["dataset", "protocol", "repeat", "model"]
     pick = lambda f: f[(f["model"] == model) & (f["protocol"] == protocol)]  # noqa: E731
     t, v = pick(test), pick(val).merge(temps, on=split, how="left", validate="many_to_one")
-    thr = {k: float(np.quantile(log_odds_confidence(g["p"], g["T"]), 1 - coverage, method="lower"))
-           for k, g in v.groupby(["dataset", "repeat"])}
+    thr = {k: referral_threshold(g["p"], g["T"].iloc[0], coverage) for k, g in v.groupby(["dataset", "repeat"])}
     rows = []
     for ds, g in t.groupby("dataset"):
         th = np.array([thr[(ds, r)] for r in g["repeat"]])

@@ -3,8 +3,9 @@
 ``allrep train-final --profile paper --dataset IDB2`` trains, per backbone, the profile's recipe on
 every image of the dataset except an optional held-out set of photograph groups. A validation part is
 carved by photograph group (as in every split) for early stopping, for the hyperparameter search
-(one nested search on this split, :mod:`allrep.tuning`), for the temperatures and for the referral
-threshold. Everything prediction needs is saved in the cache (never in git):
+(one nested search on this split, :mod:`allrep.tuning`), for the calibration maps (chosen per backbone
+and for the fusion as in step 40, :func:`allrep.calibration.choose_map`) and for the referral threshold
+(log-odds confidence, :func:`allrep.calibration.referral_threshold`). Everything prediction needs is saved in the cache (never in git):
 
 ``<cache>/final/<profile>-<dataset>/``
     ``manifest.json`` (profile digest, weights identity, hyperparameters, temperatures, threshold,
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .calibration import fit_temperature, scale
+from .calibration import choose_map, referral_threshold
 from .errors import AllrepError
 from .features import for_backbone, split_arrays
 from .io import atomic_write_json
@@ -29,7 +30,7 @@ from .profile import Profile
 from .repro import seed_for
 
 SECTIONS = ("seed", "backbones", "use_backbones", "weights_dir", "features", "head", "training", "tuning",
-            "ensemble", "splits", "uncertainty")
+            "ensemble", "splits", "uncertainty", "recipe_choice")
 
 
 def model_dir(cfg: Profile, dataset: str) -> Path:
@@ -58,22 +59,33 @@ def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
     t0 = time.perf_counter()
     split = final_split(dataset, cfg, hold_out)
     out = model_dir(cfg, dataset)
-    ts, M = cfg.training, cfg.ensemble.members
+    M = cfg.ensemble.members
     manifest = dict(profile=cfg.name, digest=cfg.digest(*SECTIONS), dataset=dataset, members=M,
                     held_out=sorted(split.loc[split["role"] == "test", "id"]), backbones={})
     val_ids = list(split.loc[split["role"] == "val", "id"])
     y_val = split.loc[split["role"] == "val", "label"].to_numpy()
+    g_val = list(split.loc[split["role"] == "val", "group"])
+    u = cfg.uncertainty
+    calibrate = lambda p: choose_map(y_val, p, g_val, u.calibration_folds, cfg.seed, u.temperature_prior_sd)  # noqa: E731
     has_test = bool(len(manifest["held_out"]))
     p_val = {}
     for bb in cfg.use_backbones:
         fc = for_backbone(cfg, bb)
+        name = f"final-{cfg.name}-{dataset}-{bb}"
+        arch, ts, recipe_name = cfg.head, cfg.training, "profile"
+        if cfg.recipe_choice.enabled:  # the recipe chosen inside this split too, on its validation part
+            from .recipe import choose_in_split
+
+            choice = choose_in_split(cfg, bb, split, seed_for(cfg.seed, "final-recipe", dataset, bb))
+            arch, ts = choice["head"], choice["training"]
+            recipe_name = choice["recipe"]
+            name += f"-{recipe_name}"
         a = split_arrays(fc, split, cfg.features.views, roles=("train",))
         red = Reduction.fit(a["train"][0], ts.pool, ts.pca, ts.whiten)  # what the engine fits; saved for prediction
         seq_len, channels = red(a["train"][0][:1]).shape[1:]
         del a
-        name = f"final-{cfg.name}-{dataset}-{bb}"
         found = {name: (bb, split, seed_for(cfg.seed, "final-tune", dataset, bb))}
-        search = tuning.tune_splits({name: found[name][2]}, cfg.head, ts, cfg.tuning.trials, cfg.tuning.initial_points,
+        search = tuning.tune_splits({name: found[name][2]}, arch, ts, cfg.tuning.trials, cfg.tuning.initial_points,
                                     cache_dir() / "tuning", tuning.Trials(cfg, found, ts))
         hp = search[name]["best"]
         seeds = [seed_for(cfg.seed, "final", dataset, bb, m) for m in range(M)]
@@ -84,18 +96,18 @@ def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
         for m, r in enumerate(res):
             to_head(r["weights"], hp, seq_len, channels, name=f"{bb}_member_{m}").save(folder / f"member_{m}.keras")
         p_val[bb] = np.mean([r["p_val"] for r in res], axis=0)
+        cal = calibrate(p_val[bb])
         manifest["backbones"][bb] = dict(
-            weights=fc.w.to_dict(), hp=hp.to_dict(), seq_len=int(seq_len), channels=int(channels),
-            temperature=fit_temperature(y_val, p_val[bb]), seeds=seeds,
+            weights=fc.w.to_dict(), hp=hp.to_dict(), recipe=recipe_name, seq_len=int(seq_len), channels=int(channels),
+            temperature=cal["T"], calibration_map=cal["map"], seeds=seeds,
             epochs_run=[int(r["epochs_run"]) for r in res], best_epoch=[int(r["best_epoch"]) for r in res],
             held_out_members=[[float(x) for x in r["p_test"]] for r in res] if has_test else [])
     fused_val = np.mean([p_val[bb] for bb in cfg.use_backbones], axis=0)
-    T = fit_temperature(y_val, fused_val)
-    conf = np.abs(scale(fused_val, T) - 0.5)
-    cov = cfg.uncertainty.referral_coverage
-    manifest.update(fused_temperature=T, referral_coverage=cov,
-                    referral_threshold=float(np.quantile(conf, 1 - cov)), val_ids=val_ids,
-                    seconds=round(time.perf_counter() - t0, 1))
+    cal = calibrate(fused_val)
+    cov = u.referral_coverage
+    manifest.update(fused_temperature=cal["T"], fused_calibration_map=cal["map"], referral_coverage=cov,
+                    referral_threshold=referral_threshold(fused_val, cal["T"], cov), referral_in="log-odds",
+                    val_ids=val_ids, seconds=round(time.perf_counter() - t0, 1))
     atomic_write_json(out / "manifest.json", manifest)  # written last: its presence marks a complete model set
     return out
 

@@ -4,7 +4,8 @@
 Python, :func:`predict`. For each image: p(ALL) of each backbone's ensemble (temperature-scaled), the
 fused p(ALL) (the sum rule over the backbones, scaled by its own temperature), the predicted class,
 the predictive entropy and mutual information of the fused members, and a refer flag (the fused
-confidence is below the threshold fitted on validation for the profile's referral coverage).
+log-odds confidence, |logit p| / T, is below the threshold fitted on validation for the profile's
+referral coverage).
 
 Research software, not a diagnostic device.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .calibration import scale
+from .calibration import log_odds_confidence, scale
 from .errors import AllrepError
 from .metrics import predict_label
 from .uncertainty import binary_entropy
@@ -135,7 +136,7 @@ class Predictor:
             mi = ent - float(np.mean(binary_entropy(members)))
             row.update(p_all_fused=round(fused, 6), predicted="ALL" if predict_label([fused])[0] else "healthy",
                        entropy=round(ent, 6), mutual_information=round(max(mi, 0.0), 6),
-                       refer=bool(abs(fused - 0.5) < m["referral_threshold"]))
+                       refer=bool(log_odds_confidence(fused_raw, m["fused_temperature"]) < m["referral_threshold"]))
             rows.append(row)
         return pd.DataFrame(rows)
 

@@ -76,12 +76,23 @@ def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
+def _new_keys(today: dict, registered: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in today.items():
+        if k not in registered:
+            out.append(prefix + k)
+        elif isinstance(v, dict) and isinstance(registered[k], dict):
+            out += _new_keys(v, registered[k], f"{prefix}{k}.")
+    return out
+
+
 def additions(profile: str = PROFILE, folder: Path = FOLDER) -> list[str]:
-    """Settings the profile has today that the pre-registration did not (a later section, say): each is an
-    amendment, and book/preregistration.md must name it (tests/test_preregistration.py)."""
-    registered = dict(_flat(json.loads((folder / "profile.json").read_text())["settings"]))
-    today = _flat(json.loads(profile_record(load_profile(profile)))["settings"])
-    return sorted(k for k, _ in today if k not in registered)
+    """Settings the profile has today that the pre-registration did not (a later section, say), each named by
+    its shortest new prefix: each is an amendment, and book/preregistration.md must name it
+    (tests/test_preregistration.py)."""
+    registered = json.loads((folder / "profile.json").read_text())["settings"]
+    today = json.loads(profile_record(load_profile(profile)))["settings"]
+    return sorted(_new_keys(today, registered))
 
 
 def write(profile: str = PROFILE, folder: Path = FOLDER) -> list[Path]:

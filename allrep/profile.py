@@ -155,6 +155,17 @@ class RecipeStudy:
 
 
 @dataclass(frozen=True)
+class RecipeChoice:
+    """The recipe decided inside each outer split (:func:`allrep.recipe.choose_in_split`): one head per
+    candidate (changes on top of ``head:``/``training:``; the first is the default) on the split's training
+    part, scored by its validation NLL; another candidate replaces the first only when it is lower by more
+    than one paired standard error. Disabled: every split uses ``head:``/``training:`` as they are."""
+
+    enabled: bool = False
+    candidates: dict[str, Candidate] = field(default_factory=lambda: {"development": Candidate()})
+
+
+@dataclass(frozen=True)
 class Scratch:
     backbone: str = "efficientnetb3"
     datasets: tuple[str, ...] = ("IDB2",)
@@ -208,6 +219,7 @@ class Profile:
     uncertainty: Uncertainty
     recipe_study: RecipeStudy = field(default_factory=RecipeStudy)
     verdict: Verdict = field(default_factory=Verdict)
+    recipe_choice: RecipeChoice = field(default_factory=RecipeChoice)
     weights_dir: str | None = None  # ALLREP_WEIGHTS_DIR wins
     show_images: bool = False  # thumbnails recreate licensed images: scratch profiles only
 
@@ -328,6 +340,8 @@ def load_section(cls, raw, where: str):
 
 
 def _check(p: Profile) -> Profile:
+    if not p.recipe_choice.candidates:
+        raise AllrepError(f"profile {p.name!r}: recipe_choice.candidates is empty: name at least the default recipe")
     for d in (*p.datasets, *p.scratch.datasets):
         if d not in DATASETS:
             raise AllrepError(f"profile {p.name!r}: unknown dataset {d!r}: choose from {', '.join(DATASETS)}")

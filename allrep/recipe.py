@@ -144,3 +144,58 @@ def decide(summ: pd.DataFrame, cfg: Profile) -> dict:
             if k not in changes:
                 changes[k], owner[k] = v, name
     return dict(changes=changes, adopted=[n for _, n in sorted(adopted)])
+
+
+# ----------------------------------------------------------------------------- the choice inside each split
+def paired_choice(nll_per_image: dict[str, np.ndarray]) -> dict:
+    """The recipe rule inside one outer split: the first candidate (the development recipe) is kept unless
+    another has a mean validation NLL lower by more than one paired standard error (over the validation
+    images, each image's NLL under the other candidate minus under the first); among those that beat it,
+    the lowest mean wins. Returns recipe, and per candidate its mean NLL and paired difference (mean, se)."""
+    names = list(nll_per_image)
+    first = np.asarray(nll_per_image[names[0]], dtype=float)
+    out, best = {}, (0.0, names[0])
+    for n in names:
+        x = np.asarray(nll_per_image[n], dtype=float)
+        d = x - first
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        out[n] = dict(nll=float(x.mean()), d_nll=float(d.mean()), se_d_nll=se)
+        if n != names[0] and d.mean() + se < 0 and d.mean() < best[0]:
+            best = (float(d.mean()), n)
+    return dict(recipe=best[1], candidates=out)
+
+
+def per_image_nll(y, p) -> np.ndarray:
+    """Each image's cross-entropy (clipped as :func:`allrep.metrics.nll`, whose mean it is)."""
+    from .metrics import EPS
+
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    y = np.asarray(y, dtype=int)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+def candidate_settings(cfg: Profile) -> dict[str, tuple[Head, Training]]:
+    """Each nested candidate's (head, training): the profile's ``head:``/``training:`` with its changes."""
+    return {n: apply(cfg.head, cfg.training, c) for n, c in cfg.recipe_choice.candidates.items()}
+
+
+def choice_plans(cfg: Profile, backbone: str, split: pd.DataFrame, seed: int) -> dict:
+    """One head per candidate on the split's training part, early-stopped and scored on its validation part;
+    the split's test rows are dropped before any plan is made (``test=False``)."""
+    from . import members
+
+    return {n: members.plan(backbone, split, h, t, seed, test=False) for n, (h, t) in candidate_settings(cfg).items()}
+
+
+def choose_in_split(cfg: Profile, backbone: str, split: pd.DataFrame, seed: int, results: dict | None = None) -> dict:
+    """:func:`paired_choice` on one outer split (``results``: candidate -> the member engine's result of its
+    :func:`choice_plans` plan, fetched when None). Returns recipe, head, training and the evidence."""
+    from . import members
+
+    plans = choice_plans(cfg, backbone, split, seed)
+    if results is None:
+        results = dict(zip(plans, members.fetch(cfg, list(plans.values()))))
+    y = np.array([lab for _, role, lab in next(iter(plans.values())).rows if role == "val"])
+    got = paired_choice({n: per_image_nll(y, results[n]["p_val"]) for n in plans})
+    head, training = candidate_settings(cfg)[got["recipe"]]
+    return dict(got, head=head, training=training)

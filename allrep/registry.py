@@ -85,11 +85,12 @@ STEPS = (
          ("seed", "datasets", "splits", "show_images", "verdict"),
          outputs=dict(splits=_SPLITS, shortcuts=_SHORTCUTS, operating_characteristics="verdict/operating_characteristics.csv",
                       design="verdict/design.csv")),
-    Step("20_tuning", "Bayesian tuning", ("seed", "backbones", "weights_dir", "features", "head", "training", "tuning"),
+    Step("20_tuning", "Bayesian tuning", ("seed", "backbones", "weights_dir", "features", "head", "training", "tuning",
+                                          "recipe_choice"),
          inputs=dict(splits=_SPLITS),
          outputs=dict(best=_BEST, trials="tuning/trials_{backbone}_{dataset}.csv"), per=("backbone", "dataset")),
     Step("30_ensemble", "Deep-ensemble training",
-         ("seed", "backbones", "weights_dir", "features", "head", "training", "ensemble"),
+         ("seed", "backbones", "weights_dir", "features", "head", "training", "ensemble", "recipe_choice"),
          inputs=dict(splits=_SPLITS, best=_BEST),
          outputs=dict(probabilities=_PROBS, validation=_VALPROBS, meta=_META,
                       members="probabilities/{dataset}_{backbone}_members.csv"),
@@ -120,8 +121,9 @@ STEPS = (
          outputs=dict(claims="claims.csv")),
     Step("70_using_models", "Using the models",
          ("seed", "backbones", "use_backbones", "weights_dir", "features", "head", "training", "tuning", "ensemble",
-          "splits", "uncertainty"),
-         outputs=dict(predictions="using/IDB2_held_out.csv")),
+          "splits", "uncertainty", "recipe_study", "recipe_choice"),
+         inputs=dict(splits="splits/{dataset}_grouped.csv"),
+         outputs=dict(predictions_IDB1="using/IDB1_held_out.csv", predictions_IDB2="using/IDB2_held_out.csv")),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)
 

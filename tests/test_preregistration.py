@@ -87,7 +87,7 @@ def test_a_changed_registered_setting_is_caught_and_added_settings_are_amendment
     (tmp_path / "p" / "profile.json").write_text(json.dumps(rec))
     bad = pre.check(folder=tmp_path / "p", tables=False)
     assert any("verdict.delta was registered as 0.08" in b for b in bad)
-    assert pre.additions(folder=tmp_path / "p") == ["uncertainty.referral_coverage"]
+    assert "uncertainty.referral_coverage" in pre.additions(folder=tmp_path / "p")
     # today: every added setting is named on the pre-registration page as an amendment
     page = (ROOT / "book" / "preregistration.md").read_text()
     assert all(f"`{k}`" in page for k in pre.additions())

@@ -1,4 +1,5 @@
 """The recipe study: inner grouped folds, the decision rule, and the profile following the evidence."""
+import numpy as np
 import pandas as pd
 from conftest import ROOT
 
@@ -50,3 +51,38 @@ def test_the_profile_uses_the_recipe_the_committed_evidence_chooses():
     assert have["epochs"] >= want["epochs"]
     assert set(res["candidate"]) == {"base", *cfg.recipe_study.candidates}  # every candidate was scored
     assert (res.groupby("candidate").size() == res.groupby("candidate").size().iloc[0]).all()  # paired cells
+
+
+def test_the_choice_inside_a_split_keeps_the_development_recipe_unless_beaten_by_one_se():
+    from allrep.recipe import paired_choice, per_image_nll
+
+    rng = np.random.default_rng(3)
+    dev = rng.uniform(0.05, 0.6, 40)
+    same = paired_choice({"development": dev, "base": dev + rng.normal(0, 0.01, 40)})
+    assert same["recipe"] == "development"  # no difference beyond noise: the registered default stays
+    better = paired_choice({"development": dev, "base": dev - 0.1 + rng.normal(0, 0.01, 40)})
+    assert better["recipe"] == "base" and better["candidates"]["base"]["d_nll"] < 0
+    slightly = dev - 0.02 + rng.normal(0, 0.2, 40)  # lower on average, but within one paired SE
+    got = paired_choice({"development": dev, "base": slightly})
+    c = got["candidates"]["base"]
+    assert (got["recipe"] == "base") == (c["d_nll"] + c["se_d_nll"] < 0)
+    three = paired_choice({"development": dev, "a": dev - 0.05, "b": dev - 0.1})
+    assert three["recipe"] == "b"  # among those that beat it, the lowest mean
+    y, p = np.array([1, 0, 1]), np.array([0.9, 0.2, 0.4])
+    from allrep.metrics import nll
+
+    assert np.isclose(per_image_nll(y, p).mean(), nll(y, p))
+
+
+def test_choice_plans_never_hold_a_test_row():
+    from allrep.profile import load_profile
+    from allrep.recipe import choice_plans
+
+    cfg = load_profile("confirmatory")
+    split = pd.read_csv(ROOT / "preregistration" / "splits" / "IDB2_grouped.csv")
+    s0 = split[split["repeat"] == 0]
+    plans = choice_plans(cfg, "mobilenetv2", s0, 1)
+    assert set(plans) == set(cfg.recipe_choice.candidates) and len(plans) >= 2
+    test_ids = set(s0.loc[s0["role"] == "test", "id"])
+    for p in plans.values():
+        assert not {i for i, _, _ in p.rows} & test_ids and {r for _, r, _ in p.rows} == {"train", "val"}

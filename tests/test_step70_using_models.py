@@ -1,24 +1,48 @@
-"""Step 70: the committed held-out predictions are of whole held-out photograph groups, read by file."""
+"""Step 70: the committed held-out predictions are of whole held-out photograph groups, read by file, and
+the groups are nested: no recipe decision, tuning, calibration or threshold saw them."""
+import json
+
 import pandas as pd
+import pytest
 from conftest import ROOT
 
 from allrep.data import manifest
 from allrep.profile import load_profile
-from allrep.splits import items_frame
 from allrep.steps import step70_using_models as step
 
 
-def test_held_out_predictions_cover_exactly_the_held_out_groups():
+@pytest.mark.parametrize("dataset", step.DATASETS)
+def test_held_out_predictions_cover_exactly_the_nested_held_out_groups(dataset):
     cfg = load_profile("paper")
-    groups = step.held_out_groups(cfg.seed)
-    assert groups == step.held_out_groups(cfg.seed) and len(groups) == 4  # two per class, from the seed
-    df = items_frame("IDB2")
-    assert set(df.loc[df["group"].isin(groups), "label"]) == {0, 1}
-    pred = pd.read_csv(ROOT / "results" / "using" / "IDB2_held_out.csv")
+    split = pd.read_csv(ROOT / "results" / "splits" / f"{dataset}_grouped.csv")
+    groups = step.held_out_groups(split, cfg.recipe_study.repeat, cfg.seed)
+    assert groups == step.held_out_groups(split, cfg.recipe_study.repeat, cfg.seed) and len(groups) == 4
+    r0 = split[split["repeat"] == cfg.recipe_study.repeat]
+    # nested: the groups lie in the test part of the repeat whose training part the recipe study folded
+    assert set(groups) <= set(r0.loc[r0["role"] == "test", "group"])
+    assert not set(groups) & set(r0.loc[r0["role"] != "test", "group"])
+    images = r0.drop_duplicates("id")
+    assert set(images.loc[images["group"].isin(groups), "label"]) == {0, 1}  # two groups of each class
+    pred = pd.read_csv(ROOT / "results" / "using" / f"{dataset}_held_out.csv")
+    from allrep.splits import items_frame
+
+    df = items_frame(dataset)
     assert sorted(pred["id"]) == sorted(df.loc[df["group"].isin(groups), "id"])
-    labels = {it.id: ("ALL" if it.label else "healthy") for it in manifest("IDB2")}
+    labels = {it.id: ("ALL" if it.label else "healthy") for it in manifest(dataset)}
     assert (pred["label"] == pred["id"].map(labels)).all()
     assert pred["p_all_fused"].between(0, 1).all() and set(pred["predicted"]) <= {"ALL", "healthy"}
     assert ((pred["p_all_fused"] > 0.5) == (pred["predicted"] == "ALL")).all()
     assert (pred["mutual_information"] <= pred["entropy"] + 1e-6).all()
     assert "image" not in pred  # by id: no machine path in a committed file
+
+
+def test_the_final_models_validation_part_never_holds_a_held_out_image():
+    from allrep.final import final_split
+
+    cfg = load_profile("paper")
+    split = pd.read_csv(ROOT / "results" / "splits" / "IDB1_grouped.csv")
+    groups = step.held_out_groups(split, cfg.recipe_study.repeat, cfg.seed)
+    fs = final_split("IDB1", cfg, groups)
+    assert set(fs.loc[fs["role"] == "test", "group"]) == set(groups)
+    assert not set(fs.loc[fs["role"] != "test", "group"]) & set(groups)  # tuning, stopping, maps, threshold
+    assert (fs["role"] == "val").sum() > 0

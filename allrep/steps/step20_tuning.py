@@ -26,10 +26,41 @@ def searches(ctx: Context) -> dict[str, tuple]:
             for protocol, r, split in ctx.each_split()}
 
 
+def choices(cfg, found: dict) -> dict:
+    """With ``recipe_choice.enabled``: each search's recipe, chosen inside its split on the validation part
+    (:func:`allrep.recipe.choose_in_split`; the candidates' heads of every search trained in one batch by
+    the member engine). name -> choice; empty when disabled (every search uses ``head:``/``training:``)."""
+    if not cfg.recipe_choice.enabled:
+        return {}
+    from .. import members, recipe
+
+    plans = {(n, c): p for n, (bb, split, seed) in found.items()
+             for c, p in recipe.choice_plans(cfg, bb, split, seed_for(seed, "recipe-choice")).items()}
+    res = dict(zip(plans, members.fetch(cfg, list(plans.values()))))
+    return {n: recipe.choose_in_split(cfg, bb, split, seed_for(seed, "recipe-choice"),
+                                      {c: res[(n, c)] for c in cfg.recipe_choice.candidates})
+            for n, (bb, split, seed) in found.items()}
+
+
 def tune(cfg, found: dict) -> dict:
-    """Run (or resume) the searches ``found`` (:func:`searches`, of one variant or of many) in shared pools."""
-    return tuning.tune_splits({n: s[2] for n, s in found.items()}, cfg.head, cfg.training, cfg.tuning.trials,
-                              cfg.tuning.initial_points, cache_dir() / "tuning", tuning.Trials(cfg, found, cfg.training))
+    """Run (or resume) the searches ``found`` (:func:`searches`, of one variant or of many) in shared pools:
+    one call per recipe (each split's own choice, :func:`choices`, or the profile's), the chosen recipe's
+    head as the search's architecture and its training section for every trial."""
+    chosen = choices(cfg, found)
+    groups: dict = {}
+    for n in found:
+        c = chosen.get(n)
+        groups.setdefault(c["recipe"] if c else None, []).append(n)
+    out = {}
+    for recipe_name, names in groups.items():
+        head, ts = (chosen[names[0]]["head"], chosen[names[0]]["training"]) if recipe_name else (cfg.head, cfg.training)
+        alias = {(f"{n}-{recipe_name}" if recipe_name else n): n for n in names}  # a search's oracle is per recipe
+        part = {a: found[n] for a, n in alias.items()}
+        res = tuning.tune_splits({a: s[2] for a, s in part.items()}, head, ts, cfg.tuning.trials,
+                                 cfg.tuning.initial_points, cache_dir() / "tuning", tuning.Trials(cfg, part, ts))
+        for a, n in alias.items():
+            out[n] = dict(res[a], choice=chosen.get(n))
+    return out
 
 
 def units(ctx: Context) -> list[dict]:
@@ -51,7 +82,12 @@ def run(ctx: Context) -> dict:
     best, trials = [], []
     for (protocol, r, _), name in zip(ctx.each_split(), found):
         out = res[name]
-        best.append(dict(protocol=protocol, repeat=r, **out["best"].to_dict(), val_loss=round(out["best_loss"], 6)))
+        row = dict(protocol=protocol, repeat=r, **out["best"].to_dict(), val_loss=round(out["best_loss"], 6))
+        if out["choice"]:  # the recipe this split chose, and the validation evidence for it
+            row["recipe"] = out["choice"]["recipe"]
+            for c, ev in out["choice"]["candidates"].items():
+                row[f"recipe_nll_{c}"] = round(ev["nll"], 6)
+        best.append(row)
         trials += [dict(protocol=protocol, repeat=r, **t) for t in out["trials"]]
     best = pd.DataFrame(best).assign(backbone=backbone, dataset=dataset)
     trials = pd.DataFrame(trials).assign(backbone=backbone, dataset=dataset).round(6)

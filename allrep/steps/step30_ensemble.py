@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import members
 from ..features import for_backbone
-from ..profile import Head, load_section
+from ..profile import Head, Training, load_section
 from ..registry import Context
 from ..repro import seed_for
 from ..scores import PROB_COLUMNS, member_frame
@@ -25,14 +25,26 @@ def tuned_heads(ctx: Context) -> dict[tuple[str, int], Head]:
             for row in best.to_dict("records")}
 
 
+def trainings(ctx: Context) -> dict[tuple[str, int], Training]:
+    """The training section of each split: the recipe its own choice adopted (step 20's ``recipe`` column,
+    with ``recipe_choice.enabled``), else the profile's."""
+    from ..recipe import candidate_settings
+
+    best = ctx.read_csv("best")
+    if "recipe" not in best:
+        return {(row["protocol"], int(row["repeat"])): ctx.cfg.training for row in best.to_dict("records")}
+    settings = candidate_settings(ctx.cfg)
+    return {(row["protocol"], int(row["repeat"])): settings[row["recipe"]][1] for row in best.to_dict("records")}
+
+
 def plans(ctx: Context) -> list[tuple[str, int, pd.DataFrame, int, members.Plan]]:
     """(protocol, repeat, split, member, plan) of every member of every split."""
-    cfg, heads = ctx.cfg, tuned_heads(ctx)
+    cfg, heads, ts = ctx.cfg, tuned_heads(ctx), trainings(ctx)
     out = []
     for protocol, r, split in ctx.each_split():
         for m in range(cfg.ensemble.members):
             seed = seed_for(cfg.seed, "member", ctx.dataset, protocol, r, ctx.backbone, m)
-            out.append((protocol, r, split, m, members.plan(ctx.backbone, split, heads[(protocol, r)], cfg.training,
+            out.append((protocol, r, split, m, members.plan(ctx.backbone, split, heads[(protocol, r)], ts[(protocol, r)],
                                                             seed)))
     return out
 
@@ -64,7 +76,7 @@ def run(ctx: Context) -> dict:
         frames.append(member_frame(test, res["p_test"], protocol, r, dataset, backbone, m))
         val_frames.append(member_frame(val, res["p_val"], protocol, r, dataset, backbone, m))
         member_meta.append(dict(protocol=protocol, repeat=r, member=m, seed=p.seed,
-                                **members.member_record(res, cfg.training.patience)))
+                                **members.member_record(res, p.training.patience)))
     probs = pd.concat(frames, ignore_index=True)[PROB_COLUMNS]
     ctx.write_csv(probs, "probabilities")
     ctx.write_csv(pd.concat(val_frames, ignore_index=True)[PROB_COLUMNS], "validation")  # for calibration (step 40)
