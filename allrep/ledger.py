@@ -40,7 +40,8 @@ def _git(*args, root: Path = PROJECT_ROOT) -> str:
 
 def _files_at(commit: str, root: Path) -> list[str]:
     names = _git("ls-tree", "-r", "--name-only", commit, "--", "results/", root=root).split()
-    return [n for n in names if is_test_file(n[len("results/"):])]
+    # the development results only: results/confirmatory/ is another profile's folder, recorded by the runner
+    return [n for n in names if not n.startswith("results/confirmatory/") and is_test_file(n[len("results/"):])]
 
 
 def _model_name(path: str) -> str:

@@ -89,11 +89,16 @@ class Tuning:
 
 @dataclass(frozen=True)
 class Plain:
-    """The plain reference head: fixed, untuned settings, one member per split (step 32)."""
+    """The plain reference (step 32): fixed, untuned settings, ``members`` heads per split. With ``use_head``
+    its settings are the profile's ``head:`` and ``training:`` themselves (the values the tuner starts from,
+    and the ensemble's recipe), so the tuned ensemble against it isolates what tuning bought; otherwise
+    ``head``/``training``/``min_delta`` below."""
 
     head: Head = field(default_factory=Head)
     training: Training = field(default_factory=Training)
     min_delta: float = 0.0  # a validation-loss improvement this small does not reset early stopping
+    members: int = 1  # heads per split, averaged like an ensemble's members
+    use_head: bool = False  # the profile's head:/training: (untuned) instead of the settings above
 
 
 @dataclass(frozen=True)

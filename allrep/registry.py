@@ -95,7 +95,8 @@ STEPS = (
          outputs=dict(probabilities=_PROBS, validation=_VALPROBS, meta=_META,
                       members="probabilities/{dataset}_{backbone}_members.csv"),
          per=("backbone", "dataset")),
-    Step("32_plain", "Plain reference head", ("seed", "backbones", "weights_dir", "features", "plain"),
+    Step("32_plain", "Plain reference head", ("seed", "backbones", "weights_dir", "features", "plain", "head",
+                                              "training"),
          inputs=dict(splits=_SPLITS),
          outputs=dict(probabilities=_PLAIN, members="probabilities/{dataset}_{backbone}_plain_members.csv"),
          per=("backbone", "dataset")),
@@ -137,7 +138,10 @@ OTHER_OUTPUTS = {
 
 
 def other_output(name: str, cfg: Profile) -> Path:
-    """The path of a declared results file that no step writes (:data:`OTHER_OUTPUTS`)."""
+    """The path of a declared results file that no step writes (:data:`OTHER_OUTPUTS`); the ledger is one file
+    for both committed profiles (:func:`allrep.places.ledger_path`)."""
+    if name == "ledger":
+        return places.ledger_path(cfg)
     return places.output_dir(cfg) / OTHER_OUTPUTS[name][0]
 
 

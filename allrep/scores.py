@@ -74,7 +74,7 @@ def score_table(probs: pd.DataFrame, rules, random_bb, plain: pd.DataFrame | Non
                 rows.append(dict(zip(KEYS, key), model=f"{rule} fusion, {set_name}", kind="fusion",
                                  **binary_metrics(y, p)))
     if plain is not None and len(plain):
-        for key, part in plain.groupby(KEYS, sort=True):
+        for key, part in ensemble_means(plain).groupby(KEYS, sort=True):  # a plain reference's members averaged
             wide = part.pivot(index=["id", "label"], columns="backbone", values="p_all")
             y = wide.index.get_level_values("label").to_numpy()
             for bb in wide.columns:

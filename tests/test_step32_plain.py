@@ -47,3 +47,46 @@ def test_min_delta_ends_training_when_improvements_become_negligible():
     losses = stop["history"]["val_loss"]
     best = stop["best_epoch"]
     assert all(losses[i] >= min(losses[:best]) - 0.05 for i in range(best, len(losses)))
+
+
+def test_confirmatory_plain_reference_is_five_untuned_heads_of_the_ensembles_recipe():
+    """Amendment 2: as many heads as the ensemble, the ensemble's head:/training: untuned, own seeds; the
+    development profile keeps its one head of the plain: settings (member 0's seed unchanged)."""
+    from types import SimpleNamespace
+
+    from allrep.repro import seed_for
+    from allrep.steps import step32_plain as step
+
+    cfg, paper = load_profile("confirmatory"), load_profile("paper")
+    head, ts = step.settings(cfg)
+    assert cfg.plain.members == cfg.ensemble.members == 5
+    assert head == cfg.head and ts == cfg.training
+    h, t = step.settings(paper)
+    assert paper.plain.members == 1 and h == paper.plain.head and t.min_delta == paper.plain.min_delta
+    assert t.pca == paper.plain.training.pca
+    assert step.member_seed(paper, "IDB2", "grouped", 3, "mobilenetv2", 0) == \
+        seed_for(paper.seed, "plain", "IDB2", "grouped", 3, "mobilenetv2")
+    seeds = {step.member_seed(cfg, "IDB2", "grouped", r, "mobilenetv2", m) for r in range(10) for m in range(5)}
+    assert len(seeds) == 50
+    split = pd.read_csv(ROOT / "preregistration" / "splits" / "IDB2_grouped.csv")
+    ctx = SimpleNamespace(cfg=cfg, backbone="mobilenetv2", dataset="IDB2",
+                          each_split=lambda: [("grouped", r, g) for r, g in split.groupby("repeat")])
+    units = step.units(ctx)
+    assert len(units) == 10 and all(len(u) == 5 for u in units)
+    assert all(p.head == cfg.head for u in units for p in u) and len({p.seed for u in units for p in u}) == 50
+
+
+def test_plain_fusion_averages_a_plain_references_members():
+    from allrep.fusion import fuse
+    from allrep.scores import PLAIN_FUSION, score_table
+
+    rows = []
+    for bb, ps in (("a", [(0.9, 0.2), (0.3, 0.4)]), ("b", [(0.6, 0.1), (0.6, 0.7)])):
+        for m, (p0, p1) in enumerate(ps):  # image x: members (0.9, 0.3) / (0.6, 0.6); image y: (0.2, 0.4) / (0.1, 0.7)
+            rows += [dict(protocol="grouped", repeat=0, dataset="IDB2", backbone=bb, member=m, id=i, label=lab, p_all=p)
+                     for i, lab, p in (("x", 1, p0), ("y", 0, p1))]
+    probs = pd.DataFrame(rows)[PROB_COLUMNS]
+    t = score_table(probs, ["sum"], [], plain=probs).set_index("model")
+    # means: a = (0.6, 0.3), b = (0.6, 0.4) -> a is right on both images, b too; the sum rule (0.6, 0.35) as well
+    assert t.loc["a plain head", "n_correct"] == 2 and t.loc[PLAIN_FUSION, "n_correct"] == 2
+    assert fuse(pd.DataFrame({"a": [0.6, 0.3], "b": [0.6, 0.4]}).to_numpy().T, "sum").tolist() == [0.6, 0.35]

@@ -1,9 +1,11 @@
-"""Step 32: the plain reference head of one backbone on one dataset, on every split.
+"""Step 32: the plain reference of one backbone on one dataset, on every split.
 
-One untuned head (the profile's ``plain:`` settings, fixed and documented, never tuned), one
-member per split, trained on the same cached features and split as the tuned ensemble, until early
-stopping on the split's validation part ends it (the epoch cap is set far above where that happens).
-If the tuned ensemble does not beat it, tuning and ensembling bought nothing, and the book says so.
+Untuned heads (the profile's ``plain:`` settings, fixed and documented, never tuned; with
+``plain.use_head`` the profile's ``head:``/``training:`` themselves, the tuner's starting values),
+``plain.members`` per split averaged like an ensemble, trained on the same cached features and split as
+the tuned ensemble, until early stopping on the split's validation part ends each (the epoch cap is set
+far above where that happens). If the tuned ensemble does not beat it, tuning bought nothing, and the
+book says so.
 """
 from __future__ import annotations
 
@@ -18,18 +20,33 @@ from ..repro import seed_for
 from ..scores import PROB_COLUMNS, member_frame
 
 
-def plans(ctx: Context) -> list[tuple[str, int, pd.DataFrame, members.Plan]]:
-    """(protocol, repeat, split, plan) of the plain head of every split."""
+def settings(cfg) -> tuple:
+    """(head, training) of the plain reference (module doc)."""
+    if cfg.plain.use_head:
+        return cfg.head, cfg.training
+    return cfg.plain.head, replace(cfg.plain.training, min_delta=cfg.plain.min_delta)
+
+
+def member_seed(cfg, dataset: str, protocol: str, r: int, backbone: str, m: int) -> int:
+    """Member ``m``'s seed; member 0 keeps the seed of the one-member reference (its results unchanged)."""
+    return seed_for(cfg.seed, "plain", dataset, protocol, r, backbone, *([m] if m else []))
+
+
+def plans(ctx: Context) -> list[tuple[str, int, int, pd.DataFrame, members.Plan]]:
+    """(protocol, repeat, member, split, plan) of every plain head of every split."""
     cfg = ctx.cfg
-    ts = replace(cfg.plain.training, min_delta=cfg.plain.min_delta)
-    return [(protocol, r, split, members.plan(ctx.backbone, split, cfg.plain.head, ts,
-                                              seed_for(cfg.seed, "plain", ctx.dataset, protocol, r, ctx.backbone)))
-            for protocol, r, split in ctx.each_split()]
+    head, ts = settings(cfg)
+    return [(protocol, r, m, split, members.plan(ctx.backbone, split, head, ts,
+                                                 member_seed(cfg, ctx.dataset, protocol, r, ctx.backbone, m)))
+            for protocol, r, split in ctx.each_split() for m in range(cfg.plain.members)]
 
 
 def units(ctx: Context) -> list[list[members.Plan]]:
-    """One unit per split (its one plain head)."""
-    return [[p] for *_, p in plans(ctx)]
+    """One unit per split (its plain heads)."""
+    out: dict = {}
+    for protocol, r, _m, _split, p in plans(ctx):
+        out.setdefault((protocol, r), []).append(p)
+    return list(out.values())
 
 
 def run_units(cfg, units: list[list[members.Plan]]) -> None:
@@ -43,9 +60,10 @@ def run(ctx: Context) -> dict:
     todo = plans(ctx)
     trained = len(members.missing(cfg, [p for *_, p in todo]))
     frames, rows = [], []
-    for (protocol, r, split, p), res in zip(todo, members.fetch(cfg, [p for *_, p in todo])):
-        frames.append(member_frame(split[split["role"] == "test"], res["p_test"], protocol, r, dataset, backbone, 0))
-        rows.append(dict(protocol=protocol, repeat=r, seed=p.seed, **members.member_record(res, p.training.patience),
+    for (protocol, r, m, split, p), res in zip(todo, members.fetch(cfg, [p for *_, p in todo])):
+        frames.append(member_frame(split[split["role"] == "test"], res["p_test"], protocol, r, dataset, backbone, m))
+        rows.append(dict(protocol=protocol, repeat=r, member=m, seed=p.seed,
+                         **members.member_record(res, p.training.patience),
                          dataset=dataset, backbone=backbone))
     probs = pd.concat(frames, ignore_index=True)[PROB_COLUMNS]
     ctx.write_csv(probs, "probabilities")
