@@ -77,16 +77,18 @@ def test_confirmatory_plain_reference_is_five_untuned_heads_of_the_ensembles_rec
 
 
 def test_plain_fusion_averages_a_plain_references_members():
-    from allrep.fusion import fuse
+    """Each member alone gets one of the two images wrong; only their mean gets both right, so a score that took
+    one member (or failed on the repeated rows) fails here."""
     from allrep.scores import PLAIN_FUSION, score_table
 
     rows = []
-    for bb, ps in (("a", [(0.9, 0.2), (0.3, 0.4)]), ("b", [(0.6, 0.1), (0.6, 0.7)])):
-        for m, (p0, p1) in enumerate(ps):  # image x: members (0.9, 0.3) / (0.6, 0.6); image y: (0.2, 0.4) / (0.1, 0.7)
+    for bb, ps in (("a", [(0.45, 0.2), (0.9, 0.55)]), ("b", [(0.45, 0.3), (0.8, 0.6)])):
+        for m, (px, py) in enumerate(ps):  # image x is ALL, image y healthy
             rows += [dict(protocol="grouped", repeat=0, dataset="IDB2", backbone=bb, member=m, id=i, label=lab, p_all=p)
-                     for i, lab, p in (("x", 1, p0), ("y", 0, p1))]
+                     for i, lab, p in (("x", 1, px), ("y", 0, py))]
     probs = pd.DataFrame(rows)[PROB_COLUMNS]
     t = score_table(probs, ["sum"], [], plain=probs).set_index("model")
-    # means: a = (0.6, 0.3), b = (0.6, 0.4) -> a is right on both images, b too; the sum rule (0.6, 0.35) as well
-    assert t.loc["a plain head", "n_correct"] == 2 and t.loc[PLAIN_FUSION, "n_correct"] == 2
-    assert fuse(pd.DataFrame({"a": [0.6, 0.3], "b": [0.6, 0.4]}).to_numpy().T, "sum").tolist() == [0.6, 0.35]
+    # means: a = (0.675, 0.375), b = (0.625, 0.45); their sum rule (0.65, 0.4125): all right on both images, while
+    # the fusion of the members 0 (0.45 on x) and of the members 1 (0.575 on y) would each miss one
+    assert t.loc["a plain head", "n_correct"] == t.loc["b plain head", "n_correct"] == 2
+    assert t.loc[PLAIN_FUSION, "n_correct"] == 2
