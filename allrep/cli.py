@@ -36,7 +36,7 @@ def _cmd_run(a) -> int:
 
 
 def _cmd_book(a) -> int:
-    from .pipeline import build_book
+    from .book import build_book
     from .profile import load_profile
 
     html = build_book(load_profile(a.profile), strict=not a.lax)

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from allrep import pipeline, places
+from allrep import book, pipeline, places
 from allrep.profile import load_profile
 from allrep.registry import STEP_NAMES, STEPS, executed_path
 
@@ -44,7 +44,7 @@ def test_notebook_contract():
 
 def test_committed_toc_matches_registry():
     cfg = load_profile("paper")
-    assert (ROOT / "book" / "_toc.yml").read_text() == pipeline.toc(cfg)
+    assert (ROOT / "book" / "_toc.yml").read_text() == book.toc(cfg)
 
 
 def test_smoke_writes_to_scratch_only(monkeypatch, tmp_path):
@@ -187,7 +187,7 @@ def test_every_number_the_book_quotes_is_compared_by_nbval():
 
     quoted = set()
     for page in (ROOT / "book").glob("*.md"):
-        quoted |= set(re.findall(r"`(executed/[\w.]+\.ipynb)::(\w+)", page.read_text()))
+        quoted |= set(re.findall(r"`((?:executed|confirmatory)/[\w.]+\.ipynb)::(\w+)", page.read_text()))
     assert quoted
     for nb_name, key in quoted:
         nb = nbformat.read(ROOT / "book" / nb_name, as_version=4)
@@ -230,8 +230,45 @@ def _chromium():
     return None
 
 
+_MEASURE = """<!doctype html><html><body><iframe id="f" src="%s" style="width:1280px;height:1400px"></iframe>
+<script>
+document.getElementById("f").onload = function () {
+  var d = this.contentDocument, main = d.querySelector("article") || d.body;
+  var t = main.querySelector("table"), img = main.querySelector("img");
+  var box = main.getBoundingClientRect();
+  document.body.setAttribute("data-result", JSON.stringify({
+    overflow: t ? Math.round(t.getBoundingClientRect().right - box.right) : null,
+    table: t ? Math.round(t.getBoundingClientRect().width) : null, column: Math.round(box.width),
+    img: img && img.complete ? img.naturalWidth : 0, title: d.title}));
+};
+</script></body></html>"""
+
+
+def _measure(exe, flags, html_dir: Path, page: str) -> dict:
+    """Load ``page`` at 1280 px in a same-origin frame and measure its first table against its article."""
+    import json
+    import re
+
+    harness = html_dir / "_measure.html"
+    harness.write_text(_MEASURE % page)
+    try:
+        dom = subprocess.run([exe, *flags, "--allow-file-access-from-files", "--virtual-time-budget=15000",
+                              "--window-size=1400,1500", "--dump-dom", harness.as_uri()], capture_output=True,
+                             text=True, timeout=120).stdout
+    finally:
+        harness.unlink()
+    m = re.search(r'data-result="([^"]*)"', dom)
+    assert m, dom[-2000:]
+    return json.loads(m.group(1).replace("&quot;", '"'))
+
+
 @pytest.mark.slow
 def test_book_in_a_real_browser(smoke_book, tmp_path):
+    """Chromium at 1280 px: the intro's compact claims table fits its column (no horizontal scroll), the claims
+    figure loads, every executed and overview page has its own title; a control table that is too wide is
+    measured as overflowing, so the check can fail."""
+    import re
+
     exe = _chromium()
     if exe is None:
         pytest.skip("no chromium: `make test` installs Debian's chromium package")
@@ -242,6 +279,22 @@ def test_book_in_a_real_browser(smoke_book, tmp_path):
     dom = subprocess.run([exe, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     assert "What we find" in dom and "The verdict rule" in dom
     assert "<table" in dom and any(v in dom for v in ("not reproduced", "reproduced", "inconclusive"))
+    intro = _measure(exe, flags, smoke_book, "intro.html")
+    assert intro["overflow"] is not None and intro["overflow"] <= 0, intro
+    assert intro["img"] > 300, intro  # the claims figure rendered at its natural size
+    control = smoke_book / "_control.html"
+    control.write_text('<html><body><article style="width:600px"><table style="width:2000px"><tr><td>x</td></tr>'
+                       "</table></article></body></html>")
+    try:
+        assert _measure(exe, flags, smoke_book, "_control.html")["overflow"] > 1000
+    finally:
+        control.unlink()
+    titles = {}
+    for page in [*smoke_book.glob("executed/*.html"), *smoke_book.glob("overview/*.html")]:
+        t = re.search(r"<title>(.*?)</title>", page.read_text(), re.S).group(1).strip()
+        titles.setdefault(t, []).append(page.name)
+    assert len(titles) >= N_VARIANTS and all(len(v) == 1 for v in titles.values()), \
+        {t: v for t, v in titles.items() if len(v) > 1}
     shot = tmp_path / "intro.png"
     subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1280,1400", url], capture_output=True,
                    timeout=120)
