@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WEIGHTS_TOOL := ../shared/tools/imagenet-weights/build.sh
 
-.PHONY: help setup weights browser test test-fast smoke book book-only clean
+.PHONY: help setup weights browser test test-fast smoke book book-only lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ book: setup  ## set up, run the paper profile (needs ALLREP_DATA), build book/
 
 book-only: setup  ## render book/ from the committed results (no data, no GPU)
 	$(VENV)/bin/allrep book --profile paper
+
+lab: setup  ## JupyterLab on notebooks/ with the project's kernel "allrep (.venv)"; hand runs write to scratch/interactive/
+	$(PY) -m ipykernel install --sys-prefix --name allrep --display-name "allrep (.venv)" >/dev/null
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:  ## remove scratch outputs and the book build (keeps caches)
 	rm -rf scratch book/_build

@@ -72,7 +72,7 @@ def execute(cfg: Profile, step: Step, params: dict) -> Path:
     log = dst.with_suffix(".access.log")
     log.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    os.environ.update(ALLREP_ACCESS_LOG=str(log), ALLREP_QUIET="1")
+    os.environ.update(ALLREP_ACCESS_LOG=str(log), ALLREP_QUIET="1", ALLREP_RUNNER="1")  # the runner's kernel
     from .dispatch import quiet_stderr
 
     try:
@@ -84,8 +84,8 @@ def execute(cfg: Profile, step: Step, params: dict) -> Path:
         raise AllrepError(f"{step.name} [{variant_id(params)}] failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                           f"(partial notebook kept at {places.relative(partial)})") from None
     finally:
-        os.environ.pop("ALLREP_ACCESS_LOG", None)
-        os.environ.pop("ALLREP_QUIET", None)
+        for var in ("ALLREP_ACCESS_LOG", "ALLREP_QUIET", "ALLREP_RUNNER"):
+            os.environ.pop(var, None)
     try:
         check_access(cfg, step, params, log)
     finally:

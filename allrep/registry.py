@@ -307,14 +307,55 @@ def stamp(cfg: Profile, step: Step, params: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- the notebooks' view
+RUNNER_ENV = "ALLREP_RUNNER"  # set by the runner (allrep run) for the kernels it starts
+WRITE_RESULTS_ENV = "ALLREP_WRITE_RESULTS"  # "1": a hand run writes the profile's own results folder
+
+
+def _in_kernel() -> bool:
+    """Whether this code runs in a Jupyter kernel (an IPython shell with a kernel attached)."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
+
+
+def hand_run_dir(cfg: Profile) -> Path | None:
+    """Where a notebook run by hand writes: ``$ALLREP_SCRATCH/interactive/<profile>/results`` (default
+    ``scratch/interactive/...``, ignored by git), so that running a paper or confirmatory variant in Jupyter, with
+    a bare papermill call or under nbval never overwrites the results the runner wrote. None (the profile's own
+    folder) for the runner's kernels, outside a kernel (the runner, Dask units, tests), and with
+    ``ALLREP_WRITE_RESULTS=1``."""
+    import os
+
+    if not _in_kernel() or os.environ.get(RUNNER_ENV) == "1" or os.environ.get(WRITE_RESULTS_ENV) == "1":
+        return None
+    return places.scratch_root() / "interactive" / cfg.name / "results"
+
+
 @dataclass
 class Context:
-    """What one executing variant may touch: its profile, its parameters and its declared files."""
+    """What one executing variant may touch: its profile, its parameters and its declared files.
+
+    In a notebook run by hand (:func:`hand_run_dir`) its outputs go to the hand-run folder, and an input is read
+    from there when a hand run wrote it, else from the profile's own results."""
 
     step: Step
     cfg: Profile
     params: dict
     env: dict = field(default_factory=dict)
+    hand: Path | None = field(default=None, init=False)
+
+    def __post_init__(self):
+        self.hand = hand_run_dir(self.cfg)
+        if self.hand is not None:
+            shown = places.relative(self.hand) if self.hand.resolve().is_relative_to(PROJECT_ROOT) else self.hand
+            print(f"hand run: outputs go to {shown}/ (inputs are read from there when a hand run "
+                  f"wrote them, else from {places.relative(places.output_dir(self.cfg))}/); `allrep run` writes the "
+                  f"profile's own results")
+
+    def _moved(self, p: Path) -> Path:
+        return self.hand / p.relative_to(places.output_dir(self.cfg))
 
     def __getattr__(self, name):  # ctx.backbone, ctx.dataset
         params = self.__dict__.get("params", {})
@@ -330,7 +371,12 @@ class Context:
         return table[name]
 
     def paths(self, name: str, kind: str = "inputs", **fixed) -> dict[tuple, Path]:
-        return expand(self.cfg, {**self.params, **fixed}, self._template(name, kind))
+        found = expand(self.cfg, {**self.params, **fixed}, self._template(name, kind))
+        if self.hand is None:
+            return found
+        if kind == "outputs":
+            return {k: self._moved(p) for k, p in found.items()}
+        return {k: m if (m := self._moved(p)).is_file() else p for k, p in found.items()}
 
     def path(self, name: str, kind: str = "inputs", **fixed) -> Path:
         found = self.paths(name, kind, **fixed)

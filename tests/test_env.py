@@ -20,7 +20,8 @@ def _pins_env():
 def test_environment_and_requirements_agree():
     req, env = _pins_req(), _pins_env()
     assert req == env
-    for must in ("tensorflow", "keras", "keras-tuner", "jupyter-book", "papermill", "nbval", "seaborn", "scikit-learn"):
+    for must in ("tensorflow", "keras", "keras-tuner", "jupyter-book", "papermill", "nbval", "seaborn", "scikit-learn",
+                 "jupyterlab"):
         assert must in req
     assert req["jupyter-book"].startswith("1.")  # the Sphinx-based book the commands belong to
 

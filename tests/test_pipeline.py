@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from allrep import book, pipeline, places
+from allrep import book, places
 from allrep.profile import load_profile
 from allrep.registry import STEP_NAMES, STEPS, executed_path
 
@@ -417,3 +417,98 @@ def test_one_outer_splits_whole_procedure_reads_no_image_of_its_test_part(smoke,
         assert a["best_epoch"] == b["best_epoch"] and np.array_equal(a["p_val"], b["p_val"])
     assert set(read) & test_ids  # only now are the test images read
     assert np.isfinite(threshold) and m["map"] in calibration.MAPS
+
+
+# ----------------------------------------------------------------------------- interactive (slow)
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_cells(ws_url: str, sources: list[str]) -> list[list[dict]]:
+    """Execute each source on a kernel over its websocket (Jupyter's JSON message protocol); the outputs of each."""
+    import json
+    import uuid
+
+    import websocket
+
+    ws = websocket.create_connection(ws_url, timeout=600)
+    session, outputs = uuid.uuid4().hex, []
+    try:
+        for src in sources:
+            mid = uuid.uuid4().hex
+            ws.send(json.dumps({"header": {"msg_id": mid, "username": "test", "session": session, "date": "",
+                                           "msg_type": "execute_request", "version": "5.3"},
+                                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                                "content": {"code": src, "silent": False, "store_history": True,
+                                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+            got = []
+            while True:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != mid:
+                    continue
+                kind = msg["header"]["msg_type"]
+                if kind == "error":
+                    raise AssertionError(f"cell failed: {msg['content']['ename']}: {msg['content']['evalue']}\n{src}")
+                if kind in ("execute_result", "display_data", "stream"):
+                    got.append(msg["content"])
+                if kind == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            outputs.append(got)
+    finally:
+        ws.close()
+    return outputs
+
+
+@pytest.mark.slow
+def test_a_notebook_run_through_a_real_jupyter_server_glues_what_papermill_glued(smoke, tmp_path):
+    """A real Jupyter server, headless: the project's kernel ("allrep", as `make lab` registers it) started
+    through its REST API runs the source notebook 60_results on the smoke profile cell by cell, as a person
+    would; its glued values equal the papermill run's, and its claims file (written to the hand-run folder,
+    never the runner's) is byte-identical to the run's."""
+    import json
+    import time
+    import urllib.request
+
+    jdata = tmp_path / "jupyter"
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", str(jdata), "--name", "allrep",
+                    "--display-name", "allrep (test)"], check=True, capture_output=True)
+    env = dict(smoke["env"], JUPYTER_PATH=str(jdata / "share" / "jupyter"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    env.pop("ALLREP_RUNNER", None)
+    port, token = _free_port(), "allrep-test-token"
+    server = subprocess.Popen([sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+                               f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
+                               f"--ServerApp.root_dir={ROOT / 'notebooks'}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"token {token}"}
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{base}/api/status", headers=auth), timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        req = urllib.request.Request(f"{base}/api/kernels", data=json.dumps({"name": "allrep"}).encode(),
+                                     headers={**auth, "Content-Type": "application/json"}, method="POST")
+        kernel = json.load(urllib.request.urlopen(req, timeout=60))
+        assert kernel["name"] == "allrep"
+        nb = nbformat.read(ROOT / "notebooks" / "60_results.ipynb", as_version=4)
+        sources = [c.source for c in nb.cells if c.cell_type == "code"]
+        outs = _run_cells(f"ws://127.0.0.1:{port}/api/kernels/{kernel['id']}/channels?token={token}", sources)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    glue_at = next(i for i, s in enumerate(sources) if "glue_values" in s)
+    mine = next(o["data"]["text/plain"] for o in outs[glue_at] if "data" in o and "text/plain" in o["data"])
+    ran = nbformat.read(smoke["executed"] / "60_results__all.ipynb", as_version=4)
+    cell = next(c for c in ran.cells if c.cell_type == "code" and "glue_values" in c.source)
+    theirs = next(o["data"]["text/plain"] for o in cell.outputs if "text/plain" in o.get("data", {}))
+    assert mine == theirs and mine.count("\n") > 50
+    setup_text = "".join(o.get("text", "") for o in outs[1])
+    assert "hand run: outputs go to" in setup_text
+    hand = smoke["base"] / "scratch" / "interactive" / "smoke" / "results" / "claims.csv"
+    assert hand.read_bytes() == (smoke["base"] / "scratch" / "smoke" / "results" / "claims.csv").read_bytes()

@@ -194,3 +194,32 @@ def test_one_cache_key_function():
         if path.name not in own_keys:
             assert not re.search(r"MemberStore\(|\bdigest\(dict\(", path.read_text()), \
                 f"{path.relative_to(ROOT)} builds its own cache key"
+
+
+def test_a_hand_run_writes_its_own_folder_and_reads_inputs_from_there_first(tmp_path, monkeypatch):
+    """In a kernel the runner did not start (Jupyter, a bare papermill call, nbval) a variant writes to
+    scratch/interactive/<profile>/results and reads what a hand run wrote before the profile's own results;
+    the runner's kernels, code outside a kernel and ALLREP_WRITE_RESULTS=1 use the profile's own folder."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path))
+    monkeypatch.delenv("ALLREP_RUNNER", raising=False)
+    monkeypatch.delenv("ALLREP_WRITE_RESULTS", raising=False)
+    paper, conf = load_profile("paper"), load_profile("confirmatory")
+    outside = Context(get_step("60"), paper, {})  # pytest is no kernel
+    assert outside.hand is None and outside.output("claims") == root / "results" / "claims.csv"
+
+    monkeypatch.setattr(registry, "_in_kernel", lambda: True)
+    hand = Context(get_step("60"), paper, {})
+    assert hand.output("claims") == tmp_path / "interactive" / "paper" / "results" / "claims.csv"
+    assert hand.path("scores") == root / "results" / "fusion" / "scores.csv"  # no hand copy yet: the committed one
+    mine = tmp_path / "interactive" / "paper" / "results" / "fusion" / "scores.csv"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("dataset\n")
+    assert hand.path("scores") == mine  # a hand run's own output wins
+    assert Context(get_step("60"), conf, {}).output("claims") == \
+        tmp_path / "interactive" / "confirmatory" / "results" / "claims.csv"
+    monkeypatch.setenv("ALLREP_RUNNER", "1")
+    assert Context(get_step("60"), paper, {}).output("claims") == root / "results" / "claims.csv"
+    monkeypatch.delenv("ALLREP_RUNNER")
+    monkeypatch.setenv("ALLREP_WRITE_RESULTS", "1")
+    assert Context(get_step("60"), conf, {}).output("claims") == root / "results" / "confirmatory" / "claims.csv"
