@@ -2,6 +2,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from allrep.profile import Head
 from allrep.training import train_heads
@@ -31,6 +32,7 @@ def _close(a, b):
     assert np.allclose(a["p_test"], b["p_test"], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow  # trains heads (the fast loop trains nothing)
 def test_a_head_in_a_stack_is_the_head_alone():
     sizes = [96, 70, 96, 50, 96]  # different training sets: each head has its own epoch length
     tasks = [dict(_task(replace(HP, learning_rate=lr, dropout=d), seed=s, data_seed=s),
@@ -49,6 +51,7 @@ def test_a_head_in_a_stack_is_the_head_alone():
     assert len({r["epochs_run"] for r in together}) > 1  # heads stop at different epochs (slots are refilled)
 
 
+@pytest.mark.slow  # trains heads (the fast loop trains nothing)
 def test_a_saved_head_predicts_what_the_stack_predicted():
     from allrep.stacked import to_head
 

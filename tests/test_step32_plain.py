@@ -1,5 +1,6 @@
 """Step 32: the plain reference heads cover every split and converge (early stopping, never the cap)."""
 import pandas as pd
+import pytest
 from conftest import ROOT
 
 from allrep.profile import load_profile
@@ -27,6 +28,7 @@ def test_plain_heads_cover_every_split_and_early_stopping_ends_them():
     assert len(capped) <= 1, capped
 
 
+@pytest.mark.slow  # trains heads (the fast loop trains nothing)
 def test_min_delta_ends_training_when_improvements_become_negligible():
     import numpy as np
 

@@ -23,10 +23,15 @@ def test_calibration_is_fitted_on_validation_and_recomputes_byte_for_byte(result
     for n in names:
         assert same_bytes(results_copy / "uncertainty" / f"{n}.csv", ROOT / "results" / "uncertainty" / f"{n}.csv"), n
     cal = res["calibration"]
-    for tag in ("before", "after"):  # every bootstrap interval contains its estimate (BCa)
+    for tag in ("before", "after"):
         for m in ("ece", "nll", "brier"):
-            assert (cal[f"{m}_{tag}_low"] <= cal[f"{m}_{tag}"] + 1e-12).all() and \
-                (cal[f"{m}_{tag}"] <= cal[f"{m}_{tag}_high"] + 1e-12).all(), (m, tag)
+            low, est, high = cal[f"{m}_{tag}_low"], cal[f"{m}_{tag}"], cal[f"{m}_{tag}_high"]
+            assert (low <= high).all() and (low <= est + 1e-12).all(), (m, tag)
+            if m != "ece":  # NLL and Brier: smooth means, their BCa intervals contain the estimate
+                assert (est <= high + 1e-12).all(), (m, tag)
+            # ECE's plug-in estimate is biased upwards (binning noise adds to it), and BCa corrects for that
+            # bias: an ECE interval may end below its own estimate, never above it (seen on the development
+            # run's combined grouped rows of 2026-12-05), so only the lower side is asserted for ECE
     fused = cal[(cal["model"] == "sum fusion") & (cal["protocol"] == "grouped")]
     assert len(fused) == 3 and (fused["n"] > 0).all()
     # one temperature per split and model, from validation predictions of the same members

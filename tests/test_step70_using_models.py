@@ -1,6 +1,5 @@
 """Step 70: the committed held-out predictions are of whole held-out photograph groups, read by file, and
 the groups are nested: no recipe decision, tuning, calibration or threshold saw them."""
-import json
 
 import pandas as pd
 import pytest

@@ -58,6 +58,7 @@ def _same_trials(a, b):
         assert np.allclose([x[k] for k in sorted(x)], [y[k] for k in sorted(y)], rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow  # trains heads (the fast loop trains nothing)
 def test_pooled_searches_equal_searches_alone_and_resume(tmp_path, monkeypatch):
     searches = {"a": _search(1), "b": _search(2)}  # (keras-tuner takes seed 0 as 1)
     engine = Memory(searches)
