@@ -26,6 +26,7 @@ from .errors import AllrepError
 from .io import atomic_write_text
 from .profile import PROJECT_ROOT, Profile, load_profile
 from .registry import STEPS, Step, executed_path, variant_id
+from .tables import _md
 
 BOOK = PROJECT_ROOT / "book"
 PAGES_BEFORE = ("intro", "data", "methods", "recipe")
@@ -69,11 +70,13 @@ def backbone_name(bb: str) -> str:
 
 def page_title(step: Step, params: dict, development: bool = False) -> str:
     """"Ensemble: MobileNetV2 on ALL-IDB2", from the step and the variant's parameters."""
-    title = SHORT.get(step.name, step.title)
-    what = " on ".join(x for x in (backbone_name(params["backbone"]) if "backbone" in params else "",
-                                   DATASET_NAMES.get(params.get("dataset"), params.get("dataset", ""))) if x)
-    return f"{title}: {what}" + (" (development)" if development else "") if what else \
-        title + (" (development)" if development else "")
+    parts = []
+    if "backbone" in params:
+        parts.append(backbone_name(params["backbone"]))
+    if "dataset" in params:
+        parts.append(DATASET_NAMES.get(params["dataset"], params["dataset"]))
+    title = SHORT.get(step.name, step.title) + (f": {' on '.join(parts)}" if parts else "")
+    return title + (" (development)" if development else "")
 
 
 # ----------------------------------------------------------------------------- executed pages
@@ -190,10 +193,6 @@ def tuning_overview(cfg: Profile) -> pd.DataFrame:
                 row["recipe chosen (splits)"] = ", ".join(f"{k} {v}" for k, v in b["recipe"].value_counts().sort_index().items())
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False) if len(df) else "*(no results yet)*"
 
 
 def _claims(cfg: Profile) -> pd.DataFrame:
@@ -321,13 +320,12 @@ def ledger_table(cfg: Profile) -> str:
     """The test-set ledger's counts (:mod:`allrep.ledger`, ``results/ledger.csv``), as markdown."""
     from . import ledger
     from .registry import other_output
-    from .tables import _md as md
 
     path = other_output("ledger", cfg)
     if not path.is_file():
         return "*(no test part scored yet)*\n"
     book = ledger.counts(pd.read_csv(path, dtype={"commit": str, "digest": str}), ledger.DEVELOPMENT_SEEDS)
-    return md(book) + "\n"
+    return _md(book) + "\n"
 
 
 def ledger_sentence(cfg: Profile) -> str:
@@ -359,8 +357,7 @@ def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
     from .preregistration import markdown as preregistration_tables
     from .tables import book_tables
 
-    root = folder or places.book_dir(cfg)
-    base = root if folder else root / "_generated"
+    base = folder or places.book_dir(cfg) / "_generated"
     for run in runs(cfg):
         dest = base if run.folder == "executed" else base / run.folder
         tables = {**book_tables(run.cfg), "ledger_sentence.md": ledger_sentence(run.cfg),
