@@ -54,11 +54,19 @@ class Run:
         return "_generated" if self.folder == "executed" else f"_generated/{self.folder}"
 
 
+DEVELOPMENT_PROFILE = "paper"  # the development run: its pages say so
+
+
+def is_development(cfg: Profile) -> bool:
+    return cfg.name == DEVELOPMENT_PROFILE
+
+
 def runs(cfg: Profile) -> list[Run]:
     """The runs the book of ``cfg`` shows, headline first."""
     if places.committed(cfg):
-        return [Run(load_profile("confirmatory"), "confirmatory", "Confirmatory run", False),
-                Run(load_profile("paper"), "executed", "Development run", True)]
+        return [Run(c, places.executed_dir(c).name, caption, is_development(c))
+                for c, caption in ((load_profile("confirmatory"), "Confirmatory run"),
+                                   (load_profile(DEVELOPMENT_PROFILE), "Development run"))]
     return [Run(cfg, "executed", f"Executed notebooks ({cfg.name})", False)]
 
 

@@ -22,8 +22,7 @@ from . import places
 from .errors import AllrepError
 from .io import atomic_write_json, atomic_write_text
 from .profile import Profile, load_profile
-from .registry import STEPS, Step, declared, executed_path, get_step, stamp, variant_id
-
+from .registry import RUNNER_ENV, STEPS, Step, declared, executed_path, get_step, stamp, variant_id
 
 
 def _stamp_path(nb: Path) -> Path:
@@ -72,7 +71,7 @@ def execute(cfg: Profile, step: Step, params: dict) -> Path:
     log = dst.with_suffix(".access.log")
     log.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    os.environ.update(ALLREP_ACCESS_LOG=str(log), ALLREP_QUIET="1", ALLREP_RUNNER="1")  # the runner's kernel
+    os.environ.update({"ALLREP_ACCESS_LOG": str(log), "ALLREP_QUIET": "1", RUNNER_ENV: "1"})  # the runner's kernel
     from .dispatch import quiet_stderr
 
     try:
@@ -84,7 +83,7 @@ def execute(cfg: Profile, step: Step, params: dict) -> Path:
         raise AllrepError(f"{step.name} [{variant_id(params)}] failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                           f"(partial notebook kept at {places.relative(partial)})") from None
     finally:
-        for var in ("ALLREP_ACCESS_LOG", "ALLREP_QUIET", "ALLREP_RUNNER"):
+        for var in ("ALLREP_ACCESS_LOG", "ALLREP_QUIET", RUNNER_ENV):
             os.environ.pop(var, None)
     try:
         check_access(cfg, step, params, log)
@@ -97,9 +96,9 @@ def execute(cfg: Profile, step: Step, params: dict) -> Path:
     pmeta["output_path"] = places.relative(dst)
     atomic_write_text(dst, nbformat.writes(nb))
     partial.unlink(missing_ok=True)
-    from .book import present
+    from .book import is_development, present
 
-    present(dst, step, params, cfg.name, development=cfg.name == "paper")  # the page as the book shows it
+    present(dst, step, params, cfg.name, development=is_development(cfg))  # the page as the book shows it
     atomic_write_json(_stamp_path(dst), stamp(cfg, step, params))
     return dst
 
