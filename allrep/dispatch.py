@@ -25,6 +25,7 @@ import importlib
 import logging
 import os
 import time
+import warnings
 
 from .errors import AllrepError
 from .progress import bar
@@ -75,15 +76,45 @@ def step_units(cfg, step, params_list) -> list:
     return [u for p in params_list for u in mod.units(Context(step, cfg, p))]
 
 
-def run_units(cfg, step_name: str, units: list) -> int:
-    """Run units of one step in this process (the step module's ``run_units``); returns how many."""
+@contextlib.contextmanager
+def gp_bound_warnings_counted():
+    """Count, instead of printing, scikit-learn's ConvergenceWarning from the Gaussian-process fits of the
+    Bayesian searches (keras-tuner fits one per proposal; on a few noisy trials its length scale often ends
+    at the lower bound 1e-05): printed by the thousand, they came between the progress bar's lines. Yields
+    a one-element list holding the count; every other warning is shown as usual."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    count = [0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ConvergenceWarning)  # count every fit, not the first per place
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, ConvergenceWarning) and "gaussian_process" in filename:
+                count[0] += 1
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield count
+
+
+def gp_note(step_name: str, n: int) -> str:
+    """The runner's one line for ``n`` counted Gaussian-process warnings (:func:`gp_bound_warnings_counted`)."""
+    return (f"{step_name}: {n} Gaussian-process fit{'s' if n != 1 else ''} of the Bayesian searches ended with a "
+            "kernel parameter at its bound (scikit-learn ConvergenceWarning); the searches used those fits as they are")
+
+
+def run_units(cfg, step_name: str, units: list) -> dict:
+    """Run units of one step in this process (the step module's ``run_units``); returns how many, and how
+    many Gaussian-process warnings they raised (:func:`gp_bound_warnings_counted`)."""
     from .registry import get_step
 
     quiet_backend()
     mod = importlib.import_module(get_step(step_name).module)
-    with _no_inner_bars():
+    with _no_inner_bars(), gp_bound_warnings_counted() as gp:
         mod.run_units(cfg, units)
-    return len(units)
+    return dict(units=len(units), gp_warnings=gp[0])
 
 
 def feature_units(cfg, backbones) -> list[tuple[str, list[str]]]:
@@ -139,10 +170,16 @@ class Serial:
             self._add(len(units))
             attach(self.progress)  # the bar counts the heads while the step's units run together
             try:
-                run_units(cfg, step.name, units)  # one call: every variant's heads share the pools
+                done = run_units(cfg, step.name, units)  # one call: every variant's heads share the pools
             finally:
                 attach(None)
             self.progress.update(len(units))
+            self._note_gp(step, [done])
+
+    def _note_gp(self, step, done: list) -> None:
+        n = sum(d["gp_warnings"] for d in done)
+        if n:
+            self.progress.write(gp_note(step.name, n))
 
     def notebooks(self, cfg, variants, log) -> dict:
         self._add(len(variants))
@@ -196,7 +233,7 @@ class Cluster(Serial):
         self._add(len(chunks))
         futs = {self.client.submit(run_units, cfg, step.name, c, pure=False): f"{step.name} units {i * size}-"
                 f"{i * size + len(c) - 1}" for i, c in enumerate(chunks)}
-        self._gather(futs, "task")
+        self._note_gp(step, list(self._gather(futs, "task").values()))
 
     def notebooks(self, cfg, variants, log) -> dict:
         self._add(len(variants))

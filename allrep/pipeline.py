@@ -147,8 +147,8 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
             if not verified:
                 from .data import require_verified
 
-                dispatch.quiet_backend()  # the backend's start-up lines never reach the terminal
                 require_verified(quick=False)  # every checksum, once, before any unit or notebook reads an image
+                dispatch.quiet_backend()  # then the backend, whose start-up lines never reach the terminal
                 verified = True
             t0 = time.perf_counter()
             if step.name in dispatch.FEATURE_STEPS and not features_done:

@@ -209,9 +209,20 @@ def _parsed(path: Path) -> tuple:
     return _PARSED[k]
 
 
+_IMPORTS: dict = {}
+
+
 def _imports(path: Path, modname: str) -> set[str]:
-    """allrep modules imported anywhere in ``path`` (top level or inside functions)."""
-    tree = _parsed(path)[0]
+    """allrep modules imported anywhere in ``path`` (top level or inside functions), found once per version
+    of the file."""
+    st = path.stat()
+    k = (str(path), st.st_size, st.st_mtime_ns, modname)
+    if k not in _IMPORTS:
+        _IMPORTS[k] = _find_imports(_parsed(path)[0], path, modname)
+    return set(_IMPORTS[k])
+
+
+def _find_imports(tree, path: Path, modname: str) -> set[str]:
     pkg = modname if path.name == "__init__.py" else modname.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(tree):
@@ -260,7 +271,19 @@ def closure(roots) -> list[str]:
     return sorted(seen - _NOT_HASHED)
 
 
+_NB_IMPORTS: dict = {}
+
+
 def notebook_imports(nb_path: Path) -> set[str]:
+    """allrep modules a notebook's code cells import, read once per version of the file (path, size, mtime)."""
+    st = nb_path.stat()
+    k = (str(nb_path), st.st_size, st.st_mtime_ns)
+    if k not in _NB_IMPORTS:
+        _NB_IMPORTS[k] = _notebook_imports(nb_path)
+    return set(_NB_IMPORTS[k])
+
+
+def _notebook_imports(nb_path: Path) -> set[str]:
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)

@@ -1,5 +1,7 @@
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,89 @@ def paper_context(step: str, **params):
 
 def same_bytes(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
+
+
+# ----------------------------------------------------------------------------- the smoke run, in the background
+# The smoke pipeline (ten minutes on 2 cores) is the suite's longest piece of work. It starts in the background
+# as the session starts (``smoke_started``), at normal priority, while the test processes lower their own
+# (nice 10) and run every other test meanwhile; the tests that read it (fixture ``smoke``) come last and wait
+# for it. Under pytest-xdist (``make test``: ``-n auto``) one worker starts it, claimed by creating a file
+# exclusively in the workers' common temporary folder, and every worker reads the same run. Tests that write
+# into the run's folders share one xdist group ("smoke-writes"), so they never run at the same time.
+SMOKE_READERS = ("smoke", "smoke_pending")  # fixtures that need the run: smoke waits for it, smoke_pending later
+
+
+def _reads_smoke(item) -> bool:
+    return "smoke" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The tests that wait for the smoke run go last (stable order otherwise)."""
+    items[:] = [i for i in items if not _reads_smoke(i)] + [i for i in items if _reads_smoke(i)]
+
+
+def _smoke_base(tmp_path_factory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "smoke-run"
+
+
+def _smoke_env(base: Path, data: Path, weights: Path) -> dict:
+    return dict(os.environ, ALLREP_SCRATCH=str(base / "scratch"), ALLREP_CACHE=str(base / "cache"),
+                ALLREP_DATA=str(data), ALLREP_WEIGHTS_DIR=str(weights), PYTHONUNBUFFERED="1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def smoke_started(request, tmp_path_factory):
+    """Start the smoke run in the background when a selected test needs it (once across xdist workers);
+    None when none does or the data is missing (the tests that need it then skip)."""
+    if not any(set(SMOKE_READERS) & set(getattr(i, "fixturenames", ())) for i in request.session.items):
+        return None
+    if not (_data_path() / "ALL_IDB2").is_dir():
+        return None
+    try:
+        weights = request.getfixturevalue("weights_dir")
+    except pytest.skip.Exception:
+        return None
+    base = _smoke_base(tmp_path_factory)
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(base / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # the first process to get here
+    except FileExistsError:
+        pass
+    else:
+        script = (f'"$0" -m allrep.cli run --profile smoke >"{base}/run.out" 2>"{base}/run.err"; '
+                  f'echo $? >"{base}/rc.part"; mv "{base}/rc.part" "{base}/rc"')  # the status last: waiters poll it
+        subprocess.Popen(["sh", "-c", script, sys.executable], cwd=ROOT, env=_smoke_env(base, _data_path(), weights),
+                         stdin=subprocess.DEVNULL)
+    os.nice(10)  # the background run keeps the cores it needs; this process takes what is left
+    return dict(base=base, weights=weights)
+
+
+def wait_for_smoke(started: dict | None, timeout: float = 3600) -> dict:
+    """The finished smoke run: env (its settings), base (its folder) and executed (its notebooks)."""
+    if started is None:
+        pytest.skip("ALL-IDB or the ImageNet files not found (set ALLREP_DATA, ALLREP_WEIGHTS_DIR)")
+    base = started["base"]
+    deadline = time.time() + timeout
+    while not (base / "rc").is_file():
+        if time.time() > deadline:
+            pytest.fail(f"the smoke run in {base} did not finish in {timeout:.0f} s")
+        time.sleep(1)
+    rc = (base / "rc").read_text().strip()
+    out, err = (base / "run.out").read_text(), (base / "run.err").read_text()
+    assert rc == "0", f"the smoke run failed ({rc}):\n{out[-3000:]}\n{err[-3000:]}"
+    return dict(env=_smoke_env(base, _data_path(), started["weights"]), base=base, first=out,
+                executed=base / "scratch" / "smoke" / "book" / "executed")
+
+
+@pytest.fixture(scope="session")
+def smoke(smoke_started):
+    """The smoke run, once it has finished (the test waits)."""
+    return wait_for_smoke(smoke_started)
+
+
+@pytest.fixture(scope="session")
+def smoke_pending(smoke_started):
+    """For a test that has work of its own to do first: call it to wait for the smoke run."""
+    return lambda: wait_for_smoke(smoke_started)

@@ -6,6 +6,7 @@ from allrep.errors import AllrepError
 from allrep.models import HeadParams, Weights, build_hybrid, resolve_weights
 
 
+@pytest.mark.slow  # builds and runs three whole networks (10 s of the 30 s `make test-fast` may take)
 @pytest.mark.parametrize("backbone,size", [("inceptionv3", 75), ("efficientnetb3", 64), ("mobilenetv2", 64)])
 def test_each_hybrid_builds_with_two_class_output(backbone, size):
     w = resolve_weights(backbone, "none", input_size=size, seed=1)
@@ -16,6 +17,7 @@ def test_each_hybrid_builds_with_two_class_output(backbone, size):
     assert p.shape == (2, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.slow  # builds two whole backbones
 def test_native_feature_maps():
     assert models.feature_shape("inceptionv3", 299) == (8, 8, 2048)
     assert models.feature_shape("mobilenetv2", 224) == (7, 7, 1280)
@@ -35,6 +37,7 @@ def test_offline_manifest_resolution(weights_dir, monkeypatch):
     assert official.kind == "imagenet-official"
 
 
+@pytest.mark.slow  # builds and runs two backbones
 def test_loaded_imagenet_file_changes_features(weights_dir, data_root):
     from allrep.data import load_images, manifest
 
