@@ -40,7 +40,8 @@ def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path
     monkeypatch.setenv("ALLREP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(places, "output_dir", lambda cfg: tmp_path / "results")
     cfg = load_profile("smoke")
-    cfg = replace(cfg, use_backbones=("mobilenetv2",), ensemble=replace(cfg.ensemble, members=3))
+    cfg = replace(cfg, use_backbones=("mobilenetv2",), ensemble=replace(cfg.ensemble, members=3),
+                  splits=replace(cfg.splits, repeats=2))
     step10.splits(Context(get_step("10"), cfg, {}))
     ctx = Context(get_step("30"), cfg, {"backbone": "mobilenetv2", "dataset": "IDB1"})
     best = tmp_path / "results" / "tuning" / "best_mobilenetv2_IDB1.csv"
