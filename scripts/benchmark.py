@@ -54,7 +54,9 @@ def main(argv=None):
 
     dest = Path(a.out) if a.out else other_output("benchmark", cfg)  # declared in allrep.registry
     out = json.loads(dest.read_text()) if dest.is_file() else {}
-    out.update(profile=cfg.name, environment=env)
+    out["profile"] = cfg.name
+    if "backbones" in a.parts or "environment" not in out:  # the top-level environment and `when` are the backbones'
+        out["environment"] = env
     when = time.strftime("%Y-%m-%d %H:%M")
     items = manifest("IDB2")[: a.images]
     views = cfg.features.views
@@ -90,10 +92,10 @@ def main(argv=None):
         out["predict"] = _predict_speed(cfg)
         print("predict", out["predict"], flush=True)
     if "head_training" in a.parts:
-        out["head_training"] = dict(_head_training(cfg, a.trials), when=when)
+        out["head_training"] = dict(_head_training(cfg, a.trials), when=when, commit=env["commit"])
         print("head_training", out["head_training"], flush=True)
     if "smoke_workers" in a.parts:
-        out["smoke_workers"] = dict(_smoke_workers(), when=when)
+        out["smoke_workers"] = dict(_smoke_workers(), when=when, commit=env["commit"])
         print("smoke_workers", out["smoke_workers"], flush=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1, default=str) + "\n")
