@@ -87,8 +87,9 @@ def gp_bound_warnings_counted():
     from sklearn.exceptions import ConvergenceWarning
 
     count = [0]
+    gp = r"sklearn\.gaussian_process"
     with warnings.catch_warnings():
-        warnings.simplefilter("always", ConvergenceWarning)  # count every fit, not the first per place
+        warnings.filterwarnings("always", category=ConvergenceWarning, module=gp)  # every fit, not once per place
         shown = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):

@@ -195,34 +195,36 @@ def declared(cfg: Profile, step: Step, params: dict, kind: str) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- module closure
-_PARSED: dict = {}
+_PER_VERSION: dict = {}
+
+
+def _per_version(kind: str, path: Path, compute, *extra):
+    """``compute(path, *extra)``, once per version of the file (path, size, mtime): stamping every variant
+    reads the same few dozen modules and notebooks again and again."""
+    st = path.stat()
+    k = (kind, str(path), st.st_size, st.st_mtime_ns, *extra)
+    if k not in _PER_VERSION:
+        _PER_VERSION[k] = compute(path, *extra)
+    return _PER_VERSION[k]
+
+
+def _parse(path: Path) -> tuple:
+    tree = ast.parse(path.read_text())
+    return tree, ast.dump(tree)
 
 
 def _parsed(path: Path) -> tuple:
-    """(syntax tree, its dump) of a source file, parsed once per version of the file (path, size, mtime):
-    stamping every variant reads the same few dozen modules again and again."""
-    st = path.stat()
-    k = (str(path), st.st_size, st.st_mtime_ns)
-    if k not in _PARSED:
-        tree = ast.parse(path.read_text())
-        _PARSED[k] = (tree, ast.dump(tree))
-    return _PARSED[k]
-
-
-_IMPORTS: dict = {}
+    """(syntax tree, its dump) of a source file."""
+    return _per_version("parsed", path, _parse)
 
 
 def _imports(path: Path, modname: str) -> set[str]:
-    """allrep modules imported anywhere in ``path`` (top level or inside functions), found once per version
-    of the file."""
-    st = path.stat()
-    k = (str(path), st.st_size, st.st_mtime_ns, modname)
-    if k not in _IMPORTS:
-        _IMPORTS[k] = _find_imports(_parsed(path)[0], path, modname)
-    return set(_IMPORTS[k])
+    """allrep modules imported anywhere in ``path`` (top level or inside functions)."""
+    return set(_per_version("imports", path, _find_imports, modname))
 
 
-def _find_imports(tree, path: Path, modname: str) -> set[str]:
+def _find_imports(path: Path, modname: str) -> set[str]:
+    tree = _parsed(path)[0]
     pkg = modname if path.name == "__init__.py" else modname.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(tree):
@@ -271,16 +273,9 @@ def closure(roots) -> list[str]:
     return sorted(seen - _NOT_HASHED)
 
 
-_NB_IMPORTS: dict = {}
-
-
 def notebook_imports(nb_path: Path) -> set[str]:
-    """allrep modules a notebook's code cells import, read once per version of the file (path, size, mtime)."""
-    st = nb_path.stat()
-    k = (str(nb_path), st.st_size, st.st_mtime_ns)
-    if k not in _NB_IMPORTS:
-        _NB_IMPORTS[k] = _notebook_imports(nb_path)
-    return set(_NB_IMPORTS[k])
+    """allrep modules a notebook's code cells import."""
+    return set(_per_version("notebook imports", nb_path, _notebook_imports))
 
 
 def _notebook_imports(nb_path: Path) -> set[str]:

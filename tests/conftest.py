@@ -68,10 +68,10 @@ def same_bytes(a: Path, b: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- the smoke run, in the background
-# The smoke pipeline (ten minutes on 2 cores) is the suite's longest piece of work. It starts in the background
-# as the session starts (``smoke_started``), at normal priority, while the test processes lower their own
-# (nice 10) and run every other test meanwhile; the tests that read it (fixture ``smoke``) come last and wait
-# for it. Under pytest-xdist (``make test``: ``-n auto``) one worker starts it, claimed by creating a file
+# The smoke pipeline (about eight minutes on 2 cores) is the suite's longest piece of work. It starts in the
+# background as the session starts (``smoke_started``), at normal priority, while the test processes lower their
+# own (nice 10) and run every other test meanwhile; the tests that read it (fixture ``smoke``) come last and wait
+# for it, and a test with work of its own to do first (fixture ``smoke_pending``) keeps its place and waits later. Under pytest-xdist (``make test``: ``-n auto``) one worker starts it, claimed by creating a file
 # exclusively in the workers' common temporary folder, and every worker reads the same run. Tests that write
 # into the run's folders share one xdist group ("smoke-writes"), so they never run at the same time.
 SMOKE_READERS = ("smoke", "smoke_pending")  # fixtures that need the run: smoke waits for it, smoke_pending later
