@@ -36,8 +36,6 @@ def weights_dir():
     if not (dest / "manifest.yaml").is_file():
         if not tool.is_file():
             pytest.skip("no ImageNet weights: set ALLREP_WEIGHTS_DIR")
-        import sys
-
         subprocess.run(["bash", str(tool), str(dest), sys.executable], check=True, capture_output=True)
     os.environ["ALLREP_WEIGHTS_DIR"] = str(dest)
     return dest
@@ -92,7 +90,8 @@ def _smoke_base(tmp_path_factory) -> Path:
     return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "smoke-run"
 
 
-def _smoke_env(base: Path, data: Path, weights: Path) -> dict:
+def smoke_env(base: Path, data: Path, weights: Path) -> dict:
+    """The environment of a smoke run whose scratch and cache folders are under ``base``."""
     return dict(os.environ, ALLREP_SCRATCH=str(base / "scratch"), ALLREP_CACHE=str(base / "cache"),
                 ALLREP_DATA=str(data), ALLREP_WEIGHTS_DIR=str(weights), PYTHONUNBUFFERED="1")
 
@@ -103,11 +102,9 @@ def smoke_started(request, tmp_path_factory):
     None when none does or the data is missing (the tests that need it then skip)."""
     if not any(set(SMOKE_READERS) & set(getattr(i, "fixturenames", ())) for i in request.session.items):
         return None
-    if not (_data_path() / "ALL_IDB2").is_dir():
-        return None
     try:
-        weights = request.getfixturevalue("weights_dir")
-    except pytest.skip.Exception:
+        data, weights = request.getfixturevalue("data_root"), request.getfixturevalue("weights_dir")
+    except pytest.skip.Exception:  # no data or no ImageNet files: the tests that need the run skip
         return None
     base = _smoke_base(tmp_path_factory)
     base.mkdir(parents=True, exist_ok=True)
@@ -118,10 +115,10 @@ def smoke_started(request, tmp_path_factory):
     else:
         script = (f'"$0" -m allrep.cli run --profile smoke >"{base}/run.out" 2>"{base}/run.err"; '
                   f'echo $? >"{base}/rc.part"; mv "{base}/rc.part" "{base}/rc"')  # the status last: waiters poll it
-        subprocess.Popen(["sh", "-c", script, sys.executable], cwd=ROOT, env=_smoke_env(base, _data_path(), weights),
+        subprocess.Popen(["sh", "-c", script, sys.executable], cwd=ROOT, env=smoke_env(base, data, weights),
                          stdin=subprocess.DEVNULL)
     os.nice(10)  # the background run keeps the cores it needs; this process takes what is left
-    return dict(base=base, weights=weights)
+    return dict(base=base, data=data, weights=weights)
 
 
 def wait_for_smoke(started: dict | None, timeout: float = 3600) -> dict:
@@ -137,7 +134,7 @@ def wait_for_smoke(started: dict | None, timeout: float = 3600) -> dict:
     rc = (base / "rc").read_text().strip()
     out, err = (base / "run.out").read_text(), (base / "run.err").read_text()
     assert rc == "0", f"the smoke run failed ({rc}):\n{out[-3000:]}\n{err[-3000:]}"
-    return dict(env=_smoke_env(base, _data_path(), started["weights"]), base=base, first=out,
+    return dict(env=smoke_env(base, started["data"], started["weights"]), base=base, first=out,
                 executed=base / "scratch" / "smoke" / "book" / "executed")
 
 

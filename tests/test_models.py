@@ -6,7 +6,7 @@ from allrep.errors import AllrepError
 from allrep.models import HeadParams, Weights, build_hybrid, resolve_weights
 
 
-@pytest.mark.slow  # builds and runs three whole networks (10 s of the 30 s `make test-fast` may take)
+@pytest.mark.slow  # builds and runs three whole networks
 @pytest.mark.parametrize("backbone,size", [("inceptionv3", 75), ("efficientnetb3", 64), ("mobilenetv2", 64)])
 def test_each_hybrid_builds_with_two_class_output(backbone, size):
     w = resolve_weights(backbone, "none", input_size=size, seed=1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import smoke_env
 
 from allrep import book, places
 from allrep.profile import load_profile
@@ -68,6 +69,7 @@ def test_unknown_profile_and_step():
 
 # ----------------------------------------------------------------------------- the smoke pipeline (slow)
 # Fixture ``smoke`` (tests/conftest.py): the smoke run, started in the background as the session starts.
+writes_into_smoke = pytest.mark.xdist_group("smoke-writes")  # tests that write into its folders: one at a time
 @pytest.mark.slow
 def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
     cfg = load_profile("smoke")
@@ -119,7 +121,7 @@ def test_smoke_pipeline_executes_every_variant_with_provenance(smoke):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke-writes")
+@writes_into_smoke
 def test_second_run_executes_nothing(smoke):
     again = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "smoke"], env=smoke["env"],
                            cwd=ROOT, capture_output=True, text=True)
@@ -201,7 +203,7 @@ def smoke_book(smoke):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke-writes")
+@writes_into_smoke
 def test_book_builds_with_warnings_as_errors(smoke_book):
     pages = {p.name for p in smoke_book.glob("*.html")}
     assert {"intro.html", "data.html", "methods.html", "recipe.html", "deviations.html", "reproduce.html"} <= pages
@@ -256,7 +258,7 @@ def _measure(exe, flags, html_dir: Path, page: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke-writes")
+@writes_into_smoke
 def test_book_in_a_real_browser(smoke_book, tmp_path):
     """Chromium at 1280 px: the intro's compact claims table fits its column (no horizontal scroll), the claims
     figure loads, every executed and overview page has its own title; a control table that is too wide is
@@ -320,8 +322,7 @@ def test_two_dask_workers_one_killed_write_what_the_serial_run_wrote(smoke_pendi
 
     from allrep.dispatch import local_cluster
 
-    env = dict(os.environ, ALLREP_SCRATCH=str(tmp_path / "scratch"), ALLREP_CACHE=str(tmp_path / "cache"),
-               ALLREP_DATA=str(data_root), ALLREP_WEIGHTS_DIR=str(weights_dir), PYTHONUNBUFFERED="1")
+    env = smoke_env(tmp_path, data_root, weights_dir)
     for k in ("ALLREP_SCRATCH", "ALLREP_CACHE", "ALLREP_DATA", "ALLREP_WEIGHTS_DIR"):
         monkeypatch.setenv(k, env[k])  # the workers inherit them
     with local_cluster(2) as cluster, Client(cluster) as client:  # the cluster `--workers 2` starts
