@@ -94,19 +94,39 @@ def _one_line(params: dict) -> str:
     return f"{names} = {values}  # parameters (injected by the runner)\n"
 
 
-def present(nb_path: Path, step: Step, params: dict, profile: str, development: bool = False) -> bool:
+SEALED_NOTE = "*Sealed record:"  # the line a sealed run's pages carry under their title
+
+
+def sealed_note(cfg: Profile) -> str | None:
+    """The line under the title of each page of a sealed run: the commit that made it (None: not sealed)."""
+    from .seal import record
+
+    rec = record(cfg)
+    if rec is None:
+        return None
+    tree = "a clean tree" if rec["clean"] else "a tree with uncommitted changes"
+    return (f"{SEALED_NOTE} executed at commit `{rec['commit'][:12]}` ({tree}); checksummed in "
+            f"`{places.relative(places.output_dir(cfg) / 'seal.json')}` and never re-executed "
+            f"(`allrep seal --check {cfg.name}`, `allrep replay {cfg.name}`).*")
+
+
+def present(nb_path: Path, step: Step, params: dict, profile: str, development: bool = False,
+            note: str | None = None) -> bool:
     """Shape one executed notebook for reading (idempotent; outputs untouched): the variant's title as its
-    first heading, the source's default parameters cell removed from the page (tag ``remove-cell``), and the
-    injected parameters as one line that binds the same names. Returns whether the file changed."""
+    first heading (and ``note``, a sealed run's line, under it), the source's default parameters cell removed
+    from the page (tag ``remove-cell``), and the injected parameters as one line that binds the same names.
+    Returns whether the file changed."""
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
     before = nbformat.writes(nb)
     first = nb.cells[0]
     if first.cell_type == "markdown":
-        lines = first.source.splitlines()
-        lines[0] = f"# {page_title(step, params, development)}"
-        first.source = "\n".join(lines)
+        body = [ln for ln in first.source.splitlines()[1:] if not ln.startswith(SEALED_NOTE)]
+        while body and not body[0].strip():
+            body.pop(0)
+        head = [f"# {page_title(step, params, development)}", ""] + ([note, ""] if note else [])
+        first.source = "\n".join(head + body)
     for c in nb.cells:
         tags = c.metadata.get("tags", [])
         if c.cell_type != "code":
@@ -125,11 +145,12 @@ def present_all(cfg: Profile) -> int:
     """:func:`present` every executed notebook of the book's runs; returns how many changed."""
     changed = 0
     for run in runs(cfg):
+        note = sealed_note(run.cfg)
         for step in STEPS:
             for v in step.variants(run.cfg):
                 nb = executed_path(run.cfg, step, v)
                 if nb.is_file():
-                    changed += present(nb, step, v, run.cfg.name, run.development)
+                    changed += present(nb, step, v, run.cfg.name, run.development, note)
     return changed
 
 
@@ -359,6 +380,29 @@ def ledger_sentence(cfg: Profile) -> str:
             f"both protocols); each test part was scored {times} per model.\n")
 
 
+def seal_table(cfg: Profile) -> str:
+    """The seal of ``cfg``'s run as the pre-registration page shows it, checked as the book is built."""
+    from .seal import record, status
+
+    rec = record(cfg)
+    if rec is None:
+        return f"*The {cfg.name} run is not sealed.*\n"
+    weights = "; ".join(f"{backbone_name(b)}: " + ("random initialisation" if w == "random" else f"ImageNet file, "
+                                                   f"sha256 `{w[:12]}...`") for b, w in sorted(rec["weights"].items()))
+    env = rec["environment"]["recorded_by_run"]
+    rows = [("commit", f"`{rec['commit'][:12]}` ({'clean tree' if rec['clean'] else 'uncommitted changes'})"),
+            ("split seed", str(rec["split_seed"])),
+            ("variants (executed notebooks)", str(len(rec["stamps"]))),
+            ("files checksummed", f"{sum(not k.endswith('#outputs') for k in rec['files'])} results files and "
+                                  f"{sum(k.endswith('#outputs') for k in rec['files'])} notebooks' cell outputs"),
+            ("ledger rows of the run", str(rec["ledger"]["rows"])),
+            ("weights", weights),
+            ("environment", f"Python {env.get('python')}, Keras {env.get('keras')} on {env.get('backend')}, "
+                            f"{env.get('cpus')} CPUs, accelerator: {env.get('accelerator')}"),
+            ("status when this book was built", str(status(cfg)))]
+    return _md(pd.DataFrame(rows, columns=["Sealed record", ""])) + "\n"
+
+
 def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
     """Markdown tables generated from results files, included by the book's pages: the headline run's in
     ``_generated/<run>/`` (committed book) and the development run's (or a scratch profile's) in ``_generated/``."""
@@ -370,7 +414,7 @@ def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
         dest = base if run.folder == "executed" else base / run.folder
         tables = {**book_tables(run.cfg), "ledger_sentence.md": ledger_sentence(run.cfg),
                   "claims_compact.md": _md(compact_claims(_claims(run.cfg))) + "\n",
-                  "tuning_sentence.md": tuning_sentence(run.cfg)}
+                  "tuning_sentence.md": tuning_sentence(run.cfg), "seal.md": seal_table(run.cfg)}
         if run.folder == "executed":
             tables |= {"ledger.md": ledger_table(run.cfg), **preregistration_tables()}
         for name, text in tables.items():

@@ -6,6 +6,8 @@
     allrep book --profile smoke
     allrep steps --profile paper
     allrep preregister [--check]
+    allrep seal PROFILE | allrep seal --check [PROFILE]
+    allrep replay PROFILE [--steps ...] [--datasets ...] [--backbones ...]
 
 User errors print one line and exit 2; nothing else changes.
 """
@@ -50,12 +52,63 @@ def _cmd_steps(a) -> int:
     from .profile import load_profile
     from .registry import STEPS, executed_path, variant_id
 
+    from .seal import status
+
     cfg = load_profile(a.profile)
+    sealed = status(cfg)
     for s in STEPS:
         for v in s.variants(cfg):
-            state = "current" if is_current(cfg, s, v) else "to run"
+            if sealed is not None:
+                state = str(sealed) if sealed.verified else f"sealed at {sealed.commit[:12]} (does not verify)"
+            else:
+                state = "current" if is_current(cfg, s, v) else "to run"
             print(f"{s.name:22s} {variant_id(v):28s} {state:8s} {relative(executed_path(cfg, s, v))}")
+    if sealed is not None and not sealed.verified:
+        print("\n".join(f"  {p}" for p in sealed.problems))
     return 0
+
+
+def _cmd_seal(a) -> int:
+    from . import seal
+    from .profile import load_profile
+
+    if a.check:
+        names = [a.profile] if a.profile else [n for n in _committed() if seal.record(load_profile(n))]
+        failed = 0
+        for name in names:
+            st = seal.status(load_profile(name))
+            if st is None:
+                print(f"allrep seal: run {name} is not sealed", file=sys.stderr)
+                failed += 1
+                continue
+            for line in st.problems:
+                print(f"allrep seal: {name}: {line}", file=sys.stderr)
+            print(f"{name}: {st}")
+            failed += not st.verified
+        return 1 if failed else 0
+    if not a.profile:
+        raise AllrepError("name the run to seal: allrep seal PROFILE")
+    cfg = load_profile(a.profile)
+    p = seal.seal(cfg)
+    print(f"{cfg.name}: {seal.status(cfg)}; record in {p.relative_to(seal.PROJECT_ROOT)}")
+    return 0
+
+
+def _committed() -> tuple:
+    from .places import COMMITTED
+
+    return COMMITTED
+
+
+def _cmd_replay(a) -> int:
+    from . import replay
+
+    table = replay.replay(a.profile, a.steps, a.datasets, a.backbones, a.workers)
+    with_result = table[table["same"].notna()]
+    if len(with_result):
+        print(with_result.to_string(index=False))
+    print(replay.summary(table))
+    return 0 if with_result["same"].astype(bool).all() else 1
 
 
 def _cmd_train_final(a) -> int:
@@ -146,6 +199,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", default="confirmatory")
     e.add_argument("--check", action="store_true", help="compare the frozen files with what the profile makes today")
     e.set_defaults(fn=_cmd_preregister)
+    k = sub.add_parser("seal", help="seal a finished run (never overwritten), or check the seals")
+    k.add_argument("profile", nargs="?", help="the run to seal or check (--check without it: every sealed run)")
+    k.add_argument("--check", action="store_true", help="recompute the record and say what no longer matches")
+    k.set_defaults(fn=_cmd_seal)
+    y = sub.add_parser("replay", help="re-run a sealed run's own commit in a worktree into scratch and compare")
+    y.add_argument("profile")
+    y.add_argument("--steps", nargs="*")
+    y.add_argument("--datasets", nargs="*")
+    y.add_argument("--backbones", nargs="*")
+    y.add_argument("--workers", type=int)
+    y.set_defaults(fn=_cmd_replay)
     return p
 
 

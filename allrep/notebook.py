@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import AllrepError
 from .registry import Context, get_step
 
 ACCESS_LOG = "ALLREP_ACCESS_LOG"
@@ -59,11 +60,13 @@ def setup(step: str, profile: str, **params) -> Context:
     from .profile import load_profile
 
     cfg = load_profile(profile)
+    from .seal import refusal
+
+    if (refused := refusal(cfg)) is not None:
+        raise AllrepError(refused)
     s = get_step(step)
     expected = set(s.per)
     if set(params) != expected:
-        from .errors import AllrepError
-
         raise AllrepError(f"step {s.name} takes parameters {sorted(expected) or 'none'}, got {sorted(params)}")
     log = os.environ.get(ACCESS_LOG)
     if log:

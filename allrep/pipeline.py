@@ -113,6 +113,10 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
     from . import dispatch
 
     cfg = load_profile(profile)
+    from .seal import refusal
+
+    if (refused := refusal(cfg)) is not None:
+        raise AllrepError(refused)
     _absolute_env()
     for given, allowed, what in ((datasets, cfg.datasets, "dataset"), (backbones, cfg.use_backbones, "backbone")):
         unknown = sorted(set(given or ()) - set(allowed))

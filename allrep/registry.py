@@ -36,6 +36,7 @@ from . import places
 from .errors import AllrepError
 from .io import atomic_write_csv, atomic_write_json
 from .profile import PROJECT_ROOT, Profile
+from .seal import FILE as SEAL_FILE
 from .splits import PROTOCOLS  # noqa: F401 - re-exported: the steps expand {protocol} over it
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -134,6 +135,7 @@ OTHER_OUTPUTS = {
     "recipe_study": ("recipe/study.csv", "scripts/recipe_study.py (the recipe study's evidence)"),
     "benchmark": ("benchmark.json", "scripts/benchmark.py (speed only, no accuracy)"),
     "ledger": ("ledger.csv", "the runner (allrep run): a row per scoring of a test part (allrep.ledger.record)"),
+    "seal": (SEAL_FILE, "allrep seal: the checksummed record of a finished run (allrep.seal)"),
 }
 
 

@@ -1,0 +1,160 @@
+"""The seal of the registered run (allrep.seal): a checksummed record that the runner never re-executes."""
+import json
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from allrep import cli, places, seal
+from allrep.errors import AllrepError
+from allrep.profile import load_profile
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_profile("confirmatory")
+
+
+@pytest.fixture
+def run_copy(tmp_path, monkeypatch, cfg):
+    """A copy of the sealed run's files in a project of its own (the committed files stay untouched)."""
+    for rel in (places.relative(places.output_dir(cfg)), places.relative(places.executed_dir(cfg))):
+        shutil.copytree(ROOT / rel, tmp_path / rel)
+    for rel in ("results/ledger.csv", "preregistration/SHA256SUMS"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    monkeypatch.setattr(places, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(seal, "PROJECT_ROOT", tmp_path)
+    return tmp_path
+
+
+def _tree(*folders) -> dict:
+    return {p: p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
+
+
+def test_the_committed_run_is_sealed_and_its_checksums_match(cfg):
+    rec = seal.record(cfg)
+    assert rec is not None and rec["profile"] == "confirmatory" and rec["split_seed"] == cfg.seed
+    assert seal.check(cfg) == []
+    assert str(seal.status(cfg)) == f"sealed at {rec['commit'][:12]} (verified)"
+    # the record covers every variant (33), every results file and the weights each backbone used
+    assert len(rec["stamps"]) == 33 and sum(k.endswith("#outputs") for k in rec["files"]) == 33
+    assert "results/confirmatory/claims.csv" in rec["files"] and "results/confirmatory/seal.json" not in rec["files"]
+    assert rec["weights"]["efficientnetb3"] == "random" and len(rec["weights"]["mobilenetv2"]) == 64
+    assert rec["environment"]["pinned_packages"]["keras"] == rec["environment"]["recorded_by_run"]["keras"]
+    # the commit comes from the evidence: a clean tree, and the notebooks' short hash is its prefix
+    assert rec["clean"] and all(rec["commit"].startswith(c) for c in rec["commit_evidence"]["notebooks"])
+
+
+def test_every_ledger_row_of_the_sealed_seed_carries_the_sealed_commit(cfg):
+    rec = seal.record(cfg)
+    ledger = pd.read_csv(places.ledger_path(cfg), dtype={"commit": str})
+    rows = ledger[ledger["split_seed"] == cfg.seed]
+    assert len(rows) == rec["ledger"]["rows"] == 200
+    assert {c.removesuffix("+dirty") for c in rows["commit"]} == {rec["commit"][:12]}
+    assert (rows.loc[rows["look"] != "replay", "look"] == "new").all()
+
+
+def test_the_runner_refuses_a_sealed_run_and_writes_nothing(cfg):
+    watched = [places.output_dir(cfg), places.executed_dir(cfg)]
+    before, ledger_before = _tree(*watched), places.ledger_path(cfg).read_bytes()
+    for argv in (["run", "--profile", "confirmatory", "--force"], ["run", "--profile", "confirmatory", "--steps", "60"]):
+        assert cli.main(argv) == 2
+    with pytest.raises(AllrepError, match=r"sealed at \w{12} .*allrep replay confirmatory"):
+        from allrep.pipeline import run
+
+        run("confirmatory", force=True)
+    assert _tree(*watched) == before and places.ledger_path(cfg).read_bytes() == ledger_before
+
+
+def test_a_hand_run_of_a_sealed_notebook_stops_at_its_set_up_cell():
+    from allrep.notebook import setup
+
+    with pytest.raises(AllrepError, match="allrep replay confirmatory") as err:
+        setup("30_ensemble", "confirmatory", backbone="mobilenetv2", dataset="IDB2")
+    assert err.value._render_traceback_() == [f"AllrepError: {err.value}"]  # one line in Jupyter, no traceback
+
+
+def test_sealing_twice_is_an_error(cfg):
+    with pytest.raises(AllrepError, match="sealed already.*never overwritten"):
+        seal.seal(cfg)
+
+
+def test_a_presentation_edit_passes_and_an_edited_output_fails(run_copy, cfg):
+    assert seal.check(cfg) == []
+    nb_path = places.executed_dir(cfg) / "30_ensemble__mobilenetv2_IDB2.ipynb"
+    nb = json.loads(nb_path.read_text())
+    title = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+    title["source"] = "# Ensemble: a new title\n"
+    params = next(c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    params["source"] = 'profile, backbone, dataset = "confirmatory", "mobilenetv2", "IDB2"'
+    for c in nb["cells"]:
+        c.pop("execution_count", None) if c["cell_type"] == "code" else None
+    nb_path.write_text(json.dumps(nb, indent=2))
+    assert seal.check(cfg) == []  # titles, parameters cells and formatting are presentation
+
+    out = next(c for c in nb["cells"] if c["cell_type"] == "code" and c.get("outputs")
+               and "injected-parameters" not in c["metadata"].get("tags", []))
+    out["outputs"].append({"output_type": "stream", "name": "stdout", "text": ["492 of 520\n"]})
+    nb_path.write_text(json.dumps(nb))
+    claims = places.output_dir(cfg) / "claims.csv"
+    claims.write_text(claims.read_text().replace("inconclusive", "reproduced", 1))
+    bad = seal.check(cfg)
+    assert bad == ["book/confirmatory/30_ensemble__mobilenetv2_IDB2.ipynb#outputs: changed (cell outputs)",
+                   "results/confirmatory/claims.csv: changed"]
+    assert "does not verify" not in str(seal.status(cfg)) and "2 mismatch(es)" in str(seal.status(cfg))
+    assert cli.main(["seal", "--check", "confirmatory"]) == 1
+
+
+def test_an_edited_ledger_row_or_a_stray_file_fails_the_check(run_copy, cfg):
+    path = places.ledger_path(cfg)
+    ledger = pd.read_csv(path, dtype=str)
+    row = ledger.index[ledger["split_seed"] == str(cfg.seed)][0]
+    ledger.loc[row, "k"] = str(int(ledger.loc[row, "k"]) + 1)
+    ledger.to_csv(path, index=False)
+    (places.output_dir(cfg) / "extra.csv").write_text("x\n1\n")
+    assert seal.check(cfg) == ["results/confirmatory/extra.csv: not in the record",
+                               "ledger: the run's rows changed (200 rows, 200 sealed)"]
+
+
+def test_a_code_edit_restamps_the_variants_but_the_seal_still_verifies(cfg, monkeypatch):
+    from allrep import registry
+    from allrep.pipeline import is_current
+
+    step = registry.get_step("30")
+    params = dict(backbone="mobilenetv2", dataset="IDB2")
+    original = registry._parsed
+
+    def edited(path):  # as if a docstring of the member engine, in the variant's closure, were rewritten
+        tree, dump = original(path)
+        return (tree, dump + "edited") if path.name == "members.py" else (tree, dump)
+
+    monkeypatch.setattr(registry, "_parsed", edited)
+    assert "allrep.members" in registry.step_modules(step)
+    assert not is_current(cfg, step, params)  # by its stamp the variant is stale...
+    assert str(seal.status(cfg)).endswith("(verified)")  # ...and the record is still the record
+
+
+@pytest.mark.slow
+def test_replay_runs_the_sealed_commit_into_scratch_and_matches_the_record(cfg, data_root, weights_dir, tmp_path,
+                                                                           monkeypatch):
+    """Replaying step 10 (splits, shortcut baselines, the rule's design) at the sealed commit, in a worktree, from
+    an empty cache, writes the sealed files byte for byte; nothing of the project's record changes."""
+    from allrep import replay
+
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path))
+    before = _tree(places.output_dir(cfg), places.executed_dir(cfg))
+    try:
+        table = replay.replay("confirmatory", steps=["10"], say=lambda *_: None)
+        done = table[table["same"].notna()]
+        assert set(done["item"]) >= {"results/confirmatory/splits/IDB2_grouped.csv",
+                                     "results/confirmatory/verdict/operating_characteristics.csv",
+                                     "book/confirmatory/10_data_exploration__all.ipynb#outputs"}
+        assert done["same"].astype(bool).all(), done[~done["same"].astype(bool)]
+        assert "file: 10 of 10 replayed match the record" in replay.summary(table)
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(replay.folder(cfg) / "src")])
+    assert _tree(places.output_dir(cfg), places.executed_dir(cfg)) == before
