@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 
 
 def predict(paths_or_arrays, profile: str = "paper", dataset: str = "IDB2", progress: bool = True):
-    """Classify image files, folders or RGB arrays with the saved final models (:func:`allrep.inference.predict`).
+    """Classify image files, folders or RGB arrays with the saved final models (:func:`allrep.train.inference.predict`).
     Research software, not a diagnostic device."""
-    from .inference import predict as _predict
+    from allrep.train.inference import predict as _predict
 
     return _predict(paths_or_arrays, profile, dataset, progress)

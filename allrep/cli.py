@@ -14,14 +14,14 @@ User errors print one line and exit 2; nothing else changes.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
+from pathlib import Path
 
-from .errors import AllrepError
+from allrep.errors import AllrepError
 
 
 def _cmd_verify(a) -> int:
-    from .data import verify
+    from allrep.data.dataset import verify
 
     rep = verify(a.path)
     print("\n".join(rep.lines()))
@@ -29,17 +29,24 @@ def _cmd_verify(a) -> int:
 
 
 def _cmd_run(a) -> int:
-    from .pipeline import run
+    from allrep.runner.pipeline import run
 
     if a.workers is not None and a.workers < 1:
         raise AllrepError(f"--workers must be at least 1, got {a.workers}")
-    run(a.profile, a.steps, a.datasets, a.backbones, a.force, workers=a.workers, scheduler=a.scheduler)
+    done = run(a.profile, a.steps, a.datasets, a.backbones, a.force, workers=a.workers, scheduler=a.scheduler)
+    if done["executed"]:  # the executed pages as the book shows them, and its table of contents
+        from allrep.book.pages import present_all, write_toc
+        from allrep.profile import load_profile
+
+        cfg = load_profile(a.profile)
+        present_all(cfg)
+        write_toc(cfg)
     return 0
 
 
 def _cmd_book(a) -> int:
-    from .book import build_book
-    from .profile import load_profile
+    from allrep.book.pages import build_book
+    from allrep.profile import load_profile
 
     html = build_book(load_profile(a.profile), strict=not a.lax)
     print(f"book: {html / 'index.html'}")
@@ -47,12 +54,12 @@ def _cmd_book(a) -> int:
 
 
 def _cmd_steps(a) -> int:
-    from .pipeline import is_current
-    from .places import relative
-    from .profile import load_profile
-    from .registry import STEPS, executed_path, variant_id
-
-    from .seal import status
+    from allrep.profile import load_profile
+    from allrep.record.places import relative
+    from allrep.record.seal import status
+    from allrep.runner.execute import stored_stamp
+    from allrep.runner.registry import STEPS, executed_path, variant_id
+    from allrep.runner.stamps import changes, stamp
 
     cfg = load_profile(a.profile)
     sealed = status(cfg)
@@ -61,7 +68,8 @@ def _cmd_steps(a) -> int:
             if sealed is not None:
                 state = str(sealed) if sealed.verified else f"sealed at {sealed.commit[:12]} (does not verify)"
             else:
-                state = "current" if is_current(cfg, s, v) else "to run"
+                what = changes(stored_stamp(cfg, s, v), stamp(cfg, s, v))
+                state = "current" if not what else "to run: " + ", ".join(what[:3]) + (" ..." if len(what) > 3 else "")
             print(f"{s.name:22s} {variant_id(v):28s} {state:8s} {relative(executed_path(cfg, s, v))}")
     if sealed is not None and not sealed.verified:
         print("\n".join(f"  {p}" for p in sealed.problems))
@@ -69,8 +77,8 @@ def _cmd_steps(a) -> int:
 
 
 def _cmd_seal(a) -> int:
-    from . import seal
-    from .profile import load_profile
+    from allrep.profile import load_profile
+    from allrep.record import seal
 
     if a.check:
         names = [a.profile] if a.profile else [n for n in _committed() if seal.record(load_profile(n))]
@@ -95,13 +103,13 @@ def _cmd_seal(a) -> int:
 
 
 def _committed() -> tuple:
-    from .places import COMMITTED
+    from allrep.record.runs import committed
 
-    return COMMITTED
+    return tuple(r.profile for r in committed())
 
 
 def _cmd_replay(a) -> int:
-    from . import replay
+    from allrep.record import replay
 
     table = replay.replay(a.profile, a.steps, a.datasets, a.backbones, a.workers)
     with_result = table[table["same"].notna()]
@@ -112,9 +120,9 @@ def _cmd_replay(a) -> int:
 
 
 def _cmd_train_final(a) -> int:
-    from .final import train_final
-    from .profile import load_profile
-    from .repro import setup
+    from allrep.profile import load_profile
+    from allrep.repro import setup
+    from allrep.train.final import train_final
 
     cfg = load_profile(a.profile)
     setup(cfg.seed)
@@ -124,8 +132,8 @@ def _cmd_train_final(a) -> int:
 
 
 def _cmd_predict(a) -> int:
-    from .inference import predict
-    from .repro import setup
+    from allrep.repro import setup
+    from allrep.train.inference import predict
 
     setup(0)
     df = predict(a.paths, a.profile, a.dataset, progress=True)
@@ -146,8 +154,9 @@ def _cmd_predict(a) -> int:
 
 
 def _cmd_preregister(a) -> int:
-    from . import preregistration as pre
+    from allrep.record import preregistration as pre
 
+    a.profile = a.profile or pre.PROFILE
     if a.check:
         bad = pre.check(a.profile)
         for line in bad:
@@ -195,8 +204,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("steps", help="list steps, variants and whether they are current")
     s.add_argument("--profile", default="smoke")
     s.set_defaults(fn=_cmd_steps)
-    e = sub.add_parser("preregister", help="freeze the confirmatory splits and the rule's operating characteristics")
-    e.add_argument("--profile", default="confirmatory")
+    e = sub.add_parser("preregister", help="freeze the registered run's splits and the rule's operating characteristics")
+    e.add_argument("--profile", default=None, help="default: the registered run's profile")
     e.add_argument("--check", action="store_true", help="compare the frozen files with what the profile makes today")
     e.set_defaults(fn=_cmd_preregister)
     k = sub.add_parser("seal", help="seal a finished run (never overwritten), or check the seals")

@@ -1,7 +1,7 @@
 """The one call at the top of every notebook: ``ctx = allrep.notebook.setup("30_ensemble", profile, ...)``.
 
 It seeds everything (:func:`allrep.repro.setup`), sets the display defaults, and returns the
-step's :class:`allrep.registry.Context` (profile, parameters, declared files). When the runner
+step's :class:`allrep.runner.context.Context` (profile, parameters, declared files). When the runner
 executes the notebook it sets ``ALLREP_ACCESS_LOG``; setup then installs an audit hook that logs
 every file under the results folder that the kernel opens or replaces, and the runner fails the
 step if one of them is not declared in the registry.
@@ -13,8 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import AllrepError
-from .registry import Context, get_step
+from allrep.errors import AllrepError
+from allrep.runner.context import Context
+from allrep.runner.registry import get_step
 
 ACCESS_LOG = "ALLREP_ACCESS_LOG"
 
@@ -55,12 +56,12 @@ class _AccessLog:
 
 def setup(step: str, profile: str, **params) -> Context:
     """Seeds, display settings and the step's context; prints one provenance line."""
-    from . import repro
-    from .places import output_dir
-    from .profile import load_profile
+    from allrep import repro
+    from allrep.profile import load_profile
+    from allrep.record.places import output_dir
 
     cfg = load_profile(profile)
-    from .seal import refusal
+    from allrep.record.seal import refusal
 
     if (refused := refusal(cfg)) is not None:
         raise AllrepError(refused)

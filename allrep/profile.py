@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import AllrepError
+from allrep.errors import AllrepError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = Path(os.environ.get("ALLREP_PROFILES", PROJECT_ROOT / "profiles"))
@@ -81,7 +81,7 @@ class Training:
 
 @dataclass(frozen=True)
 class Tuning:
-    """Nested tuning (:mod:`allrep.tuning`): one search per split, on its own validation part."""
+    """Nested tuning (:mod:`allrep.train.tuning`): one search per split, on its own validation part."""
 
     trials: int = 10  # BayesianOptimization trials per search
     initial_points: int = 4  # random trials before the Gaussian process proposes
@@ -108,7 +108,7 @@ class Ensemble:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One way to train a hybrid end to end from random weights (:mod:`allrep.scratch`)."""
+    """One way to train a hybrid end to end from random weights (:mod:`allrep.train.scratch`)."""
 
     epochs: int = 60
     batch_size: int = 32
@@ -127,7 +127,7 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One recipe in the recipe study (:mod:`allrep.recipe`): the settings it changes (None: as the base)."""
+    """One recipe in the recipe study (:mod:`allrep.train.recipe`): the settings it changes (None: as the base)."""
 
     pool: int | None = None
     pca: int | None = None
@@ -161,7 +161,7 @@ class RecipeStudy:
 
 @dataclass(frozen=True)
 class RecipeChoice:
-    """The recipe decided inside each outer split (:func:`allrep.recipe.choose_in_split`): one head per
+    """The recipe decided inside each outer split (:func:`allrep.train.recipe.choose_in_split`): one head per
     candidate (changes on top of ``head:``/``training:``; the first is the default) on the split's training
     part, scored by its validation NLL; another candidate replaces the first only when it is lower by more
     than one paired standard error. Disabled: every split uses ``head:``/``training:`` as they are."""
@@ -190,13 +190,13 @@ class Uncertainty:
     ece_bins: int = 10
     bootstrap: int = 1000
     referral_coverage: float = 0.9  # share of predictions kept; the least confident rest is referred to a human
-    calibration_folds: int = 5  # grouped folds of a validation part that cross-fit the map choice (allrep.calibration)
+    calibration_folds: int = 5  # grouped folds of a validation part that cross-fit the map choice (allrep.evaluate.calibration)
     temperature_prior_sd: float = 0.5  # sd of the regularised temperature's normal prior on log T
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The verdict rule's settings (:mod:`allrep.claims`), fixed before the confirmatory run."""
+    """The verdict rule's settings (:mod:`allrep.evaluate.claims`), fixed before the registered run."""
 
     delta: float = 0.04  # margin: a shortfall below the paper's figure that matters to a reader
     alpha: float = 0.05  # one-sided level of each of the two tests (a 90% two-sided interval)
@@ -234,11 +234,11 @@ class Profile:
         return getattr(self, name)
 
     def slice(self, *names: str) -> dict:
-        return {n: _plain(self.section(n)) for n in names}
+        return {n: plain_dict(self.section(n)) for n in names}
 
     def digest(self, *names: str) -> str:
         """Hash of the named sections (all when none is named)."""
-        blob = json.dumps(self.slice(*names) if names else _plain(self), sort_keys=True)
+        blob = json.dumps(self.slice(*names) if names else plain_dict(self), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def backbone(self, name: str) -> Backbone:
@@ -257,18 +257,18 @@ class Profile:
             else:
                 out.append((prefix, v))
 
-        walk("", _plain(self))
+        walk("", plain_dict(self))
         return out
 
 
-def _plain(obj):
+def plain_dict(obj):
     """Dataclasses, tuples and dicts as JSON-ready dicts and lists (the form the YAML had)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: plain_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_dict(v) for v in obj]
     return obj
 
 

@@ -1,6 +1,7 @@
 """Reproducibility set-up: one call at the top of every notebook and script."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,7 +57,7 @@ def accelerator() -> str:
 
 
 def git_commit() -> str:
-    from .profile import PROJECT_ROOT
+    from allrep.profile import PROJECT_ROOT
 
     try:
         out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -86,3 +87,27 @@ def environment() -> dict:
     except ImportError:
         pass
     return info
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (TensorFlow's C++ start-up lines, which ignore TF_CPP_MIN_LOG_LEVEL)
+    while the backend is imported, so nothing comes between the progress bar's lines."""
+    try:
+        fd = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def quiet_backend() -> None:
+    """Import the Keras backend with file descriptor 2 silenced (:func:`quiet_stderr`)."""
+    with quiet_stderr():
+        import keras  # noqa: F401

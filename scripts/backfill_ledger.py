@@ -1,9 +1,9 @@
-"""Backfill ``results/ledger.csv`` from the git history (:func:`allrep.ledger.looks`): the scorings of test
+"""Backfill ``results/ledger.csv`` from the git history (:func:`allrep.record.ledger.looks`): the scorings of test
 parts committed before the runner kept the ledger. Run once; the runner appends from then on."""
-from allrep import ledger
 from allrep.io import atomic_write_text
 from allrep.profile import load_profile
-from allrep.registry import other_output
+from allrep.record import ledger
+from allrep.runner.registry import other_output
 
 if __name__ == "__main__":
     path = other_output("ledger", load_profile("paper"))

@@ -9,7 +9,7 @@ every split (paper + grouped repeats), on the cached features:
 * ensemble members: the profile's members per split, with the committed tuned head of each split;
 * plain heads: one per split with the profile's ``plain:`` settings.
 
-``after`` runs each kind the way the runner now does (:func:`allrep.dispatch.run_units`: every variant's
+``after`` runs each kind the way the runner now does (:func:`allrep.runner.dispatch.run_units`: every variant's
 heads of a step in one pool of stacked heads, a freed slot refilled at once). ``before`` runs the same
 heads the way the code of commit 3d86d16 did (one traced stack per variant and group, every head of a
 group training until the group's slowest stopped, tuning searches in lockstep rounds); scripts/benchmark.py
@@ -61,9 +61,9 @@ def main(argv=None):
 
     cfg = load_profile(a.profile)
     repro.setup(cfg.seed)
-    from allrep.features import for_backbone, split_arrays
     from allrep.profile import Head, load_section
-    from allrep.training import reduce_channels
+    from allrep.train.features import for_backbone, split_arrays
+    from allrep.train.heads import reduce_channels
 
     root = Path(__file__).resolve().parent.parent / "results"
     fc = for_backbone(cfg, a.backbone)
@@ -95,7 +95,7 @@ def main(argv=None):
         items = list(items)
         return {ds: [t for t, s in items if s[0] == ds] for ds in ("IDB1", "IDB2")}
 
-    import allrep.training as training
+    import allrep.train.heads as training
 
     out, counted = {}, {}
     # count the optimiser steps each head takes (for the arithmetic rate), whatever the implementation
@@ -140,7 +140,7 @@ def main(argv=None):
                 training.train_heads(tasks, pts.epochs, pts.patience, pts.batch_size, cfg.plain.min_delta)
 
         def tuning_before():
-            from allrep import tuning
+            from allrep.train import tuning
 
             with tempfile.TemporaryDirectory() as tmp:
                 for ds in ("IDB1", "IDB2"):
@@ -155,7 +155,7 @@ def main(argv=None):
                                  pts.patience, pts.batch_size, cfg.plain.min_delta)
 
         def tuning_before():
-            from allrep import tuning
+            from allrep.train import tuning
 
             class Memory:  # trials in memory: this times training, not the cache
                 def __init__(self):

@@ -45,14 +45,14 @@ def main(argv=None):
 
     cfg = load_profile(a.profile)
     env = repro.setup(cfg.seed)
-    from allrep.data import manifest
-    from allrep.features import FeatureCache, for_backbone, split_arrays
-    from allrep.models import weights_for
-    from allrep.registry import other_output
-    from allrep.splits import make_splits
-    from allrep.training import train_heads
+    from allrep.data.dataset import manifest
+    from allrep.data.splits import make_splits
+    from allrep.runner.registry import other_output
+    from allrep.train.backbones import weights_for
+    from allrep.train.features import FeatureCache, for_backbone, split_arrays
+    from allrep.train.heads import train_heads
 
-    dest = Path(a.out) if a.out else other_output("benchmark", cfg)  # declared in allrep.registry
+    dest = Path(a.out) if a.out else other_output("benchmark", cfg)  # declared in allrep.runner.registry
     out = json.loads(dest.read_text()) if dest.is_file() else {}
     out["profile"] = cfg.name
     if "backbones" in a.parts or "environment" not in out:  # the top-level environment and `when` are the backbones'
@@ -156,9 +156,9 @@ def _smoke_workers() -> dict:
 def _predict_speed(cfg, n: int = 10, dataset: str = "IDB2") -> dict | None:
     """`allrep predict` on n ALL-IDB2 files: seconds with model loading (a fresh Predictor) and without
     (a loaded one), when the final models exist (step 70 or `allrep train-final` builds them)."""
-    from allrep.data import data_root, manifest
+    from allrep.data.dataset import data_root, manifest
     from allrep.errors import AllrepError
-    from allrep.inference import Predictor, predict
+    from allrep.train.inference import Predictor, predict
 
     paths = [data_root() / it.relpath() for it in manifest(dataset)[:n]]
     t0 = time.perf_counter()

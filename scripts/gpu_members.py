@@ -40,25 +40,24 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
 
     from allrep import repro
-
     from allrep.profile import load_profile
 
     cfg = load_profile(a.profile)
     if a.scratch and a.scratch not in cfg.scratch.recipes:
         ap.error(f"unknown recipe {a.scratch!r}: profile {cfg.name} has {', '.join(cfg.scratch.recipes)}")
     env = repro.setup(cfg.seed)
-    import numpy as np
-
     from dataclasses import replace
 
-    from allrep.data import load_images, manifest
-    from allrep.features import view
-    from allrep.metrics import binary_metrics
-    from allrep.models import preprocess, weights_for
+    import numpy as np
+
+    from allrep.data.dataset import load_images, manifest
+    from allrep.data.splits import make_splits
+    from allrep.evaluate.metrics import binary_metrics
     from allrep.profile import Head, load_section
     from allrep.repro import seed_for
-    from allrep.splits import make_splits
-    from allrep.training import FineTuner
+    from allrep.train.backbones import preprocess, weights_for
+    from allrep.train.features import view
+    from allrep.train.heads import FineTuner
 
     s = cfg.splits
     split = make_splits(a.dataset, "paper", cfg.seed, s.test_fraction, s.val_fraction)
@@ -69,7 +68,7 @@ def main(argv=None) -> dict:
     for bb in a.backbones or cfg.use_backbones:
         w = weights_for(cfg, bb)
         if a.scratch:
-            from allrep.models import resolve_weights
+            from allrep.train.backbones import resolve_weights
 
             w = resolve_weights(bb, "none", seed=seed_for(cfg.seed, "gpu-scratch", bb))
         if a.input_size:
@@ -105,7 +104,7 @@ def main(argv=None) -> dict:
         for m in range(a.members):
             seed = seed_for(cfg.seed, "gpu-member", a.dataset, "paper", 0, bb, m)
             if a.scratch:  # a fresh model per member: random weights from the member's own seed
-                from allrep.scratch import train_member
+                from allrep.train.scratch import train_member
 
                 r = train_member(replace(w, seed=seed), hp, recipe, *data["train"][:2], *data["val"][:2],
                                  data["test"][0], seed)

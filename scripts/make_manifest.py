@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from allrep.data import MANIFEST, MANIFEST_FIELDS, scan_manifest
+from allrep.data.dataset import MANIFEST, MANIFEST_FIELDS, scan_manifest
 from allrep.io import atomic_write_csv
 
 rows = scan_manifest(Path(sys.argv[1]))

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from allrep import provenance as pv
+from allrep.data import provenance as pv
 from allrep.io import atomic_write_csv
 
 

@@ -1,4 +1,4 @@
-"""Run the recipe study of a profile (allrep.recipe) and write its evidence to results/recipe/.
+"""Run the recipe study of a profile (allrep.train.recipe) and write its evidence to results/recipe/.
 
     ALLREP_DATA=... python scripts/recipe_study.py --profile paper
 
@@ -10,13 +10,13 @@ import argparse
 import time
 
 
-
 def main(argv=None) -> None:
-    from allrep import recipe, repro
+    from allrep import repro
+    from allrep.data.splits import make_splits
     from allrep.io import atomic_write_csv
-    from allrep.registry import other_output
     from allrep.profile import load_profile
-    from allrep.splits import make_splits
+    from allrep.runner.registry import other_output
+    from allrep.train import recipe
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="paper")
@@ -28,7 +28,7 @@ def main(argv=None) -> None:
     sp = {ds: make_splits(ds, "grouped", cfg.seed, cfg.splits.test_fraction, cfg.splits.val_fraction,
                           cfg.splits.repeats) for ds in cfg.recipe_study.datasets}
     res = recipe.study(cfg, sp, a.backbones)
-    atomic_write_csv(res.round(6), other_output("recipe_study", cfg))  # declared in allrep.registry
+    atomic_write_csv(res.round(6), other_output("recipe_study", cfg))  # declared in allrep.runner.registry
     s = recipe.summary(res, cfg)
     print(s.to_string())
     print(f"recipe study: {time.perf_counter() - t0:.0f} s (heads found cached cost nothing; "

@@ -46,7 +46,7 @@ def results_copy(tmp_path, monkeypatch):
     """A copy of the committed paper results for steps to write into (the committed files stay untouched)."""
     import shutil
 
-    from allrep import places
+    from allrep.record import places
 
     dst = tmp_path / "results"
     shutil.copytree(ROOT / "results", dst)
@@ -56,7 +56,8 @@ def results_copy(tmp_path, monkeypatch):
 
 def paper_context(step: str, **params):
     from allrep.profile import load_profile
-    from allrep.registry import Context, get_step
+    from allrep.runner.context import Context
+    from allrep.runner.registry import get_step
 
     return Context(get_step(step), load_profile("paper"), params)
 

@@ -1,4 +1,4 @@
-"""The book a reader meets (allrep.book): page titles, executed pages shaped for reading, the scratch book's
+"""The book a reader meets (allrep.book.pages): page titles, executed pages shaped for reading, the scratch book's
 pages, the compact claims table, the overview tables and sentences, computed from small frames."""
 from pathlib import Path
 
@@ -6,9 +6,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from allrep import book
+from allrep.book import pages as book
 from allrep.profile import load_profile
-from allrep.registry import STEPS, executed_path, get_step
+from allrep.runner.registry import STEPS, executed_path, get_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,7 +91,7 @@ def test_compact_claims_table_has_seven_short_columns_and_exact_counts():
 @pytest.fixture
 def two_split_run(tmp_path, monkeypatch):
     """A results folder with scores and claims for one dataset, two grouped splits and the paper split."""
-    from allrep import places
+    from allrep.record import places
 
     rows = []
     # split 0: ensemble 9/10, plain 10/10; split 1: ensemble 10/10, plain 8/10; paper: 5/5 and 4/5
@@ -125,7 +125,7 @@ def test_overview_tables_pool_and_compare_split_by_split(two_split_run):
 
 
 def test_ledger_sentence_counts_the_runs_looks(tmp_path, monkeypatch):
-    from allrep import registry
+    from allrep.runner import registry
 
     lg = pd.DataFrame([dict(dataset="IDB2", protocol="grouped", split_seed=7, repeat=r, models="m", look=look,
                             commit="abc", digest=str(r)) for r, look in ((0, "new"), (1, "new"), (0, "repeat"))] +

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from allrep.book import write_tables
+from allrep.book.pages import write_tables
 from allrep.profile import load_profile
-from allrep.registry import STEPS, executed_path
+from allrep.runner.registry import STEPS, executed_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from allrep import data
+from allrep.data import dataset as data
 from allrep.errors import AllrepError
 
 
@@ -73,7 +73,7 @@ def test_unreadable_image_message(tmp_path):
     p = tmp_path / "x.tif"
     p.write_bytes(b"garbage")
     with pytest.raises(AllrepError, match="unreadable image"):
-        data._open_rgb(p, 32)
+        data.open_rgb(p, 32)
 
 
 def test_loader_sizes_and_dtype(data_root):

@@ -5,7 +5,7 @@ import numpy as np
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Matern
 
-from allrep.dispatch import gp_bound_warnings_counted, gp_note
+from allrep.runner.dispatch import gp_bound_warnings_counted, gp_note
 
 
 def _bound_fit():

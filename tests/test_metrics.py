@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from allrep import fusion, metrics as M, uncertainty as U
+from allrep.evaluate import fusion
+from allrep.evaluate import metrics as M
+from allrep.evaluate import uncertainty as U
 
 
 def test_paper_percentages_truncated_and_rounded():

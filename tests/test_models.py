@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from allrep import models
 from allrep.errors import AllrepError
-from allrep.models import HeadParams, Weights, build_hybrid, resolve_weights
+from allrep.train import backbones as models
+from allrep.train.backbones import HeadParams, Weights, build_hybrid, resolve_weights
 
 
 @pytest.mark.slow  # builds and runs three whole networks
@@ -39,7 +39,7 @@ def test_offline_manifest_resolution(weights_dir, monkeypatch):
 
 @pytest.mark.slow  # builds and runs two backbones
 def test_loaded_imagenet_file_changes_features(weights_dir, data_root):
-    from allrep.data import load_images, manifest
+    from allrep.data.dataset import load_images, manifest
 
     w_img = resolve_weights("mobilenetv2", "imagenet", str(weights_dir), input_size=97)
     w_rnd = resolve_weights("mobilenetv2", "none", input_size=97, seed=0)

@@ -9,9 +9,10 @@ import nbformat
 import pytest
 from conftest import smoke_env
 
-from allrep import book, places
+from allrep.book import pages as book
 from allrep.profile import load_profile
-from allrep.registry import STEP_NAMES, STEPS, executed_path
+from allrep.record import places
+from allrep.runner.registry import STEP_NAMES, STEPS, executed_path
 
 ROOT = Path(__file__).resolve().parent.parent
 N_VARIANTS = sum(len(s.variants(load_profile("smoke"))) for s in STEPS)
@@ -294,8 +295,8 @@ def test_book_in_a_real_browser(smoke_book, tmp_path):
     shot = tmp_path / "intro.png"
     subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1280,1400", url], capture_output=True,
                    timeout=120)
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     a = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert a.shape == (1400, 1280) and a.std() > 10 and (a < 128).mean() > 0.005, "blank screenshot"
@@ -320,7 +321,7 @@ def test_two_dask_workers_one_killed_write_what_the_serial_run_wrote(smoke_pendi
 
     from dask.distributed import Client
 
-    from allrep.dispatch import local_cluster
+    from allrep.runner.dispatch import local_cluster
 
     env = smoke_env(tmp_path, data_root, weights_dir)
     for k in ("ALLREP_SCRATCH", "ALLREP_CACHE", "ALLREP_DATA", "ALLREP_WEIGHTS_DIR"):
@@ -372,11 +373,12 @@ def test_one_outer_splits_whole_procedure_reads_no_image_of_its_test_part(smoke,
     import numpy as np
     import pandas as pd
 
-    from allrep import calibration, members
-    from allrep.features import FeatureCache
+    from allrep.evaluate import calibration
     from allrep.profile import load_profile
     from allrep.repro import seed_for
     from allrep.steps import step20_tuning
+    from allrep.train import members
+    from allrep.train.features import FeatureCache
 
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "features").symlink_to(smoke["base"] / "cache" / "features")

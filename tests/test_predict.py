@@ -19,7 +19,7 @@ def final(data_root, weights_dir, tmp_path_factory):
     prof.write_text("extends: smoke\nname: predicttest\nuse_backbones: [mobilenetv2]\n")
     env = dict(os.environ, ALLREP_CACHE=str(base / "cache"), ALLREP_DATA=str(data_root),
                ALLREP_WEIGHTS_DIR=str(weights_dir), ALLREP_QUIET="1")
-    from allrep.splits import items_frame
+    from allrep.data.splits import items_frame
 
     df = items_frame("IDB2")
     group = df.loc[df["id"] == "IDB2/Im001_1", "group"].iloc[0]
@@ -37,10 +37,10 @@ def _run(final, *args):
 def test_predict_gives_the_members_probabilities_for_a_held_out_group(final, monkeypatch, data_root):
     import json
 
-    from allrep.data import manifest
-    from allrep.final import load_manifest
-    from allrep.inference import Predictor
+    from allrep.data.dataset import manifest
     from allrep.profile import load_profile
+    from allrep.train.final import load_manifest
+    from allrep.train.inference import Predictor
 
     for k, v in final["env"].items():
         monkeypatch.setenv(k, v)
@@ -65,7 +65,7 @@ def test_predict_gives_the_members_probabilities_for_a_held_out_group(final, mon
 def test_bad_input_is_one_line_each_and_the_rest_is_classified(final, tmp_path, data_root):
     from PIL import Image
 
-    from allrep.data import manifest
+    from allrep.data.dataset import manifest
 
     good = data_root / manifest("IDB2")[0].relpath()
     (tmp_path / "truncated.jpg").write_bytes(good.read_bytes()[:300])

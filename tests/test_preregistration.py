@@ -1,4 +1,4 @@
-"""The pre-registration (allrep.preregistration): frozen before any model scored the confirmatory splits,
+"""The pre-registration (allrep.record.preregistration): frozen before any model scored the confirmatory splits,
 and still exactly what the confirmatory profile makes."""
 import subprocess
 
@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from allrep import preregistration as pre
 from allrep.errors import AllrepError
 from allrep.profile import load_profile
+from allrep.record import preregistration as pre
 
 
 def _git(*args) -> str:

@@ -1,7 +1,7 @@
 import numpy as np
 
-from allrep import provenance as pv
-from allrep.data import load_image, manifest
+from allrep.data import provenance as pv
+from allrep.data.dataset import load_image, manifest
 
 
 def test_every_crop_has_one_parent_with_the_same_label():

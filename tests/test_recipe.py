@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 from conftest import ROOT
 
-from allrep import recipe
+from allrep.data.splits import make_splits
 from allrep.profile import Candidate, load_profile
-from allrep.splits import make_splits
+from allrep.train import recipe
 
 RECIPE_SETTINGS = ("pool", "pca", "whiten", "patience", "min_delta", "batch_size", "projection", "gru_units",
                    "dense_units")  # and the epoch cap, which may only be raised above the study's
@@ -54,7 +54,7 @@ def test_the_profile_uses_the_recipe_the_committed_evidence_chooses():
 
 
 def test_the_choice_inside_a_split_keeps_the_development_recipe_unless_beaten_by_one_se():
-    from allrep.recipe import paired_choice, per_image_nll
+    from allrep.train.recipe import paired_choice, per_image_nll
 
     rng = np.random.default_rng(3)
     dev = rng.uniform(0.05, 0.6, 40)
@@ -69,14 +69,14 @@ def test_the_choice_inside_a_split_keeps_the_development_recipe_unless_beaten_by
     three = paired_choice({"development": dev, "a": dev - 0.05, "b": dev - 0.1})
     assert three["recipe"] == "b"  # among those that beat it, the lowest mean
     y, p = np.array([1, 0, 1]), np.array([0.9, 0.2, 0.4])
-    from allrep.metrics import nll
+    from allrep.evaluate.metrics import nll
 
     assert np.isclose(per_image_nll(y, p).mean(), nll(y, p))
 
 
 def test_choice_plans_never_hold_a_test_row():
     from allrep.profile import load_profile
-    from allrep.recipe import choice_plans
+    from allrep.train.recipe import choice_plans
 
     cfg = load_profile("confirmatory")
     split = pd.read_csv(ROOT / "preregistration" / "splits" / "IDB2_grouped.csv")

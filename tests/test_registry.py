@@ -8,11 +8,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from allrep import registry
 from allrep.errors import AllrepError
-from allrep.pipeline import check_access
 from allrep.profile import load_profile
-from allrep.registry import STEPS, Context, declared, get_step, stamp
+from allrep.runner import context, registry, stamps
+from allrep.runner.context import Context
+from allrep.runner.execute import check_access
+from allrep.runner.registry import STEPS, declared, get_step
+from allrep.runner.stamps import stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +60,7 @@ def tree(tmp_path, monkeypatch):
     shutil.copytree(ROOT / "notebooks", nbs)
     shutil.copytree(ROOT / "allrep", pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(registry, "NOTEBOOKS", nbs)
-    monkeypatch.setattr(registry, "PACKAGE", pkg)
+    monkeypatch.setattr(stamps, "PACKAGE", pkg)
     return nbs, pkg
 
 
@@ -83,20 +85,20 @@ def test_a_markdown_edit_restamps_only_its_notebook(tree):
 def test_code_edits_restamp_exactly_the_steps_that_use_the_module(tree):
     cfg = load_profile("smoke")
     before = _stamps(cfg)
-    plots = tree[1] / "plots.py"
+    plots = tree[1] / "book" / "plots.py"
     plots.write_text(plots.read_text() + "\n# a comment changes no syntax tree\n")
     assert _changed(before, _stamps(cfg)) == []
     plots.write_text(plots.read_text() + "\n\ndef extra():\n    return 1\n")
     assert _changed(before, _stamps(cfg)) == ["10_data_exploration", "35_scratch", "40_uncertainty", "60_results"]
-    claims = tree[1] / "claims.py"
+    claims = tree[1] / "evaluate" / "claims.py"
     claims.write_text(claims.read_text() + "\n\nEXTRA = 1\n")
     assert _changed(before, _stamps(cfg)) == ["10_data_exploration", "35_scratch", "40_uncertainty", "60_results"]
     # a new function in calibration.py re-executes the steps that import it, not all of them (allrep/__init__'s
     # lazy `predict` re-export does not pull every module into every step)
     before = _stamps(cfg)
-    cal = tree[1] / "calibration.py"
+    cal = tree[1] / "evaluate" / "calibration.py"
     cal.write_text(cal.read_text() + "\n\ndef extra():\n    return 1\n")
-    expected = sorted(s.name for s in STEPS if "allrep.calibration" in registry.step_modules(s))
+    expected = sorted(s.name for s in STEPS if "allrep.evaluate.calibration" in stamps.step_modules(s))
     assert _changed(before, _stamps(cfg)) == expected == ["40_uncertainty", "50_fusion", "70_using_models"]
 
 
@@ -110,7 +112,7 @@ def test_profile_slices_restamp_only_their_steps():
 
 
 def test_access_check_fails_on_an_undeclared_read(tmp_path, monkeypatch):
-    from allrep import places
+    from allrep.record import places
 
     monkeypatch.setattr(places, "output_dir", lambda cfg: tmp_path)
     cfg = load_profile("paper")
@@ -150,7 +152,7 @@ atomic_write_text(Path({str(results / 'claims.csv')!r}), "x")
 
 
 def test_a_missing_input_names_the_step_that_writes_it(tmp_path, monkeypatch):
-    from allrep import places
+    from allrep.record import places
 
     monkeypatch.setattr(places, "output_dir", lambda cfg: tmp_path)
     ctx = Context(get_step("60"), load_profile("paper"), {})
@@ -161,12 +163,12 @@ def test_a_missing_input_names_the_step_that_writes_it(tmp_path, monkeypatch):
 def test_every_committed_results_file_is_declared():
     """Each file under results/ is a step output or one of the registry's other outputs (timings, recipe
     study, benchmark): an undeclared file is an orphan nobody regenerates."""
-    from allrep.registry import all_outputs
+    from allrep.runner.registry import all_outputs
 
     paper, confirmatory = load_profile("paper"), load_profile("confirmatory")
     declared_files = {p.relative_to(ROOT / "results") for p in all_outputs(paper)}
     committed = {p.relative_to(ROOT / "results") for p in (ROOT / "results").rglob("*") if p.is_file()}
-    from allrep.registry import other_output
+    from allrep.runner.registry import other_output
 
     if (ROOT / "results" / "confirmatory").is_dir():  # the confirmatory run's folder: its steps' outputs and timings
         # (the recipe study and the benchmark are development scripts')
@@ -181,15 +183,15 @@ def test_every_committed_results_file_is_declared():
 
 
 def test_no_step_module_imports_another_step():
-    """Steps share code through library modules (e.g. allrep.members, allrep.scores), never through each other."""
+    """Steps share code through library modules (e.g. allrep.train.members, allrep.evaluate.scores), never through each other."""
     for s in STEPS:
-        path = registry.module_file(s.module)
-        others = {m for m in registry._imports(path, s.module) if m.startswith("allrep.steps.step") and m != s.module}
+        path = stamps.module_file(s.module)
+        others = {m for m in stamps._imports(path, s.module) if m.startswith("allrep.steps.step") and m != s.module}
         assert not others, f"{s.module} imports {sorted(others)}"
 
 
 def test_one_cache_key_function():
-    """Every trained head is keyed by allrep.members.key: no other module builds a head or trial key. The one
+    """Every trained head is keyed by allrep.train.members.key: no other module builds a head or trial key. The one
     other cache is step 35's whole hybrids trained from scratch (images, not features: not heads)."""
     import re
 
@@ -212,7 +214,7 @@ def test_a_hand_run_writes_its_own_folder_and_reads_inputs_from_there_first(tmp_
     outside = Context(get_step("60"), paper, {})  # pytest is no kernel
     assert outside.hand is None and outside.output("claims") == root / "results" / "claims.csv"
 
-    monkeypatch.setattr(registry, "_in_kernel", lambda: True)
+    monkeypatch.setattr(context, "_in_kernel", lambda: True)
     hand = Context(get_step("60"), paper, {})
     assert hand.output("claims") == tmp_path / "interactive" / "paper" / "results" / "claims.csv"
     assert hand.path("scores") == root / "results" / "fusion" / "scores.csv"  # no hand copy yet: the committed one

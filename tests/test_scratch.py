@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from allrep.errors import AllrepError
-from allrep.scores import scratch_fusion_table, scratch_glue, summarize
-from allrep.scratch import Recipe, jitter_view
+from allrep.evaluate.scores import scratch_fusion_table, scratch_glue, summarize
+from allrep.train.scratch import Recipe, jitter_view
 
 
 def test_recipe_rejects_unknown_settings():
@@ -33,7 +33,7 @@ def test_jitter_view_is_a_seeded_dihedral_transform():
 
 
 def test_warmup_then_cosine_schedule():
-    from allrep.scratch import learning_rate
+    from allrep.train.scratch import learning_rate
 
     r = Recipe(epochs=10, learning_rate=0.01, schedule="cosine", warmup_epochs=2)
     lr = [learning_rate(r, e) for e in range(10)]
@@ -48,8 +48,8 @@ def test_warmup_then_cosine_schedule():
 def test_build_sets_batchnorm_momentum_and_trains_everything():
     import keras
 
-    from allrep.models import HeadParams, resolve_weights
-    from allrep.scratch import build
+    from allrep.train.backbones import HeadParams, resolve_weights
+    from allrep.train.scratch import build
 
     w = resolve_weights("efficientnetb3", "none", input_size=32, seed=1)
     model = build(w, HeadParams(projection=8, gru_units=8, dense_units=8), Recipe(bn_momentum=0.9))
@@ -88,7 +88,7 @@ def test_scratch_fusion_table_compares_on_the_same_images():
     assert t.loc["r frozen random features alone", "note"] == "constant prediction"
     assert t.loc["sum fusion, + r frozen random features", "note"] == "fuses a constant predictor: r"
     assert t.loc["from scratch (ours) alone", "note"] == "" and t.loc["sum fusion, a + b", "note"] == ""
-    from allrep.scores import notes_by_model
+    from allrep.evaluate.scores import notes_by_model
 
     notes = notes_by_model(t.reset_index())
     assert notes[("IDB2", "paper", "r frozen random features alone")] == "constant prediction (1/1 splits)"
@@ -101,8 +101,8 @@ def test_scratch_fusion_table_compares_on_the_same_images():
 def test_reused_scratch_trainer_equals_a_fresh_model():
     """Members share one compiled model; a reset must make it a freshly built one (random weights
     from the member's seed, BatchNorm statistics, optimiser and schedule at step 0)."""
-    from allrep.models import HeadParams, resolve_weights
-    from allrep.scratch import train_member
+    from allrep.train.backbones import HeadParams, resolve_weights
+    from allrep.train.scratch import train_member
 
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(24, 32, 32, 3), dtype=np.uint8)

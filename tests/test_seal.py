@@ -1,16 +1,16 @@
-"""The seal of the registered run (allrep.seal): a checksummed record that the runner never re-executes."""
+"""The seal of the registered run (allrep.record.seal): a checksummed record that the runner never re-executes."""
 import json
 import shutil
 import subprocess
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 
-from allrep import cli, places, seal
+from allrep import cli
 from allrep.errors import AllrepError
 from allrep.profile import load_profile
-
-from conftest import ROOT
+from allrep.record import places, seal
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_the_runner_refuses_a_sealed_run_and_writes_nothing(cfg):
     for argv in (["run", "--profile", "confirmatory", "--force"], ["run", "--profile", "confirmatory", "--steps", "60"]):
         assert cli.main(argv) == 2
     with pytest.raises(AllrepError, match=r"sealed at \w{12} .*allrep replay confirmatory"):
-        from allrep.pipeline import run
+        from allrep.runner.pipeline import run
 
         run("confirmatory", force=True)
     assert _tree(*watched) == before and places.ledger_path(cfg).read_bytes() == ledger_before
@@ -121,19 +121,19 @@ def test_an_edited_ledger_row_or_a_stray_file_fails_the_check(run_copy, cfg):
 
 
 def test_a_code_edit_restamps_the_variants_but_the_seal_still_verifies(cfg, monkeypatch):
-    from allrep import registry
-    from allrep.pipeline import is_current
+    from allrep.runner import registry, stamps
+    from allrep.runner.execute import is_current
 
     step = registry.get_step("30")
     params = dict(backbone="mobilenetv2", dataset="IDB2")
-    original = registry._parsed
+    original = stamps._parsed
 
     def edited(path):  # as if a docstring of the member engine, in the variant's closure, were rewritten
         tree, dump = original(path)
         return (tree, dump + "edited") if path.name == "members.py" else (tree, dump)
 
-    monkeypatch.setattr(registry, "_parsed", edited)
-    assert "allrep.members" in registry.step_modules(step)
+    monkeypatch.setattr(stamps, "_parsed", edited)
+    assert "allrep.train.members" in stamps.step_modules(step)
     assert not is_current(cfg, step, params)  # by its stamp the variant is stale...
     assert str(seal.status(cfg)).endswith("(verified)")  # ...and the record is still the record
 
@@ -143,7 +143,7 @@ def test_replay_runs_the_sealed_commit_into_scratch_and_matches_the_record(cfg, 
                                                                            monkeypatch):
     """Replaying step 10 (splits, shortcut baselines, the rule's design) at the sealed commit, in a worktree, from
     an empty cache, writes the sealed files byte for byte; nothing of the project's record changes."""
-    from allrep import replay
+    from allrep.record import replay
 
     monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path))
     before = _tree(places.output_dir(cfg), places.executed_dir(cfg))

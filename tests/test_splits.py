@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
+from allrep.data.splits import leakage, make_splits
 from allrep.errors import AllrepError
-from allrep.splits import leakage, make_splits
 
 SEED = 20241018
 
@@ -71,7 +71,7 @@ DATASETS = st.sampled_from(["IDB1", "IDB2", "combined"])
 
 
 def _check_partition(sp, dataset):
-    from allrep.data import manifest
+    from allrep.data.dataset import manifest
 
     ids = sorted(it.id for it in manifest(dataset))
     for _, part in sp.groupby("repeat"):
@@ -118,7 +118,7 @@ def test_paper_split_is_stratified_within_one_image_per_class(seed, test_fractio
 
 
 def _sha():
-    from allrep.data import manifest
+    from allrep.data.dataset import manifest
 
     return {it.id: it.sha256 for it in manifest("combined")}
 
@@ -126,7 +126,7 @@ def _sha():
 def test_groups_table_equals_what_the_committed_tables_produce():
     """results of scripts/make_provenance.py: groups.csv is the connected components of the
     committed provenance and overlap tables."""
-    from allrep import provenance as p
+    from allrep.data import provenance as p
 
     rows = p.build_groups(p.provenance(), p.overlaps())
     committed = p.read_csv(p.GROUPS)

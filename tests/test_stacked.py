@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from allrep.profile import Head
-from allrep.training import train_heads
+from allrep.train.heads import train_heads
 
 HP = Head(projection=0, gru_units=8, dense_units=8, dropout=0.3, learning_rate=3e-3, weight_decay=1e-4)
 
@@ -53,7 +53,7 @@ def test_a_head_in_a_stack_is_the_head_alone():
 
 @pytest.mark.slow  # trains heads (the fast loop trains nothing)
 def test_a_saved_head_predicts_what_the_stack_predicted():
-    from allrep.stacked import to_head
+    from allrep.train.stacked import to_head
 
     hp = replace(HP, projection=5)
     t = _task(hp, seed=7)

@@ -1,11 +1,10 @@
 """Step 20: the committed tuning records, and the search space written once."""
 import pandas as pd
-
 from conftest import ROOT
 
+from allrep.book.tables import search_space_markdown
 from allrep.profile import Head, load_profile, load_section
-from allrep.tables import search_space_markdown
-from allrep.tuning import space_table
+from allrep.train.tuning import space_table
 
 
 def test_every_split_has_its_own_search_inside_the_space():

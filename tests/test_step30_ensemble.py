@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
+from allrep.evaluate.scores import PROB_COLUMNS
 from allrep.profile import load_profile
-from allrep.scores import PROB_COLUMNS
 from allrep.steps import step30_ensemble as step
 
 
@@ -33,8 +33,9 @@ def test_committed_probabilities_cover_each_split_test_part_once_per_member():
 def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from allrep import places
-    from allrep.registry import Context, get_step
+    from allrep.record import places
+    from allrep.runner.context import Context
+    from allrep.runner.registry import get_step
     from allrep.steps import step10_data_exploration as step10
 
     monkeypatch.setenv("ALLREP_CACHE", str(tmp_path / "cache"))
@@ -48,7 +49,7 @@ def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path
     best.parent.mkdir(parents=True)
     pd.DataFrame([dict(protocol=p, repeat=r, **cfg.head.to_dict()) for p, r in (("paper", 0), ("grouped", 0), ("grouped", 1))]
                  ).to_csv(best, index=False)
-    from allrep import members
+    from allrep.train import members
 
     class Killed(Exception):
         pass
@@ -74,7 +75,7 @@ def test_killed_ensemble_keeps_finished_members(weights_dir, data_root, tmp_path
 
 
 def test_every_member_says_what_ended_its_training():
-    from allrep.training import convergence, ended_by
+    from allrep.train.heads import convergence, ended_by
 
     assert ended_by(16, 12, 4) == "early stopping" and ended_by(16, 14, 4) == "epoch cap"
     cfg = load_profile("paper")

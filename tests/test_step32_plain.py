@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
+from allrep.evaluate.scores import PROB_COLUMNS
 from allrep.profile import load_profile
-from allrep.scores import PROB_COLUMNS
 
 
 def test_plain_heads_cover_every_split_and_early_stopping_ends_them():
@@ -33,7 +33,7 @@ def test_min_delta_ends_training_when_improvements_become_negligible():
     import numpy as np
 
     from allrep.profile import Head, Training
-    from allrep.training import ended_by, train_heads
+    from allrep.train.heads import ended_by, train_heads
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 64)
@@ -81,7 +81,7 @@ def test_confirmatory_plain_reference_is_five_untuned_heads_of_the_ensembles_rec
 def test_plain_fusion_averages_a_plain_references_members():
     """Each member alone gets one of the two images wrong; only their mean gets both right, so a score that took
     one member (or failed on the repeated rows) fails here."""
-    from allrep.scores import PLAIN_FUSION, score_table
+    from allrep.evaluate.scores import PLAIN_FUSION, score_table
 
     rows = []
     for bb, ps in (("a", [(0.45, 0.2), (0.9, 0.55)]), ("b", [(0.45, 0.3), (0.8, 0.6)])):

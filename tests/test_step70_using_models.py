@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from allrep.data import manifest
+from allrep.data.dataset import manifest
 from allrep.profile import load_profile
 from allrep.steps import step70_using_models as step
 
@@ -23,7 +23,7 @@ def test_held_out_predictions_cover_exactly_the_nested_held_out_groups(dataset):
     images = r0.drop_duplicates("id")
     assert set(images.loc[images["group"].isin(groups), "label"]) == {0, 1}  # two groups of each class
     pred = pd.read_csv(ROOT / "results" / "using" / f"{dataset}_held_out.csv")
-    from allrep.splits import items_frame
+    from allrep.data.splits import items_frame
 
     df = items_frame(dataset)
     assert sorted(pred["id"]) == sorted(df.loc[df["group"].isin(groups), "id"])
@@ -36,7 +36,7 @@ def test_held_out_predictions_cover_exactly_the_nested_held_out_groups(dataset):
 
 
 def test_the_final_models_validation_part_never_holds_a_held_out_image():
-    from allrep.final import final_split
+    from allrep.train.final import final_split
 
     cfg = load_profile("paper")
     split = pd.read_csv(ROOT / "results" / "splits" / "IDB1_grouped.csv")

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from allrep.features import FeatureCache, view
-from allrep.models import HeadParams, resolve_weights
-from allrep.splits import make_splits
-from allrep.training import TrainSettings
+from allrep.data.splits import make_splits
+from allrep.train.backbones import HeadParams, resolve_weights
+from allrep.train.features import FeatureCache, view
+from allrep.train.heads import TrainSettings
 
 pytestmark = pytest.mark.slow
 SIZE = 129
@@ -14,10 +14,10 @@ TS = TrainSettings(epochs=25, batch_size=32, patience=5)
 
 
 def _heads(X, y, Xv, yv, Xt, hp, ts, seeds, reuse=True, min_delta=None):
-    """One head per seed on the same data (:func:`allrep.training.train_heads`), in a stack of as many
+    """One head per seed on the same data (:func:`allrep.train.heads.train_heads`), in a stack of as many
     slots as heads: these tests check learning and reproducibility, not the pipeline's 16-slot pools
     (tests/test_stacked.py compares stacks), and idle slots would only cost time."""
-    from allrep.training import train_heads
+    from allrep.train.heads import train_heads
 
     tasks = [dict(X_train=X, y_train=y, X_val=Xv, y_val=yv, X_test=Xt, hp=hp, seed=int(s)) for s in seeds]
     return train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta if min_delta is None else min_delta,
@@ -26,7 +26,7 @@ def _heads(X, y, Xv, yv, Xt, hp, ts, seeds, reuse=True, min_delta=None):
 
 @pytest.fixture(scope="module")
 def idb2(weights_dir, data_root, tmp_path_factory):
-    from allrep.data import manifest
+    from allrep.data.dataset import manifest
 
     w = resolve_weights("mobilenetv2", "imagenet", str(weights_dir), input_size=SIZE)
     fc = FeatureCache(w, tmp_path_factory.mktemp("cache"), 32, data_root)
@@ -66,7 +66,7 @@ def test_shuffled_labels_give_chance(idb2):
 def test_feature_cache_is_reused(idb2, monkeypatch):
     fc, _, items = idb2
     again = FeatureCache(fc.w, fc.dir.parent.parent, 32, fc.root)
-    import allrep.features as F
+    import allrep.train.features as F
 
     def no_backbone(w):
         raise AssertionError("backbone built although every feature is cached")
@@ -94,7 +94,7 @@ def test_joint_members_are_independent_and_reproducible(idb2):
     assert not np.array_equal(a[0]["p_test"], a[1]["p_test"])  # own init and data order
     assert all(_acc(x["p_test"], d["test"][1]) >= 0.75 for x in a)
     # each member stops on its own validation curve
-    from allrep.training import ended_by
+    from allrep.train.heads import ended_by
 
     for x in a:
         assert x["best_epoch"] == int(np.argmin(x["history"]["val_loss"])) + 1
@@ -139,13 +139,13 @@ def test_optimizer_reset_keeps_the_learning_rate():
     (zeroing every variable once froze every member after the first)."""
     import keras
 
-    from allrep.models import build_head, compile_model
-    from allrep.training import _reset_optimizer
+    from allrep.train.backbones import build_head, compile_model
+    from allrep.train.heads import reset_optimizer
 
     hp = HeadParams(projection=4, gru_units=4, dense_units=4, learning_rate=1e-3)
     model = compile_model(build_head(4, 3, hp), hp)
     model.train_on_batch(np.ones((2, 4, 3)), np.array([0, 1]))
-    _reset_optimizer(model.optimizer)
+    reset_optimizer(model.optimizer)
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
     assert all(not np.any(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables

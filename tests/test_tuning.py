@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-import allrep.training
+import allrep.train.heads
 from allrep.profile import Head
-from allrep.training import TrainSettings
-from allrep.tuning import space_table, tune_splits
+from allrep.train.heads import TrainSettings
+from allrep.train.tuning import space_table, tune_splits
 
 ARCH = Head(projection=8, gru_units=4, dense_units=4)
 TS = TrainSettings(epochs=3, batch_size=32, patience=2)
@@ -26,7 +26,7 @@ def _search(seed):
 
 
 class Memory:
-    """A trial engine over in-memory arrays (the pipeline's is :class:`allrep.tuning.Trials`, the member engine)."""
+    """A trial engine over in-memory arrays (the pipeline's is :class:`allrep.train.tuning.Trials`, the member engine)."""
 
     def __init__(self, searches):
         self.s, self.cache = searches, {}
@@ -71,7 +71,7 @@ def test_pooled_searches_equal_searches_alone_and_resume(tmp_path, monkeypatch):
         assert out["best_loss"] == min(t["val_loss"] for t in out["trials"])
         assert 3e-4 <= out["best"].learning_rate <= 3e-2 and out["best"].gru_units == 4  # architecture fixed
     # a rerun replays the seeded proposals and finds every trial cached: nothing trains
-    monkeypatch.setattr(allrep.training, "heads_trainer", lambda *a, **k: pytest.fail("a cached trial trained again"))
+    monkeypatch.setattr(allrep.train.heads, "heads_trainer", lambda *a, **k: pytest.fail("a cached trial trained again"))
     again = _tune(searches, engine, tmp_path / "both")
     assert again["a"]["trials"] == both["a"]["trials"] and again["b"]["best"] == both["b"]["best"]
 

@@ -4,16 +4,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
-
-from allrep import calibration as cal
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
-from allrep import claims as C
-from allrep.metrics import bootstrap_interval, clopper_pearson, corrected_repeats, ece_equal_width
+from allrep.data.splits import make_splits
+from allrep.evaluate import calibration as cal
+from allrep.evaluate import claims as C
+from allrep.evaluate.metrics import bootstrap_interval, clopper_pearson, corrected_repeats, ece_equal_width
 from allrep.profile import Verdict
-from allrep.splits import make_splits
 
 
 def test_corrected_t_matches_nadeau_bengio_by_hand():
@@ -175,7 +174,7 @@ def test_calibration_table_flags_a_map_that_worsens_test_nll():
 def test_ledger_counts_new_looks_and_byte_identical_repeats(tmp_path):
     import subprocess
 
-    from allrep import ledger
+    from allrep.record import ledger
 
     git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
     git("init", "-q")

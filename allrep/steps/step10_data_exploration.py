@@ -1,17 +1,21 @@
 """Step 10: the split files every later step reads, and the shortcut baselines.
 
 The exploration itself (sizes, colours, duplicates, overlaps, arrows) is library code in
-:mod:`allrep.audit` that the notebook calls and shows.
+:mod:`allrep.data.audit` that the notebook calls and shows.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
-from ..baselines import majority_baseline, size_only_baseline
-from ..claims import verdict_design as verdict_design_frames
-from ..registry import PROTOCOLS, Context
-from ..scores import summarize
-from ..splits import make_splits
+from allrep.data.splits import PROTOCOLS, make_splits
+from allrep.evaluate.baselines import majority_baseline, size_only_baseline
+from allrep.evaluate.claims import verdict_design as verdict_design_frames
+from allrep.evaluate.scores import summarize
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 
 def splits(ctx: Context) -> dict[tuple[str, str], pd.DataFrame]:
@@ -42,7 +46,7 @@ def shortcut_glue(summary: pd.DataFrame) -> dict:
 
 def verdict_design(ctx: Context, frames: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The verdict rule's operating characteristics on this profile's grouped design (simulated,
-    :func:`allrep.claims.operating_characteristics`) and the design table (effective n, power at the
+    :func:`allrep.evaluate.claims.operating_characteristics`) and the design table (effective n, power at the
     margin, smallest margin with both powers at 0.8). Written before any model is trained: they depend on
     the splits and the rule only. Returns (operating characteristics, design)."""
     oc, design = verdict_design_frames({ds: frames[ds, "grouped"] for ds in ctx.cfg.datasets}, ctx.cfg.verdict,

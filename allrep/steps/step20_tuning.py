@@ -2,20 +2,23 @@
 
 One search per split (the paper split and every grouped repeat), each on that split's training
 part with its grouped validation part as the objective; test images are never loaded
-(:mod:`allrep.tuning`). The searches' trials share one pool of stacked heads, and every trial is
+(:mod:`allrep.train.tuning`). The searches' trials share one pool of stacked heads, and every trial is
 cached by the member engine: a killed search resumes.
 """
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .. import tuning
-from ..features import for_backbone
-from ..places import cache_dir
-from ..registry import Context
-from ..repro import seed_for
+from allrep.cache import folder
+from allrep.repro import seed_for
+from allrep.train import tuning
+from allrep.train.features import for_backbone
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 
 def searches(ctx: Context) -> dict[str, tuple]:
@@ -28,11 +31,11 @@ def searches(ctx: Context) -> dict[str, tuple]:
 
 def choices(cfg, found: dict) -> dict:
     """With ``recipe_choice.enabled``: each search's recipe, chosen inside its split on the validation part
-    (:func:`allrep.recipe.choose_in_split`; the candidates' heads of every search trained in one batch by
+    (:func:`allrep.train.recipe.choose_in_split`; the candidates' heads of every search trained in one batch by
     the member engine). name -> choice; empty when disabled (every search uses ``head:``/``training:``)."""
     if not cfg.recipe_choice.enabled:
         return {}
-    from .. import members, recipe
+    from allrep.train import members, recipe
 
     plans = {(n, c): p for n, (bb, split, seed) in found.items()
              for c, p in recipe.choice_plans(cfg, bb, split, seed_for(seed, "recipe-choice")).items()}
@@ -57,7 +60,7 @@ def tune(cfg, found: dict) -> dict:
         alias = {(f"{n}-{recipe_name}" if recipe_name else n): n for n in names}  # a search's oracle is per recipe
         part = {a: found[n] for a, n in alias.items()}
         res = tuning.tune_splits({a: s[2] for a, s in part.items()}, head, ts, cfg.tuning.trials,
-                                 cfg.tuning.initial_points, cache_dir() / "tuning", tuning.Trials(cfg, part, ts))
+                                 cfg.tuning.initial_points, folder("tuning"), tuning.Trials(cfg, part, ts))
         for a, n in alias.items():
             out[n] = dict(res[a], choice=chosen.get(n))
     return out

@@ -1,19 +1,22 @@
 """Step 30: the deep ensemble of one backbone on one dataset, on the paper split and on every
 grouped repeat: the tuned head, one seed per member (initialisation and data order), early
 stopping on the split's validation part. Each split's head is the one its own search chose (step 20).
-Members are plans of the member engine (:mod:`allrep.members`), cached one by one."""
+Members are plans of the member engine (:mod:`allrep.train.members`), cached one by one."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .. import members
-from ..features import for_backbone
-from ..profile import Head, Training, load_section
-from ..registry import Context
-from ..repro import seed_for
-from ..scores import PROB_COLUMNS, member_frame
+from allrep.evaluate.scores import PROB_COLUMNS, member_frame
+from allrep.profile import Head, Training, load_section
+from allrep.repro import seed_for
+from allrep.train import members
+from allrep.train.features import for_backbone
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 
 def tuned_heads(ctx: Context) -> dict[tuple[str, int], Head]:
@@ -28,7 +31,7 @@ def tuned_heads(ctx: Context) -> dict[tuple[str, int], Head]:
 def trainings(ctx: Context) -> dict[tuple[str, int], Training]:
     """The training section of each split: the recipe its own choice adopted (step 20's ``recipe`` column,
     with ``recipe_choice.enabled``), else the profile's."""
-    from ..recipe import candidate_settings
+    from allrep.train.recipe import candidate_settings
 
     best = ctx.read_csv("best")
     if "recipe" not in best:

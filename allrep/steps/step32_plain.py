@@ -10,14 +10,17 @@ book says so.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .. import members
-from ..features import for_backbone
-from ..registry import Context
-from ..repro import seed_for
-from ..scores import PROB_COLUMNS, member_frame
+from allrep.evaluate.scores import PROB_COLUMNS, member_frame
+from allrep.repro import seed_for
+from allrep.train import members
+from allrep.train.features import for_backbone
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 
 def settings(cfg) -> tuple:

@@ -4,18 +4,27 @@ grouped repeats), and the paired fusion comparison with the ensembles of the sam
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ..data import load_images, manifest
-from ..models import resolve_weights
-from ..places import cache_dir
-from ..registry import Context
-from ..repro import digest, seed_for
-from ..scores import notes_by_model, random_weight_backbones, scratch_fusion_table, scratch_glue, summarize
-from ..scratch import train_member
-from ..members import MemberStore
+from allrep.cache import folder
+from allrep.data.dataset import load_images, manifest
+from allrep.evaluate.scores import (
+    notes_by_model,
+    random_weight_backbones,
+    scratch_fusion_table,
+    scratch_glue,
+    summarize,
+)
+from allrep.repro import seed_for
+from allrep.train.backbones import resolve_weights
+from allrep.train.members import MemberStore, cache_key
+from allrep.train.scratch import train_member
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 PROB_COLUMNS = ["recipe", "protocol", "repeat", "dataset", "backbone", "member", "id", "label", "p_all"]
 
@@ -35,7 +44,7 @@ def train(ctx: Context, dataset: str) -> dict:
     bb, size, hp = sc.backbone, sc.input_size, cfg.head
     by_id = {it.id: it for it in manifest(dataset)}
     images: dict = {}
-    store = MemberStore(cache_dir() / "scratch" / f"{bb}-{dataset}")
+    store = MemberStore(folder("scratch", f"{bb}-{dataset}"))
     frames, members, curves, trained = [], [], [], 0
     for protocol, r, split in scratch_splits(ctx, dataset):
         parts = {role: split[split["role"] == role] for role in ("train", "val", "test")}
@@ -43,8 +52,8 @@ def train(ctx: Context, dataset: str) -> dict:
             for m in range(sc.members):
                 seed = seed_for(cfg.seed, "scratch", dataset, protocol, r, bb, name, m)
                 w = resolve_weights(bb, "none", input_size=size, seed=seed)
-                key = digest(dict(algo="scratch-1", w=w.to_dict(), hp=hp.to_dict(), recipe=rec.to_dict(),
-                                  split=split[["id", "role"]].values.tolist()))
+                key = cache_key("scratch-1", w=w.to_dict(), hp=hp.to_dict(), recipe=rec.to_dict(),
+                                split=split[["id", "role"]].values.tolist())
                 if not store.has(key):
                     if not images:
                         images.update(zip(by_id, load_images(list(by_id.values()), size)))

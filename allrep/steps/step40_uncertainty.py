@@ -1,15 +1,19 @@
 """Step 40: uncertainty of every ensemble on its test images, and calibration fitted on validation
 only: a map per split and model (each backbone's ensemble and the sum-rule fusion), chosen and fitted on
 the split's validation part (cross-fitted over its grouped folds), applied to its test part
-(:mod:`allrep.calibration`)."""
+(:mod:`allrep.evaluate.calibration`)."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .. import calibration as cal
-from ..provenance import groups as committed_groups
-from ..registry import Context
-from ..uncertainty import ensemble_summaries
+from allrep.data.provenance import groups as committed_groups
+from allrep.evaluate import calibration as cal
+from allrep.evaluate.uncertainty import ensemble_summaries
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 
 def run(ctx: Context) -> dict:

@@ -1,11 +1,15 @@
 """Step 50: the score of every member, backbone ensemble and fusion rule on every split, and the
-shortcut baselines beside them, and the camera check of every model (:mod:`allrep.camera`)."""
+shortcut baselines beside them, and the camera check of every model (:mod:`allrep.evaluate.camera`)."""
 from __future__ import annotations
 
-from ..calibration import model_probabilities
-from ..camera import camera_table, camera_test
-from ..registry import Context
-from ..scores import random_weight_backbones, score_table, summarize, tuned_vs_plain
+from typing import TYPE_CHECKING
+
+from allrep.evaluate.calibration import model_probabilities
+from allrep.evaluate.camera import camera_table, camera_test
+from allrep.evaluate.scores import random_weight_backbones, score_table, summarize, tuned_vs_plain
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 
 def run(ctx: Context) -> dict:

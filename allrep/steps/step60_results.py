@@ -2,12 +2,18 @@
 weights and hyperparameters behind every number."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
-from ..claims import claims, split_facts
-from ..registry import PROTOCOLS, Context
-from ..scores import random_weight_backbones
-from ..tables import hyperparameter_table, weights_table
+from allrep.data.splits import PROTOCOLS
+from allrep.evaluate.claims import claims, split_facts
+from allrep.evaluate.scores import random_weight_backbones
+from allrep.train.backbones import weights_table
+from allrep.train.tuning import hyperparameter_table
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 
 def run(ctx: Context) -> dict:

@@ -1,5 +1,5 @@
 """Step 70: using the models. The final models of ALL-IDB1 and of ALL-IDB2 are each trained on every
-image except a few held-out photograph groups (``allrep train-final``, :mod:`allrep.final`), then
+image except a few held-out photograph groups (``allrep train-final``, :mod:`allrep.train.final`), then
 ``allrep.predict`` classifies the held-out images by file, exactly as a user's own images would be:
 p(ALL) per backbone and fused, predictive entropy, mutual information and the referral flag.
 
@@ -9,14 +9,17 @@ final models' tuning, early stopping, calibration and referral threshold use a v
 from the other images."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from ..data import data_root, manifest
-from ..final import train_final
-from ..inference import Predictor, predict
-from ..registry import Context
-from ..splits import items_frame
+from allrep.data.dataset import data_root, manifest
+from allrep.train.final import train_final
+from allrep.train.inference import Predictor, predict
+
+if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
+    from allrep.runner.context import Context
 
 DATASETS = ("IDB1", "IDB2")
 

@@ -1,0 +1,1 @@
+"""The book: pages, tables, plots."""

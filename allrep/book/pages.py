@@ -1,0 +1,470 @@
+"""The book a reader meets: which runs it shows, its table of contents, each executed page's title and
+shape, the overview page of every step, and the build.
+
+The committed book shows the committed runs of the same notebooks (:mod:`allrep.record.runs`): the
+registered run first (pre-registered splits, each test part scored once, sealed), then the development run,
+labelled as such on every page. A scratch profile's book (smoke) has one run, which stands in for both: its
+pages are the committed pages with the headline run's paths pointed at its own folder, so CI builds every
+page and every glue key the committed book uses.
+
+Book-time only: no step module or notebook imports this module, so editing it re-stamps no variant
+(:mod:`allrep.runner.stamps`) and never re-executes a notebook.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from allrep.book.tables import markdown_table
+from allrep.errors import AllrepError
+from allrep.io import atomic_write_text
+from allrep.profile import PROJECT_ROOT, Profile, load_profile
+from allrep.record import places
+from allrep.record import runs as runs_
+from allrep.runner.registry import STEPS, Step, executed_path, variant_id
+
+BOOK = PROJECT_ROOT / "book"
+PAGES_BEFORE = ("intro", "data", "methods", "recipe")
+PAGES_AFTER = ("deviations", "preregistration", "reproduce")
+DEVELOPMENT_PAGE = "development"
+DATASET_NAMES = {"IDB1": "ALL-IDB1", "IDB2": "ALL-IDB2", "combined": "ALL-IDB1 + ALL-IDB2"}
+# a step's short name in page titles ("Ensemble: MobileNetV2 on ALL-IDB2"); the registry's title is the long one
+SHORT = {"10_data_exploration": "Data exploration", "20_tuning": "Tuning", "30_ensemble": "Ensemble",
+         "32_plain": "Plain reference", "35_scratch": "EfficientNetB3 from scratch", "40_uncertainty": "Uncertainty",
+         "50_fusion": "Fusion", "60_results": "Results", "70_using_models": "Using the models"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run the book shows (:class:`allrep.record.runs.Run`), with its loaded profile."""
+
+    cfg: Profile
+    run: runs_.Run
+
+    @property
+    def folder(self) -> str:
+        """Its executed notebooks' folder, under the book."""
+        return self.run.executed
+
+    @property
+    def caption(self) -> str:
+        return self.run.caption
+
+    @property
+    def development(self) -> bool:
+        return self.run.development
+
+    @property
+    def tables(self) -> str:
+        """Where its generated tables go, under the book."""
+        return self.run.tables
+
+
+def runs(cfg: Profile) -> list[Run]:
+    """The runs the book of ``cfg`` shows, headline first."""
+    return [Run(load_profile(r.profile), r) for r in runs_.shown_with(cfg)]
+
+
+def backbone_name(bb: str) -> str:
+    from allrep.train.backbones import BACKBONES
+
+    return BACKBONES[bb][0] if bb in BACKBONES else bb
+
+
+def page_title(step: Step, params: dict, development: bool = False) -> str:
+    """"Ensemble: MobileNetV2 on ALL-IDB2", from the step and the variant's parameters."""
+    parts = []
+    if "backbone" in params:
+        parts.append(backbone_name(params["backbone"]))
+    if "dataset" in params:
+        parts.append(DATASET_NAMES.get(params["dataset"], params["dataset"]))
+    title = SHORT.get(step.name, step.title) + (f": {' on '.join(parts)}" if parts else "")
+    return title + (" (development)" if development else "")
+
+
+# ----------------------------------------------------------------------------- executed pages
+def _one_line(params: dict) -> str:
+    names = ", ".join(params)
+    values = ", ".join(repr(v) for v in params.values())
+    return f"{names} = {values}  # parameters (injected by the runner)\n"
+
+
+SEALED_NOTE = "*Sealed record:"  # the line a sealed run's pages carry under their title
+
+
+def sealed_note(cfg: Profile) -> str | None:
+    """The line under the title of each page of a sealed run: the commit that made it (None: not sealed)."""
+    from allrep.record.seal import record
+
+    rec = record(cfg)
+    if rec is None:
+        return None
+    tree = "a clean tree" if rec["clean"] else "a tree with uncommitted changes"
+    return (f"{SEALED_NOTE} executed at commit `{rec['commit'][:12]}` ({tree}); checksummed in "
+            f"`{places.relative(places.output_dir(cfg) / 'seal.json')}` and never re-executed "
+            f"(`allrep seal --check {cfg.name}`, `allrep replay {cfg.name}`).*")
+
+
+def present(nb_path: Path, step: Step, params: dict, profile: str, development: bool = False,
+            note: str | None = None) -> bool:
+    """Shape one executed notebook for reading (idempotent; outputs untouched): the variant's title as its
+    first heading (and ``note``, a sealed run's line, under it), the source's default parameters cell removed
+    from the page (tag ``remove-cell``), and the injected parameters as one line that binds the same names.
+    Returns whether the file changed."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    before = nbformat.writes(nb)
+    first = nb.cells[0]
+    if first.cell_type == "markdown":
+        body = [ln for ln in first.source.splitlines()[1:] if not ln.startswith(SEALED_NOTE)]
+        while body and not body[0].strip():
+            body.pop(0)
+        head = [f"# {page_title(step, params, development)}", ""] + ([note, ""] if note else [])
+        first.source = "\n".join(head + body)
+    for c in nb.cells:
+        tags = c.metadata.get("tags", [])
+        if c.cell_type != "code":
+            continue
+        if "parameters" in tags and "remove-cell" not in tags:
+            c.metadata["tags"] = [*tags, "remove-cell"]
+        elif "injected-parameters" in tags:
+            c.source = _one_line(dict(profile=profile, **params))
+    after = nbformat.writes(nb)
+    if after != before:
+        atomic_write_text(nb_path, after)
+    return after != before
+
+
+def present_all(cfg: Profile) -> int:
+    """:func:`present` every executed notebook of the book's runs; returns how many changed."""
+    changed = 0
+    for run in runs(cfg):
+        note = sealed_note(run.cfg)
+        for step in STEPS:
+            for v in step.variants(run.cfg):
+                nb = executed_path(run.cfg, step, v)
+                if nb.is_file():
+                    changed += present(nb, step, v, run.cfg.name, run.development, note)
+    return changed
+
+
+# ----------------------------------------------------------------------------- overview pages
+def _scores(cfg: Profile) -> pd.DataFrame:
+    p = places.output_dir(cfg) / "fusion" / "scores.csv"
+    return pd.read_csv(p) if p.is_file() else pd.DataFrame()
+
+
+def members_overview(cfg: Profile) -> pd.DataFrame:
+    """Per dataset and backbone: the tuned ensemble and the plain reference, correct test predictions pooled
+    over the grouped outer splits, on how many splits the ensemble got at least as many right, and the paper
+    split's k/n of both."""
+    sc = _scores(cfg)
+    if not len(sc):
+        return pd.DataFrame()
+    rows = []
+    for ds in cfg.datasets:
+        for bb in cfg.use_backbones:
+            part = sc[sc["dataset"] == ds]
+            tuned, plain = part[part["model"] == f"{bb} ensemble"], part[part["model"] == f"{bb} plain head"]
+            row = {"dataset": DATASET_NAMES.get(ds, ds), "backbone": backbone_name(bb)}
+            for protocol, label in (("grouped", "grouped"), ("paper", "paper split")):
+                t = tuned[tuned["protocol"] == protocol].set_index("repeat")
+                p = plain[plain["protocol"] == protocol].set_index("repeat")
+                row[f"ensemble, {label}"] = f"{t['n_correct'].sum()}/{t['n'].sum()}" if len(t) else ""
+                row[f"plain, {label}"] = f"{p['n_correct'].sum()}/{p['n'].sum()}" if len(p) else ""
+                if protocol == "grouped" and len(t) and len(p):
+                    both = t["n_correct"].align(p["n_correct"], join="inner")
+                    row["splits ensemble >= plain"] = f"{int((both[0] >= both[1]).sum())} of {len(both[0])}"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_split(cfg: Profile, dataset: str, kind: str) -> pd.DataFrame:
+    """One dataset's grouped outer splits side by side: k/n of each backbone's ``kind`` ("ensemble" or
+    "plain head") per split, and of the three-backbone sum rule."""
+    sc = _scores(cfg)
+    if not len(sc):
+        return pd.DataFrame()
+    sc = sc[(sc["dataset"] == dataset) & (sc["protocol"] == "grouped")]
+    cols = {backbone_name(bb): f"{bb} {kind}" for bb in cfg.use_backbones}
+    if kind == "ensemble":
+        cols["sum rule"] = "sum fusion, all backbones"
+    rows = []
+    for r, g in sc.groupby("repeat", sort=True):
+        g = g.set_index("model")
+        rows.append({"split": int(r), **{c: f"{g.loc[m, 'n_correct']}/{g.loc[m, 'n']}" if m in g.index else ""
+                                         for c, m in cols.items()}})
+    return pd.DataFrame(rows)
+
+
+def tuning_overview(cfg: Profile) -> pd.DataFrame:
+    """Per backbone and dataset: the nested searches' best validation loss (grouped splits: median and range;
+    the paper split's), and which recipe each split chose (when the profile lets a split choose)."""
+    rows = []
+    for bb in cfg.use_backbones:
+        for ds in cfg.datasets:
+            p = places.output_dir(cfg) / "tuning" / f"best_{bb}_{ds}.csv"
+            if not p.is_file():
+                continue
+            b = pd.read_csv(p)
+            g, paper = b[b["protocol"] == "grouped"], b[b["protocol"] == "paper"]
+            row = {"backbone": backbone_name(bb), "dataset": DATASET_NAMES.get(ds, ds), "searches": len(b),
+                   "validation loss, grouped: median (range)":
+                       f"{g['val_loss'].median():.4f} ({g['val_loss'].min():.4f} to {g['val_loss'].max():.4f})" if len(g) else "",
+                   "validation loss, paper split": f"{paper['val_loss'].iloc[0]:.4f}" if len(paper) else ""}
+            if "recipe" in b:
+                row["recipe chosen (splits)"] = ", ".join(f"{k} {v}" for k, v in b["recipe"].value_counts().sort_index().items())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _claims(cfg: Profile) -> pd.DataFrame:
+    p = places.output_dir(cfg) / "claims.csv"
+    return pd.read_csv(p) if p.is_file() else pd.DataFrame()
+
+
+def compact_claims(cl: pd.DataFrame) -> pd.DataFrame:
+    """The claims table in seven short columns, narrow enough for the intro's page (the full table, with the
+    effective n and the leakage, is in the results notebook)."""
+    rows = []
+    for _, r in cl.iterrows():
+        random_bbs = r.get("random_init_backbones")
+        fused = "all three" + (f" ({backbone_name(random_bbs)} random)" if isinstance(random_bbs, str) and random_bbs
+                               else "") if r["model_set"] == "all backbones" else "pretrained only"
+        m = "" if pd.isna(r.get("margin")) else f"{int(r['margin'])}"
+        rows.append({"claim": f"{DATASET_NAMES.get(r['dataset'], r['dataset'])} ({r['paper_accuracy']:g}%)",
+                     "protocol": r["protocol"], "fused": fused,
+                     "ours": f"{r['n_correct']}/{r['n_test']} ({r['accuracy']:.2%})",  # as the intro's glue formats it
+                     "bounds %": f"{r['bound_low']:.2%} to {r['bound_high']:.2%}".replace("%", ""),
+                     "verdict": r["verdict"], "margin (images)": m})
+    return pd.DataFrame(rows)
+
+
+def tuning_sentence(cfg: Profile) -> str:
+    """What tuning bought on the grouped splits: per dataset, the tuned fusion and each tuned ensemble against
+    its untuned reference with as many heads, pooled k, and on how many splits the tuned one got at least as
+    many right (a bullet per dataset)."""
+    cl, mo = _claims(cfg), members_overview(cfg)
+    if not len(cl) or not len(mo):
+        return "*(no results yet)*\n"
+    out = []
+    for ds in cfg.datasets:
+        name = DATASET_NAMES.get(ds, ds)
+        row = cl[(cl["dataset"] == ds) & (cl["protocol"] == "grouped") & (cl["model_set"] == "all backbones")]
+        parts = []
+        if len(row) and not pd.isna(row["plain_n_correct"].iloc[0]):
+            r = row.iloc[0]
+            parts.append(f"sum rule {r['n_correct']} tuned vs {int(r['plain_n_correct'])} plain of {r['n_test']}")
+        for _, m in mo[mo["dataset"] == name].iterrows():
+            t, p = m["ensemble, grouped"], m["plain, grouped"]
+            if t and p:
+                (k, n), k_plain = t.split("/"), p.split("/")[0]
+                parts.append(f"{m['backbone']} {k} vs {k_plain} of {n} (tuned at least as good on "
+                             f"{m['splits ensemble >= plain']} splits)")
+        out.append(f"- {name}, grouped, tuned vs plain: " + "; ".join(parts) + ".")
+    return "\n".join(out) + "\n"
+
+
+OVERVIEW_STEPS = ("20_tuning", "30_ensemble", "32_plain")
+
+
+def overview_page(run: Run, step: Step) -> str:
+    """The chapter page of a step with variants: its variants compared side by side, then (as sections in the
+    table of contents) each variant's executed notebook."""
+    cfg, dev = run.cfg, run.development
+    label = " (development)" if dev else ""
+    intro = {"20_tuning": "One Bayesian search per outer split (nested: each split tunes on its own validation "
+                          "part). Lower is better; a split's loss is on its validation part, never on test.",
+             "30_ensemble": "Each backbone's tuned deep ensemble beside its plain reference (as many heads, untuned "
+                            "settings, own seeds), correct test predictions pooled over the grouped outer splits, "
+                            "and on how many splits the ensemble got at least as many right.",
+             "32_plain": "The plain references (untuned heads on the same features and splits), split by split "
+                         "beside one another; the ensembles they are compared with are on the ensemble page."}[step.name]
+    out = [f"# {SHORT[step.name]}: every variant{label}", ""]
+    if dev:
+        out += ["*Development run*: its test parts were scored by several runs while the recipe and the rule were "
+                "built; it carries no weight as a confirmation.", ""]
+    out += [intro, ""]
+    if step.name == "20_tuning":
+        out += [markdown_table(tuning_overview(cfg)), ""]
+    else:
+        out += [markdown_table(members_overview(cfg)), ""]
+        kind = "ensemble" if step.name == "30_ensemble" else "plain head"
+        for ds in cfg.datasets:
+            out += [f"## {DATASET_NAMES.get(ds, ds)}: {kind} test k/n per grouped outer split", "",
+                    markdown_table(per_split(cfg, ds, kind)), ""]
+    out += ["Each variant's executed notebook follows in the table of contents.", ""]
+    return "\n".join(out)
+
+
+def overview_name(run: Run, step: Step) -> str:
+    return f"overview/{run.folder}_{step.name}"
+
+
+def write_overviews(cfg: Profile) -> None:
+    dest = places.book_dir(cfg)
+    for run in runs(cfg):
+        for step in STEPS:
+            if step.name in OVERVIEW_STEPS:
+                atomic_write_text(dest / f"{overview_name(run, step)}.md", overview_page(run, step))
+
+
+# ----------------------------------------------------------------------------- table of contents
+def toc(cfg: Profile) -> str:
+    """``_toc.yml``: the replication pages, then each run (a step with variants: its overview page with the
+    variants as sections), then the honesty pages."""
+    lines = ["# Generated by `allrep book` from allrep.runner.registry.STEPS: do not edit.", "format: jb-book", "root: intro",
+             "parts:", "- caption: Replication", "  chapters:"]
+    lines += [f"  - file: {p}" for p in PAGES_BEFORE[1:]]
+    for run in runs(cfg):
+        lines += [f"- caption: {run.caption}", "  chapters:"]
+        if run.development:
+            lines.append(f"  - file: {DEVELOPMENT_PAGE}")
+        for step in STEPS:
+            files = [f"{run.folder}/{step.name}__{variant_id(v)}" for v in step.variants(run.cfg)]
+            if step.name in OVERVIEW_STEPS:
+                lines.append(f"  - file: {overview_name(run, step)}")
+            else:
+                lines.append(f"  - file: {files.pop(0)}")
+            if files:
+                lines.append("    sections:")
+                lines += [f"    - file: {f}" for f in files]
+    pages = list(PAGES_AFTER) if places.committed(cfg) else [DEVELOPMENT_PAGE, *PAGES_AFTER]
+    lines += ["- caption: Honesty", "  chapters:"] + [f"  - file: {p}" for p in pages]
+    return "\n".join(lines) + "\n"
+
+
+def write_toc(cfg: Profile) -> Path:
+    return atomic_write_text(places.book_dir(cfg) / "_toc.yml", toc(cfg))
+
+
+# ----------------------------------------------------------------------------- tables and pages
+def ledger_table(cfg: Profile) -> str:
+    """The test-set ledger's counts (:mod:`allrep.record.ledger`, ``results/ledger.csv``), as markdown."""
+    from allrep.record import ledger
+    from allrep.runner.registry import other_output
+
+    path = other_output("ledger", cfg)
+    if not path.is_file():
+        return "*(no test part scored yet)*\n"
+    book = ledger.counts(pd.read_csv(path, dtype={"commit": str, "digest": str}), runs_.development_seeds())
+    return markdown_table(book) + "\n"
+
+
+def ledger_sentence(cfg: Profile) -> str:
+    """One sentence on how often the headline run's test parts were scored, from the ledger."""
+    from allrep.record import ledger
+    from allrep.runner.registry import other_output
+
+    path = other_output("ledger", cfg)
+    if not path.is_file():
+        return "No test part has been scored yet.\n"
+    lg = pd.read_csv(path, dtype={"commit": str, "digest": str})
+    lg = lg[lg["split_seed"] == cfg.seed]
+    if not len(lg):
+        return "No test part of this run's splits has been scored yet.\n"
+    c = ledger.counts(lg)
+    parts = int(c["outer_splits"].sum())
+    most = int(c["max_looks_per_split_and_model"].max())
+    new = int((lg["look"] == "new").sum())
+    rep = int((lg["look"] == "repeat").sum())
+    times = "once" if most == 1 else f"up to {most} times"
+    return (f"The test-set ledger holds {len(lg)} rows for this run's split seed ({cfg.seed}): {new} new looks and "
+            f"{rep} byte-identical re-executions, over {parts} test parts (outer splits of the three datasets and "
+            f"both protocols); each test part was scored {times} per model.\n")
+
+
+def seal_table(cfg: Profile) -> str:
+    """The seal of ``cfg``'s run as the pre-registration page shows it, checked as the book is built."""
+    from allrep.record.seal import record, status
+
+    rec = record(cfg)
+    if rec is None:
+        return f"*The {cfg.name} run is not sealed.*\n"
+    weights = "; ".join(f"{backbone_name(b)}: " + ("random initialisation" if w == "random" else f"ImageNet file, "
+                                                   f"sha256 `{w[:12]}...`") for b, w in sorted(rec["weights"].items()))
+    env = rec["environment"]["recorded_by_run"]
+    rows = [("commit", f"`{rec['commit'][:12]}` ({'clean tree' if rec['clean'] else 'uncommitted changes'})"),
+            ("split seed", str(rec["split_seed"])),
+            ("variants (executed notebooks)", str(len(rec["stamps"]))),
+            ("files checksummed", f"{sum(not k.endswith('#outputs') for k in rec['files'])} results files and "
+                                  f"{sum(k.endswith('#outputs') for k in rec['files'])} notebooks' cell outputs"),
+            ("ledger rows of the run", str(rec["ledger"]["rows"])),
+            ("weights", weights),
+            ("environment", f"Python {env.get('python')}, Keras {env.get('keras')} on {env.get('backend')}, "
+                            f"{env.get('cpus')} CPUs, accelerator: {env.get('accelerator')}"),
+            ("status when this book was built", str(status(cfg)))]
+    return markdown_table(pd.DataFrame(rows, columns=["Sealed record", ""])) + "\n"
+
+
+def preregistration_markdown(tables: dict | None) -> dict[str, str]:
+    """The pre-registration page's generated tables (:func:`allrep.record.preregistration.page_tables`)."""
+    names = ("preregistration_settings.md", "preregistration_design.md", "preregistration_oc.md")
+    if tables is None:
+        return {n: "*(no pre-registration yet: `allrep preregister` writes it)*\n" for n in names}
+    return {n: markdown_table(df) + "\n" for n, df in tables.items()}
+
+
+def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
+    """Markdown tables generated from results files, included by the book's pages: the headline run's in
+    ``_generated/<run>/`` (committed book) and the development run's (or a scratch profile's) in ``_generated/``."""
+    from allrep.book.tables import book_tables
+    from allrep.record.preregistration import page_tables
+
+    base = folder or places.book_dir(cfg) / "_generated"
+    for run in runs(cfg):
+        dest = base / Path(run.tables).relative_to("_generated")
+        tables = {**book_tables(run.cfg), "ledger_sentence.md": ledger_sentence(run.cfg),
+                  "claims_compact.md": markdown_table(compact_claims(_claims(run.cfg))) + "\n",
+                  "tuning_sentence.md": tuning_sentence(run.cfg), "seal.md": seal_table(run.cfg)}
+        if not run.run.headline:  # the development run's page (or a scratch run's, which stands in for it)
+            tables |= {"ledger.md": ledger_table(run.cfg), **preregistration_markdown(page_tables())}
+        for name, text in tables.items():
+            atomic_write_text(dest / name, text)
+    return base
+
+
+# a scratch profile's book: the committed pages, with the headline run's paths pointed at its one run
+_HEADLINE = re.compile(rf"(?<![\w/])({re.escape(runs_.headline().executed)}/)(?=[\w.]+\.ipynb|[\w.]+\.md|\d\d_)")
+_HEADLINE_TABLES = re.compile(rf"{re.escape(runs_.headline().tables)}/")
+
+
+def scratch_page(text: str) -> str:
+    """A committed page as a scratch profile's book shows it (its one run stands in for both)."""
+    text = _HEADLINE_TABLES.sub("_generated/", text)
+    return _HEADLINE.sub(f"{runs_.SCRATCH_EXECUTED}/", text)
+
+
+def prepare_book(cfg: Profile) -> Path:
+    """Pages, tables, overview pages, toc and executed-page titles of ``cfg``'s book."""
+    dest = places.book_dir(cfg)
+    if dest != BOOK:
+        for p in BOOK.glob("*.md"):
+            atomic_write_text(dest / p.name, scratch_page(p.read_text()))
+        for p in (BOOK / "_static").glob("*"):
+            (dest / "_static").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dest / "_static" / p.name)
+    write_tables(cfg)
+    write_overviews(cfg)
+    write_toc(cfg)
+    present_all(cfg)
+    return dest
+
+
+def build_book(cfg: Profile, strict: bool = True) -> Path:
+    dest = prepare_book(cfg)
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(dest), "--config",
+           str(PROJECT_ROOT / "_config.yml"), "--toc", str(dest / "_toc.yml"), "--path-output", str(dest)]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    r = subprocess.run(cmd, cwd=PROJECT_ROOT)
+    if r.returncode:
+        raise AllrepError(f"jupyter-book build {dest} failed (exit {r.returncode}); see the log above")
+    return dest / "_build" / "html"

@@ -1,0 +1,293 @@
+"""The book's generated tables: markdown built from the results files (which the step registry
+names) and from the profile. Returns strings; ``allrep book`` writes them into ``book/_generated``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from allrep.profile import Profile
+from allrep.record import places
+from allrep.runner.registry import OTHER_OUTPUTS, expand, get_step
+from allrep.train.backbones import weights_table
+from allrep.train.tuning import hyperparameter_table
+
+TIMINGS, RECIPE, BENCHMARK = (OTHER_OUTPUTS[n][0] for n in ("timings", "recipe_study", "benchmark"))
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A frame as a markdown table (the one writer of the book's generated tables)."""
+    return df.to_markdown(index=False, floatfmt=".4g") if len(df) else "*(no results yet)*"
+
+
+def fmt_pct(x: float) -> str:
+    return "n/a" if pd.isna(x) else f"{100 * x:.2f}"
+
+
+def claims_markdown(cl: pd.DataFrame, weights: pd.DataFrame | None = None, compact: bool = False) -> str:
+    """The claims table (rule in :mod:`allrep.evaluate.claims`): per claim, protocol and fused model, pooled k/n,
+    the rule's one-sided bounds at the effective n, the verdict and its margin. ``compact``: the columns
+    that fit the intro's page. ``weights`` is accepted for callers that pass it; the ``models`` column
+    already names the random backbones."""
+    rows = []
+    for _, r in cl.iterrows():
+        margin = "" if pd.isna(r.get("margin")) else f"{int(r['margin'])} image{'s' if int(r['margin']) != 1 else ''}"
+        row = {"dataset": r["dataset"], "protocol": r["protocol"], "models": r["models"],
+               "paper %": f"{r['paper_accuracy']:.2f}", "ours k/n": f"{r['n_correct']}/{r['n_test']}",
+               "ours %": f"{r['acc_pct_truncated']:.2f}",
+               "bounds %": f"{fmt_pct(r['bound_low'])} to {fmt_pct(r['bound_high'])}",
+               "verdict": r["verdict"], "margin": margin}
+        if not compact:
+            row["effective n"] = f"{r['effective_n']:.0f}"
+            row["splits reaching the paper"] = f"{r['reach_paper']} of {r['repeats']}"
+            row["test images with a group in training"] = f"{100 * r['leakage']:.0f}%"
+        rows.append(row)
+    return markdown_table(pd.DataFrame(rows))
+
+
+def summary_view(df: pd.DataFrame) -> pd.DataFrame:
+    """A score summary (allrep.evaluate.scores.summarize) as a person reads it: k/n, percentages with two decimals,
+    and for one split its exact interval, for repeats the mean, sd and the range over splits. No nan:
+    a cell that does not apply is blank."""
+    if not len(df):
+        return df
+    out = df[["dataset", "protocol", "model"]].copy()
+    out["splits"] = df["repeats"]
+    out["k/n"] = [f"{k}/{n}" for k, n in zip(df["k"], df["n"])]
+    one = df["repeats"] == 1
+    out["accuracy %"] = [f"{100 * a:.2f}" if o else f"mean {100 * m:.2f} (sd {100 * s:.2f})"
+                         for o, a, m, s in zip(one, df["accuracy"], df["mean"], df["sd"])]
+    from allrep.evaluate.metrics import clopper_pearson
+
+    out["95% interval % (one split: exact) / range over splits %"] = [
+        "{:.2f} to {:.2f}".format(*(100 * x for x in clopper_pearson(k, n))) if o else f"{100 * mn:.2f} to {100 * mx:.2f}"
+        for o, k, n, mn, mx in zip(one, df["k"], df["n"], df.get("min", df["mean"]), df.get("max", df["mean"]))]
+    if "note" in df:
+        out["note"] = df["note"].fillna("")
+    return out
+
+
+def _outputs(cfg: Profile, step: str, name: str) -> list[Path]:
+    """The files a step's declared output ``name`` names for this profile (the registry owns paths)."""
+    s = get_step(step)
+    return sorted({p for v in s.variants(cfg) for p in expand(cfg, v, s.outputs[name]).values()})
+
+
+def _csv(cfg: Profile, step: str, name: str) -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in _outputs(cfg, step, name) if p.is_file()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _json(cfg: Profile, step: str, name: str) -> dict:
+    return {p.name: json.loads(p.read_text()) for p in _outputs(cfg, step, name) if p.is_file()}
+
+
+def plain_markdown(t: pd.DataFrame) -> str:
+    """The tuned ensembles against the plain reference heads, with a sentence naming where tuning lost."""
+    df = t.assign(tuned=[f"{a}/{n}" for a, n in zip(t["tuned_k"], t["n"])],
+                  plain=[f"{a}/{n}" for a, n in zip(t["plain_k"], t["n"])],
+                  tuned_mean=t["tuned_mean"].map(fmt_pct), plain_mean=t["plain_mean"].map(fmt_pct))
+    df = df[["dataset", "protocol", "model", "tuned", "plain", "tuned_mean", "plain_mean", "tuned_beats_plain"]]
+    lost = t[(t["protocol"] == "grouped") & (t["tuned_beats_plain"] != "yes")]
+    if len(lost):
+        text = ("Under the grouped protocol the tuned ensemble does **not** beat the plain head for: "
+                + "; ".join(f"{r['model']} on {r['dataset']} ({r['tuned_k']} vs {r['plain_k']} of {r['n']})"
+                            for _, r in lost.iterrows()) + ".")
+    else:
+        text = "Under the grouped protocol every tuned ensemble beats its plain head."
+    return markdown_table(df) + "\n\n" + text + "\n"
+
+
+def search_space_markdown() -> str:
+    from allrep.train.tuning import space_table
+
+    return markdown_table(space_table()) + "\n"
+
+
+def book_tables(cfg: Profile) -> dict[str, str]:
+    """Markdown snippets the book's pages include, by file name; '(no results yet)' before a run."""
+    out = {}
+    cl = _csv(cfg, "60_results", "claims")
+    wt = weights_table(_json(cfg, "30_ensemble", "meta"))
+    out["claims.md"] = claims_markdown(cl, wt, compact=True) + "\n" if len(cl) else "*(no results yet)*\n"
+    if len(wt):
+        wt = wt.drop_duplicates(["backbone", "weights", "source", "sha256", "input_size", "preprocess"])
+        wt = wt.drop(columns=["dataset", "hyperparameters"])
+    out["weights.md"] = markdown_table(wt) + "\n"
+    for name in ("summary", "baselines"):
+        df = _csv(cfg, "50_fusion", name)
+        if len(df):
+            df = df[~df["model"].str.contains("member")].drop(columns=["auc"], errors="ignore")
+            df = summary_view(df.sort_values(["dataset", "protocol", "model"]))
+        out[f"{name}.md"] = markdown_table(df) + "\n"
+    summ = _csv(cfg, "50_fusion", "summary")
+    if len(summ) and summ["model"].str.endswith("plain head").any():
+        from allrep.evaluate.scores import tuned_vs_plain
+
+        out["plain.md"] = plain_markdown(tuned_vs_plain(summ))
+    else:
+        out["plain.md"] = "*(no results yet)*\n"
+    sc = _csv(cfg, "35_scratch", "summary").drop(columns=["auc"], errors="ignore")
+    out["scratch.md"] = markdown_table(summary_view(sc)) + "\n"
+    members = _csv(cfg, "30_ensemble", "members")
+    if len(members):
+        from allrep.train.heads import convergence
+
+        out["convergence.md"] = markdown_table(convergence(members)) + "\n"
+    else:
+        out["convergence.md"] = "*(no results yet)*\n"
+    out["hyperparameters.md"] = markdown_table(hyperparameter_table(_csv(cfg, "20_tuning", "best"))) + "\n"
+    out["search_space.md"] = search_space_markdown()
+    out["recipe.md"] = recipe_markdown(cfg, places.output_dir(cfg) / RECIPE)
+    out["settings.md"] = settings_markdown(cfg)
+    out["timings.md"] = timings_markdown(places.output_dir(cfg) / TIMINGS)
+    out["benchmark.md"] = benchmark_markdown(places.output_dir(cfg) / BENCHMARK)
+    return out
+
+
+def recipe_markdown(cfg: Profile, path: Path) -> str:
+    """The recipe study's evidence (allrep.train.recipe): per candidate its paired held-out NLL against the
+    base, pooled accuracy, heads ended by the epoch cap and cost; then the decision the rule makes and
+    the recipe the profile uses."""
+    from allrep.train.recipe import CONFIRM, decide, summary
+
+    if not path.is_file():
+        return "*(no recipe study recorded yet: run `python scripts/recipe_study.py`)*\n"
+    res = pd.read_csv(path)
+    s = summary(res, cfg)
+    d = decide(s, cfg)
+    t = pd.DataFrame({
+        "candidate": s["candidate"], "changes from the base": s["changes"].replace("", "(the base)"),
+        "held-out NLL": s["nll"].map("{:.3f}".format),
+        "paired difference (SE)": [("" if c == "base" else f"{x:+.3f} ({e:.3f})")
+                                   for c, x, e in zip(s["candidate"], s["d_nll"], s["se_d_nll"])],
+        "accuracy k/n": [f"{k}/{n} ({100 * k / n:.1f}%)" for k, n in zip(s["correct"], s["n"])],
+        "ended by the cap": [f"{c}/{h}" for c, h in zip(s["capped"], s["heads"])],
+        "s per head": s["seconds_per_head"].map("{:.1f}".format),
+        "adopted": ["yes" if c in d["adopted"] else "" for c in s["candidate"]]})
+    head, ts = cfg.head, cfg.training
+    rs = cfg.recipe_study
+    folds = res.groupby(["backbone", "dataset", "fold"]).ngroups
+    chosen = ", ".join(f"{k}={v}" for k, v in d["changes"].items())
+    used = dict(pool=ts.pool, pca=ts.pca, whiten=ts.whiten, epochs=ts.epochs, patience=ts.patience,
+                min_delta=ts.min_delta, batch_size=ts.batch_size, projection=head.projection,
+                gru_units=head.gru_units, dense_units=head.dense_units)
+    confirm = s[s["candidate"] == CONFIRM]
+    text = (f"Training all {len(res)} heads took {res['seconds'].sum() / 60:.0f} min on the machine that ran the study "
+            f"(two CPU cores, shared with other work while it ran). "
+            f"{folds} paired cells per candidate (3 backbones x {len(rs.datasets)} datasets x {rs.folds} inner folds of "
+            f"grouped repeat {rs.repeat}'s training part; {int(s['n'].iloc[0])} held-out images per candidate).\n\n"
+            f"**Base**: " + ", ".join(f"{k}={v}" for k, v in rs.base.changes().items()) + ".\n\n"
+            f"**Decision** (`allrep.train.recipe.decide`): the base with {chosen or 'no change'}.\n\n"
+            f"**The profile's recipe** (`head:` and `training:`): "
+            + ", ".join(f"{k}={v}" for k, v in used.items()) + ".")
+    if len(confirm):
+        c = confirm.iloc[0]
+        text += (f"\n\n**Re-scored on the same folds** (candidate `{CONFIRM}`): held-out NLL {c['nll']:.3f} "
+                 f"({c['d_nll']:+.3f} against the base, SE {c['se_d_nll']:.3f}), {c['correct']}/{c['n']} correct, "
+                 f"{c['capped']}/{c['heads']} heads ended by the cap, {c['seconds_per_head']:.1f} s per head.")
+    return markdown_table(t) + "\n\n" + text + "\n"
+
+
+def settings_markdown(cfg: Profile) -> str:
+    """Every setting of the profile, flattened (the book never types a setting by hand)."""
+    rows = [dict(setting=k, value=", ".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in cfg.flat()]
+    return markdown_table(pd.DataFrame(rows)) + f"\n\nProfile `{cfg.name}` (`profiles/{cfg.name}.yaml`).\n"
+
+
+def _cache_text(c: dict | None) -> str:
+    if c is None:
+        return "not recorded"
+    if not any(c.values()):
+        return "empty"
+    return ", ".join(f"{v} {k}" for k, v in c.items() if v)
+
+
+def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
+    """Wall time of every recorded run: per step (summed over its variants), per variant, the
+    total against the bar, what dominated, and what the cache held when the run started."""
+
+    if not path.is_file():
+        return "*(no run recorded yet)*\n"
+    runs = json.loads(path.read_text())
+    names = [f"run {i + 1}: {r['started']} ({r['commit']})" for i, r in enumerate(runs)]
+    per_run = [{} for _ in runs]  # seconds per step (summed over its variants), per run
+    for steps, r in zip(per_run, runs):
+        for k, v in r["variants"].items():
+            steps[k.split("__")[0]] = steps.get(k.split("__")[0], 0.0) + v
+    lines = []
+    for name, r, steps in zip(names, runs, per_run):
+        top = max(steps, key=steps.get)
+        cache = r.get("cache_at_start")
+        if cache is not None and not any(cache.values()):  # only a run from an empty cache measures the bar
+            verdict = "within" if r["total_seconds"] <= 60 * bar_minutes else "over"
+            verdict = f" ({verdict} the {bar_minutes:.0f}-minute bar for a run from an empty cache)"
+        else:
+            verdict = ""
+        lines.append(f"- **{name}**: {r['total_seconds'] / 60:.1f} min in total{verdict}, "
+                     f"{len(r['variants'])} notebooks executed, cache at start: "
+                     f"{_cache_text(r.get('cache_at_start'))}; the largest step was `{top}` "
+                     f"({steps[top] / 60:.1f} min, {100 * steps[top] / r['total_seconds']:.0f}%).")
+    agg = pd.DataFrame(dict(zip(names, per_run))).sort_index()
+    agg.loc["total (s)"] = [r["total_seconds"] for r in runs]
+    agg = agg.map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
+    variants = sorted({k for r in runs for k in r["variants"]})
+    df = pd.DataFrame({n: [r["variants"].get(s) for s in variants] for n, r in zip(names, runs)}, index=variants)
+    df.loc["total (s)"] = [r["total_seconds"] for r in runs]
+    df = df.map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else (f"{v:.0f}" if isinstance(v, float) else v))
+    df.loc["machine"] = [r["machine"] for r in runs]
+    return ("\n".join(lines) + "\n\nSeconds per step:\n\n"
+            + agg.reset_index(names="step").to_markdown(index=False, floatfmt=".0f")
+            + "\n\nSeconds per executed notebook:\n\n"
+            + df.reset_index(names="notebook").to_markdown(index=False, floatfmt=".0f") + "\n")
+
+
+def _predict_line(p: dict | None) -> str:
+    if not p:
+        return "\n`allrep predict` was not measured (no final models when the benchmark ran).\n"
+    return (f"\n`allrep predict` on {p['images']} {p['dataset']} files: {p['seconds_with_model_loading']} s including model "
+            f"loading, {p['seconds_models_loaded']} s with the models loaded ({p['images_per_second_loaded']} images/s).\n")
+
+
+def benchmark_markdown(path: Path) -> str:
+    if not path.is_file():
+        return "*(no benchmark recorded yet: run `python scripts/benchmark.py`)*\n"
+    b = json.loads(path.read_text())
+    df = pd.DataFrame(b["backbones"]).T.reset_index(names="backbone")
+    env = b["environment"]
+    return (f"Measured {b['when']} on {env['cpus']} CPUs ({env['os']} {env['machine']}, accelerator: "
+            f"{env['accelerator']}), Keras {env['keras']} "
+            f"on {env['backend']}.\n\n" + df.to_markdown(index=False) + "\n" + _predict_line(b.get("predict"))
+            + _head_trainingmarkdown_table(b.get("head_training")) + _workersmarkdown_table(b.get("smoke_workers")))
+
+
+def _head_trainingmarkdown_table(h: dict | None) -> str:
+    """Heads per second before and after the member engine, and the arithmetic rate beside a matmul's."""
+    if not h:
+        return ""
+    kinds = {"tuning_trials": "tuning trials", "ensemble_members": "ensemble members", "plain_heads": "plain heads"}
+    rows = []
+    for k, label in kinds.items():
+        b, a = h["before"][k], h["after"][k]
+        rows.append({"heads": label, "n": a["heads"], "before (heads/s)": b["heads_per_second"],
+                     "after (heads/s)": a["heads_per_second"], "after / before": h["speedup"][k],
+                     "optimizer steps before": b["optimizer_steps"], "after": a["optimizer_steps"],
+                     "GFLOP/s before": b["gflops_per_second"], "GFLOP/s after": a["gflops_per_second"]})
+    a = h["after"]
+    return (f"\n**Head training** (measured {h['when']}; `scripts/bench_heads.py`: the paper recipe, "
+            f"{a['backbone']} on ALL-IDB1 and ALL-IDB2, every split, {a['trials']} trials per search; *before* is "
+            f"the code of commit {h['commit_before']}, *after* today's, in one run on the same cached features). "
+            f"A large float32 matmul runs at {a['matmul_gflops_per_second']} GFLOP/s on these cores; the GFLOP/s "
+            "columns count the arithmetic of every slot of every optimiser step (forward and backward, about "
+            "three forward passes), so they show how far head training is from what the machine can do:\n\n"
+            + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+
+
+def _workersmarkdown_table(w: dict | None) -> str:
+    if not w:
+        return ""
+    return (f"\n**The smoke profile from an empty cache** (measured {w['when']}): {w['serial']:.0f} s serial, "
+            f"{w['workers_1']:.0f} s on a local Dask cluster of 1 worker, {w['workers_2']:.0f} s on 2 workers "
+            f"(1 to 2 workers: {w['ratio_1_to_2_workers']:.2f}x).\n")

@@ -1,0 +1,1 @@
+"""The data: the manifest and loading, provenance, splits, audits."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, uncertainty, calibration, scores, fusion, claims, baselines, camera."""

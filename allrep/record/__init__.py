@@ -1,0 +1,1 @@
+"""The record: runs, places, the ledger, the pre-registration, the seal and its replay."""

@@ -1,0 +1,158 @@
+"""The test-set ledger, ``results/ledger.csv``: every scoring of a test part, one row each.
+
+The runner appends to it (:func:`record`, called by :func:`allrep.runner.pipeline.run` after a step's notebooks
+executed): every test-prediction file among the executed variants' declared outputs (:data:`TEST_FILES`)
+gives one row per outer split, so no step can score a test part without a row. A scoring whose
+predictions differ from every earlier row of the same model and split is a ``look = "new"``; a
+re-execution that wrote byte-identical predictions is a ``"repeat"``, not a new look. Split sets are
+identified by the profile's split seed and a hash of the test ids, so a fresh pre-registered seed starts
+a fresh count. The rows from before the ledger existed were backfilled from the git history
+(:func:`looks`: ``git log`` / ``git show`` of the committed results). Rows: dataset, protocol,
+split_seed, split_set, repeat, models, commit, date, k, n, look, digest.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from allrep.evaluate.metrics import predict_label
+from allrep.profile import PROJECT_ROOT
+from allrep.record.runs import committed, development, registered
+
+# committed test-prediction files (paper profile): a glob under results/ -> how the models are named
+TEST_FILES = {
+    "probabilities/*_*.csv": "ensemble",
+    "scratch/*_*.csv": "from scratch",
+}
+_SKIP = ("_val.csv", "_members.csv")
+COLUMNS = ["dataset", "protocol", "split_seed", "split_set", "repeat", "models", "commit", "date", "k", "n", "look",
+           "digest"]
+
+
+def _git(*args, root: Path = PROJECT_ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def _files_at(commit: str, root: Path) -> list[str]:
+    names = _git("ls-tree", "-r", "--name-only", commit, "--", "results/", root=root).split()
+    # the development run's results only: another committed run's folder inside results/ is recorded by the runner
+    others = tuple(f"{r.results}/" for r in committed() if not r.development)
+    return [n for n in names if not n.startswith(others) and is_test_file(n[len("results/"):])]
+
+
+def _model_name(path: str) -> str:
+    stem = Path(path).stem
+    ds, rest = stem.split("_", 1)
+    if path.startswith("results/scratch/"):
+        return f"{rest} from scratch"
+    return f"{rest[: -len('_plain')]} plain head" if rest.endswith("_plain") else f"{rest} ensemble"
+
+
+def _seed_at(commit: str, root: Path) -> int | None:
+    try:
+        return int(yaml.safe_load(_git("show", f"{commit}:profiles/{development().profile}.yaml", root=root))["seed"])
+    except (subprocess.CalledProcessError, KeyError, TypeError, ValueError):
+        return None
+
+
+def is_test_file(rel: str) -> bool:
+    """A results path (relative to the results folder) that holds test predictions (:data:`TEST_FILES`)."""
+    return not any(rel.endswith(x) for x in _SKIP) and any(Path(rel).match(g) for g in TEST_FILES)
+
+
+def scorings(df: pd.DataFrame, rel: str, seed) -> list[dict]:
+    """One row per outer split of a test-prediction file's frame (``rel`` relative to the results folder):
+    the split set, the model, k/n of its ensemble mean and a digest of the split's predictions (rows sorted,
+    so the file's row order does not matter). Frames without the prediction columns give none."""
+    if not {"protocol", "repeat", "dataset", "id", "label", "p_all"} <= set(df.columns):
+        return []
+    rows = []
+    for (ds, protocol, rep), g in df.groupby(["dataset", "protocol", "repeat"], sort=True):
+        ids = sorted(g["id"].unique())
+        split_set = hashlib.sha256(f"{seed}|{protocol}|{rep}|{','.join(ids)}".encode()).hexdigest()[:10]
+        digest = hashlib.sha256(g.sort_values(list(g.columns)).to_csv(index=False).encode()).hexdigest()[:16]
+        mean = g.groupby(["id", "label"])["p_all"].mean().reset_index()
+        k = int((predict_label(mean["p_all"]) == mean["label"].to_numpy()).sum())
+        rows.append(dict(dataset=ds, protocol=protocol, split_seed=seed, split_set=split_set, repeat=int(rep),
+                         models=_model_name("results/" + rel), k=k, n=len(mean), digest=digest))
+    return rows
+
+
+def _mark(rows: list[dict], earlier: pd.DataFrame) -> list[dict]:
+    """look = "new" for a digest that no earlier row of the same model and split had, else "repeat"."""
+    seen = set(zip(earlier["models"], earlier["split_set"], earlier["repeat"].astype(int), earlier["digest"])) \
+        if len(earlier) else set()
+    for r in rows:
+        key = (r["models"], r["split_set"], r["repeat"], r["digest"])
+        r["look"] = "repeat" if key in seen else "new"
+        seen.add(key)
+    return rows
+
+
+def looks(root: Path = PROJECT_ROOT) -> pd.DataFrame:
+    """The ledger (module doc) from the git history of ``root``, oldest commit first: the backfill."""
+    commits = _git("log", "--reverse", "--format=%H %cI", "--", "results/probabilities", "results/scratch",
+                   root=root).split("\n")
+    rows: list[dict] = []
+    for line in filter(None, commits):
+        commit, date = line.split(" ", 1)
+        seed = _seed_at(commit, root)
+        for path in _files_at(commit, root):
+            try:
+                df = pd.read_csv(io.StringIO(_git("show", f"{commit}:{path}", root=root)))
+            except (pd.errors.ParserError, pd.errors.EmptyDataError):
+                continue
+            new = [dict(r, commit=commit[:12], date=date) for r in scorings(df, path[len("results/"):], seed)]
+            rows += _mark(new, pd.DataFrame(rows, columns=COLUMNS))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _head(root: Path) -> str:
+    """HEAD's short hash, ``+dirty`` when code, profiles or notebooks differ from it; "unknown" outside git."""
+    try:
+        head = _git("rev-parse", "--short=12", "HEAD", root=root).strip()
+        dirty = _git("status", "--porcelain", "--", "allrep", "profiles", "notebooks", root=root).strip()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def record(ledger_path: Path, results: Path, written: list[Path], seed: int, root: Path = PROJECT_ROOT) -> pd.DataFrame:
+    """Append a row per outer split of every test-prediction file in ``written`` (paths under ``results``)
+    to the ledger at ``ledger_path`` (atomically); returns the rows appended."""
+    from allrep.io import atomic_write_text
+
+    earlier = pd.read_csv(ledger_path, dtype={"commit": str, "digest": str}) if ledger_path.is_file() \
+        else pd.DataFrame(columns=COLUMNS)
+    commit, date = _head(root), pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+    rows: list[dict] = []
+    for path in sorted(written):
+        rel = path.relative_to(results).as_posix()
+        if is_test_file(rel) and path.is_file():
+            new = [dict(r, commit=commit, date=date) for r in scorings(pd.read_csv(path), rel, seed)]
+            rows += _mark(new, pd.concat([earlier, pd.DataFrame(rows, columns=COLUMNS)]))
+    if rows:
+        both = pd.concat([earlier, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)[COLUMNS]
+        ledger_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(ledger_path, both.to_csv(index=False))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def counts(ledger: pd.DataFrame, development_seeds=()) -> pd.DataFrame:
+    """Per dataset, protocol and split seed: outer splits, new looks at each split's test part (the most
+    any split got, over all models), repeats, and a label (the development run's for ``development_seeds``,
+    else the registered run's)."""
+    rows = []
+    for (ds, protocol, seed), g in ledger.groupby(["dataset", "protocol", "split_seed"], sort=True, dropna=False):
+        new = g[g["look"] == "new"]
+        per_split = new.groupby(["repeat", "models"]).size()
+        rows.append(dict(dataset=ds, protocol=protocol, split_seed=seed, outer_splits=int(g["repeat"].nunique()),
+                         commits=int(new["commit"].nunique()), max_looks_per_split_and_model=int(per_split.max()) if len(per_split) else 0,
+                         repeats=int((g["look"] == "repeat").sum()),
+                         label=development().label if seed in set(development_seeds) else registered().label))
+    return pd.DataFrame(rows)

@@ -1,0 +1,1 @@
+"""Running: the step registry, stamps, the context, execution, dispatch."""

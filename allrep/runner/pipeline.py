@@ -1,0 +1,133 @@
+"""The runner: executes a profile's steps in order, over the step registry (:mod:`allrep.runner.registry`).
+
+For a profile, each step has variants (e.g. one per backbone and dataset); each variant is one executed copy of
+the source notebook (:mod:`allrep.runner.execute`). A variant is skipped when its stamp
+(:mod:`allrep.runner.stamps`) matches the one stored beside its executed copy, so a second run executes nothing
+and a killed run resumes (features and members are cached below the notebook level too). Where a run's files
+go is :mod:`allrep.record.places`; a sealed run (:mod:`allrep.record.seal`) is refused.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from allrep.cache import census
+from allrep.errors import AllrepError
+from allrep.io import atomic_write_json
+from allrep.profile import Profile, load_profile
+from allrep.record import places
+from allrep.repro import quiet_backend
+from allrep.runner.execute import is_current
+from allrep.runner.registry import STEPS, Step, declared, get_step, variant_id
+
+
+def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = False, log=None,
+        workers: int | None = None, scheduler: str | None = None) -> dict:
+    """Execute the pipeline in order; returns the executed and skipped variants and the seconds.
+
+    Step by step: the variants whose stamps changed (all with ``force``) have their units run first
+    (:mod:`allrep.runner.dispatch`: in this process, or on a Dask cluster with ``workers`` local processes or
+    at ``scheduler``), then their notebooks execute."""
+    from allrep.runner import dispatch
+
+    cfg = load_profile(profile)
+    from allrep.record.seal import refusal
+
+    if (refused := refusal(cfg)) is not None:
+        raise AllrepError(refused)
+    _absolute_env()
+    for given, allowed, what in ((datasets, cfg.datasets, "dataset"), (backbones, cfg.use_backbones, "backbone")):
+        unknown = sorted(set(given or ()) - set(allowed))
+        if unknown:
+            raise AllrepError(f"unknown {what} {', '.join(map(repr, unknown))}: profile {cfg.name} has "
+                              f"{', '.join(allowed)}")
+    chosen = [get_step(s) for s in steps] if steps else list(STEPS)
+    chosen.sort(key=lambda s: s.name)
+    todo = []
+    for step in chosen:
+        for params in step.variants(cfg):
+            if datasets and "dataset" in params and params["dataset"] not in datasets:
+                continue
+            if backbones and "backbone" in params and params["backbone"] not in backbones:
+                continue
+            todo.append((step, params))
+    t_start = time.perf_counter()
+    started = time.strftime("%Y-%m-%d %H:%M")
+    cache_start = census()
+    executed, skipped, times = [], [], {}
+    verified = features_done = False
+    with dispatch.session(workers, scheduler, desc=f"pipeline {cfg.name}") as runner:
+        say = log or runner.progress.write
+        for step in chosen:
+            variants = [p for s, p in todo if s is step]
+            stale = [p for p in variants if force or not is_current(cfg, step, p)]
+            for p in variants:
+                if p not in stale:
+                    skipped.append(f"{step.name} [{variant_id(p)}]")
+            if not stale:
+                continue
+            if not verified:
+                from allrep.data.dataset import require_verified
+
+                require_verified(quick=False)  # every checksum, once, before any unit or notebook reads an image
+                quiet_backend()  # then the backend, whose start-up lines never reach the terminal
+                verified = True
+            t0 = time.perf_counter()
+            if step.name in dispatch.FEATURE_STEPS and not features_done:
+                bbs = sorted({p["backbone"] for s, p in todo if s.name in dispatch.FEATURE_STEPS})
+                runner.features(cfg, dispatch.feature_units(cfg, bbs))
+                features_done = True
+            units = dispatch.step_units(cfg, step, stale)
+            runner.units(cfg, step, units)
+            if units or step.name in dispatch.FEATURE_STEPS:  # the work below the notebooks, as its own row
+                times[f"{step.name}__units"] = time.perf_counter() - t0
+            for (name, vid), dt in runner.notebooks(cfg, [(step, p) for p in stale], say).items():
+                times[f"{name}__{vid}"] = dt
+                executed.append(f"{name} [{vid}]")
+            record_scorings(cfg, step, stale)
+        total = time.perf_counter() - t_start
+        workers_used = runner.workers
+    _record_times(cfg, times, total, started, cache_start, workers_used)
+    (log or print)(f"pipeline {cfg.name}: {len(executed)} executed, {len(skipped)} skipped, {total:.0f}s"
+                   + (f" on {workers_used} workers" if workers_used > 1 else ""))
+    return dict(executed=executed, skipped=skipped, seconds=total, workers=workers_used)
+
+
+def record_scorings(cfg: Profile, step: Step, variants: list[dict]) -> None:
+    """The test-set ledger (:mod:`allrep.record.ledger`): a row per outer split of every test-prediction file the
+    executed ``variants`` declare as outputs. Here, in the runner's process, so Dask workers never race on it."""
+    from allrep.record import ledger
+    from allrep.runner.registry import other_output
+
+    written = sorted({p for v in variants for p in declared(cfg, step, v, "outputs")})
+    ledger.record(other_output("ledger", cfg), places.output_dir(cfg), written, cfg.seed)
+
+
+def _absolute_env() -> None:
+    """Kernels run in notebooks/: make path settings given relative to here absolute."""
+    import os
+
+    for var in ("ALLREP_DATA", "ALLREP_WEIGHTS_DIR", "ALLREP_CACHE", "ALLREP_SCRATCH"):
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _record_times(cfg: Profile, times: dict, total: float, started: str, cache_start: dict | None = None,
+                  workers: int = 1) -> None:
+    """Append this run to ``timings/runs.json``: one entry per run that executed something,
+    so a later run served from caches never hides what the computing run took."""
+    from allrep.repro import environment
+    from allrep.runner.registry import other_output
+
+    if not times:
+        return
+    path = other_output("timings", cfg)
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    env = environment()
+    runs.append(dict(started=started, profile=cfg.name, commit=env["commit"], backend=env["backend"],
+                     machine=f"{env['cpus']} CPUs, {env['os']} {env['machine']}, accelerator: {env['accelerator']}", total_seconds=round(total, 1),
+                     cache_at_start=cache_start, workers=workers,
+                     variants={k: round(v, 1) for k, v in times.items()}))
+    atomic_write_json(path, runs)

@@ -1,0 +1,484 @@
+"""Seeded training of GRU heads on cached features (a pool of stacked heads), and of whole hybrids.
+
+A head (an ensemble member, a plain head, a tuning trial...) trains on frozen-backbone features; a
+whole hybrid fine-tunes (GPU). Early stopping and the choice of epoch use the *validation* part of
+the training split only; the test images are predicted once, at the end. Reproducibility: initial
+weights drawn from the head's seed, data order from ``numpy.random.default_rng(seed)``, dropout masks
+from their own seeded generator, and ``TF_DETERMINISTIC_OPS=1`` (set by :func:`allrep.repro.setup`)
+make the same seed give the same probabilities on a CPU. Heads train in pools (:func:`run_pool`);
+what to train and where it is cached is the member engine's business (:mod:`allrep.train.members`).
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import keras
+import numpy as np
+
+from allrep.profile import Training
+from allrep.train.backbones import HeadParams, build_head, compile_model
+
+TrainSettings = Training  # the profile's `training:` section (allrep.profile.Training)
+
+
+class Shuffled(keras.utils.PyDataset):
+    """Batches of (X, y) in a seeded permutation, a new one every epoch (backend-agnostic; used for images).
+
+    ``transform(x, rng)``, if given, maps each batch of inputs (e.g. online augmentation and
+    preprocessing), drawing its randomness from the same seeded generator."""
+
+    def __init__(self, X, y, batch_size: int, seed: int, transform=None):
+        super().__init__()
+        self.X, self.y, self.batch_size, self.transform = X, y, int(batch_size), transform
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(X))
+
+    def __len__(self):
+        return int(np.ceil(len(self.X) / self.batch_size))
+
+    def __getitem__(self, i):
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = self.X[idx]
+        return (x if self.transform is None else self.transform(x, self.rng)), self.y[idx]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.X))
+
+
+def predict_padded(model, X, block: int, copies: int = 1) -> list:
+    """Every output's predictions for X, in zero-padded blocks of ``block`` rows, so the model is
+    only ever called on one input shape (no retracing); ``copies``: inputs that all receive X."""
+    n, blocks = len(X), []
+    for i in range(0, n, block):
+        x = X[i:i + block]
+        if len(x) < block:
+            x = np.concatenate([x, np.zeros((block - len(x), *x.shape[1:]), x.dtype)])
+        out = model.predict_on_batch([x] * copies if copies > 1 else x)
+        blocks.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
+    return [np.concatenate([b[k] for b in blocks])[:n] for k in range(len(blocks[0]))]
+
+
+def copy_state(target, source) -> None:
+    """Give ``target`` every variable of the identically built ``source``: weights, BatchNorm
+    statistics and dropout seed-generator states (``variables``, not just ``weights``)."""
+    import keras
+
+    for v, f in zip(target.variables, source.variables, strict=True):
+        v.assign(keras.ops.convert_to_numpy(f))
+
+
+def repool(X, k: int):
+    """Average-pool a batch of square feature sequences (n, h*h, c) by k x k (ceil, as the cache's pooling)."""
+    if k <= 1:
+        return X
+    from allrep.train.features import pool_map
+
+    n, L, c = X.shape
+    h = int(round(L ** 0.5))
+    if h * h != L:
+        raise ValueError(f"sequence of {L} positions is not a square feature map")
+    P = pool_map(X.reshape(n, h, h, c), k)
+    return P.reshape(n, -1, c)
+
+
+class Reduction:
+    """The recipe's fixed input reduction, fitted on training features only: ``pool`` further pools the
+    cached map, then the channels go onto ``k`` principal axes (``whiten``: each scaled to unit
+    variance; otherwise one common scale). No label and no validation or test image is used to fit it.
+    Saved with a final model (:meth:`state`), so prediction applies exactly what training did."""
+
+    def __init__(self, pool: int = 1, mean=None, comp=None, scale=None):
+        self.pool, self.mean, self.comp, self.scale = int(pool), mean, comp, scale
+
+    @classmethod
+    def fit(cls, X_train, pool: int = 1, k: int = 0, whiten: bool = True) -> Reduction:
+        X = repool(X_train, pool)
+        if not k or k >= X.shape[-1]:
+            return cls(pool)
+        from sklearn.utils.extmath import randomized_svd
+
+        C = X.shape[-1]
+        flat = X.reshape(-1, C)
+        mean = flat.mean(0, dtype=np.float64).astype(np.float32)
+        rng = np.random.default_rng(0)
+        rows = (flat[rng.choice(len(flat), size=min(len(flat), 8000), replace=False)] - mean).astype(np.float32)
+        _, _, vt = randomized_svd(rows, n_components=k, n_iter=4, random_state=0)
+        comp = np.ascontiguousarray(vt.T, dtype=np.float32)
+        proj = rows @ comp
+        # whitened: unit variance per axis; otherwise one common scale (unit mean variance) keeps the spectrum
+        scale = ((proj.std(0) + 1e-6) if whiten else np.full(k, proj.std() + 1e-6)).astype(np.float32)
+        return cls(pool, mean, comp, scale)
+
+    def __call__(self, X):
+        X = repool(X, self.pool)
+        if self.comp is None:
+            return X
+        C, k = self.comp.shape
+        return (((X.reshape(-1, C).astype(np.float32) - self.mean) @ self.comp) / self.scale).reshape(*X.shape[:-1], k)
+
+    def state(self) -> dict:
+        return dict(pool=np.int64(self.pool), **({} if self.comp is None else
+                                                 dict(mean=self.mean, comp=self.comp, scale=self.scale)))
+
+    @classmethod
+    def from_state(cls, z) -> Reduction:
+        return cls(int(z["pool"]), *((z["mean"], z["comp"], z["scale"]) if "comp" in z else ()))
+
+
+def reduce_channels(X_train, *others, ts: TrainSettings):
+    """:class:`Reduction` fitted on ``X_train`` with the recipe ``ts`` (pool, pca, whiten), applied to every array."""
+    f = Reduction.fit(X_train, ts.pool, ts.pca, ts.whiten)
+    return tuple(f(X) for X in (X_train, *others))
+
+
+def _nll(y, p2) -> float:
+    """Early stopping's validation loss: the mean cross-entropy of (n, 2) softmax outputs, clipped at 1e-7
+    as Keras' cross-entropy clips (the evaluation metrics are :func:`allrep.evaluate.metrics.nll`)."""
+    p = np.clip(np.asarray(p2, dtype=np.float64)[np.arange(len(y)), np.asarray(y, dtype=int)], 1e-7, 1.0)
+    return float(-np.log(p).mean())
+
+
+def reset_optimizer(optimizer) -> None:
+    """Zero the optimiser's state (step counter and moments), keeping its learning rate and its
+    per-head settings: a fresh optimiser."""
+    if optimizer.built:
+        for v in optimizer.variables:
+            if v.name not in ("learning_rate", "head_lr", "head_wd", "head_t0"):
+                v.assign(np.zeros(v.shape, dtype=v.dtype))
+
+
+ATTRS = dict(proj_kernel="wp", proj_bias="bp", gru_kernel="wx", gru_recurrent="wh", gru_bias="b",
+             dense_kernel="w1", dense_bias="b1", probs_kernel="w2", probs_bias="b2")
+
+
+class HeadsTrainer:
+    """K slots of GRU heads of one architecture, stacked in one compiled Keras model (:mod:`allrep.train.stacked`);
+    each slot holds one head with its own data, initialisation, data order, learning rate, weight decay,
+    dropout stream and Adam step count, and a slot freed by early stopping takes the next head at once
+    (:func:`run_pool`), so no slot trains a head that has already stopped.
+
+    The model is traced once per shape and reused: every training batch has one shape and predictions are
+    made in padded blocks of one shape. :meth:`load` gives a slot the initial weights its seed draws, its
+    rates and a fresh optimiser state for that slot only (moments zeroed, step counted from now).
+    """
+
+    def __init__(self, seq_len: int, channels: int, arch: tuple, K: int, batch_size: int):
+        from allrep.train import stacked
+
+        self.shape, self.arch, self.K, self.batch_size = (int(seq_len), int(channels)), tuple(arch), int(K), int(batch_size)
+        self.model, self.layer = stacked.build(self.K, self.shape[0], self.shape[1], *self.arch)
+        self.names = [n for n in ATTRS if hasattr(self.layer, ATTRS[n])]
+        opt = self.model.optimizer
+        index = {id(v): i for i, v in enumerate(self.layer.trainable_variables)}
+        # each head-stacked model variable with its Adam moments, so a slot's slice can be reset alone
+        self._slots_of = {n: (getattr(self.layer, ATTRS[n]),
+                              opt._momentums[opt._get_variable_index(getattr(self.layer, ATTRS[n]))],
+                              opt._velocities[opt._get_variable_index(getattr(self.layer, ATTRS[n]))])
+                          for n in self.names if id(getattr(self.layer, ATTRS[n])) in index}
+        reset_optimizer(opt)
+        self.rates = np.zeros(self.K, np.float32)
+        self.mask_rngs = [None] * self.K
+
+    def load(self, slots: dict) -> None:
+        """Start a new head in each slot ``k`` of ``slots`` (k -> (hp, seed)); ``None`` empties a slot
+        (learning rate 0, so it idles)."""
+        from allrep.train.stacked import initial_weights
+
+        if not slots:
+            return
+        p, u, d = self.arch
+        opt = self.model.optimizer
+        lr, wd, t0 = (np.array(v.numpy()) for v in (opt.head_lr, opt.head_wd, opt.head_t0))
+        now = float(opt.iterations.numpy())
+        init = {k: initial_weights(int(s[1]), self.shape[1], p, u, d) for k, s in slots.items() if s is not None}
+        for n, (var, m, v) in self._slots_of.items():
+            w, mm, vv = np.array(var.numpy()), np.array(m.numpy()), np.array(v.numpy())
+            for k in slots:
+                if k in init:
+                    w[k] = init[k][n]
+                mm[k], vv[k] = 0.0, 0.0
+            var.assign(w), m.assign(mm), v.assign(vv)
+        for k, s in slots.items():
+            hp = s[0] if s is not None else None
+            lr[k], wd[k], t0[k] = (hp.learning_rate, hp.weight_decay, now) if hp else (0.0, 0.0, now)
+            self.rates[k] = hp.dropout if hp else 0.0
+            self.mask_rngs[k] = np.random.default_rng([int(s[1]), 1]) if s is not None else None  # own dropout stream
+        opt.head_lr.assign(lr), opt.head_wd.assign(wd), opt.head_t0.assign(t0)
+        self.layer.rate.assign(self.rates)
+
+    def get(self, k: int) -> dict:
+        """Slot k's current weights (name -> array)."""
+        return {n: np.array(getattr(self.layer, ATTRS[n]).numpy()[k]) for n in self.names}
+
+    def set(self, weights: dict) -> None:
+        """Some slots' weights at once (k -> a :meth:`get` dict)."""
+        for n in self.names:
+            var = getattr(self.layer, ATTRS[n])
+            w = np.array(var.numpy())
+            for k, wk in weights.items():
+                w[k] = wk[n]
+            var.assign(w)
+
+    def predict(self, Xs) -> list:
+        """Slot k's (n_k, 2) probabilities on ``Xs[k]`` (``None``: an idle slot), in padded blocks of
+        ``batch_size`` rows."""
+        B, (T, C) = self.batch_size, self.shape
+        Xs = [np.zeros((1, T, C), np.float32) if x is None else x for x in Xs]
+        n = max(len(x) for x in Xs)
+        total = -(-n // B) * B
+        pad = [np.concatenate([x, np.zeros((total - len(x), *x.shape[1:]), np.float32)]) if len(x) < total else x
+               for x in Xs]
+        out, ones = [], self._masks(np.ones)
+        for i in range(0, total, B):
+            out.append(np.asarray(self.model.predict_on_batch([np.stack([x[i:i + B] for x in pad], axis=1), *ones])))
+        P = np.concatenate(out)  # (total, K, 2)
+        return [P[:len(x), k] for k, x in enumerate(Xs)]
+
+    def step(self, x, y) -> None:
+        """One optimiser step of every slot on its batch: x (B, K, T, C), y (B, K)."""
+        self.model.train_on_batch([x, *self._masks()], y)
+
+    def _masks(self, fill=None) -> list:
+        """Dropout masks for one batch, (B, K, units) and (B, K, dense): slot k's drawn from its head's own
+        generator with keep probability 1 - its rate (``fill``, or an idle slot: ones)."""
+        B, (_, u, d) = self.batch_size, self.arch
+        if fill is not None:
+            return [fill((B, self.K, u), np.float32), fill((B, self.K, d), np.float32)]
+        mu, md = np.ones((B, self.K, u), np.float32), np.ones((B, self.K, d), np.float32)
+        for k, (g, r) in enumerate(zip(self.mask_rngs, self.rates)):
+            if g is not None:
+                mu[:, k] = g.random((B, u)) >= r
+                md[:, k] = g.random((B, d)) >= r
+        return [mu, md]
+
+
+@lru_cache(maxsize=2)
+def heads_trainer(seq_len: int, channels: int, arch: tuple, K: int, batch_size: int) -> HeadsTrainer:
+    """The last :class:`HeadsTrainer` built for these shapes, reused while they stay the same."""
+    return HeadsTrainer(seq_len, channels, arch, K, batch_size)
+
+
+class _Head:
+    """One head in a slot: its data, its epoch order, its early stopping."""
+
+    def __init__(self, tid, task: dict, epochs: int, patience: int, min_delta: float, batch_size: int):
+        self.tid, self.task = tid, task
+        self.epochs = int(task.get("epochs", epochs))
+        self.patience = int(task.get("patience", patience))
+        self.min_delta = float(task.get("min_delta", min_delta))
+        self.X, self.y = task["X_train"], np.asarray(task["y_train"])
+        self.B = batch_size
+        self.steps = -(-len(self.X) // batch_size)  # its own epoch: its last batch filled from its permutation
+        self.rng = np.random.default_rng(int(task["seed"]))  # data order
+        self.epoch, self.i = 0, 0
+        self.order = None
+        self.best, self.best_epoch, self.wait, self.best_w = np.inf, 0, 0, None
+        self.hist = dict(val_loss=[])
+        self.t0 = time.perf_counter()
+        self._new_epoch()
+
+    def _new_epoch(self):
+        self.order = np.resize(self.rng.permutation(len(self.X)), self.steps * self.B)
+        self.i = 0
+
+    def batch(self):
+        idx = self.order[self.i * self.B:(self.i + 1) * self.B]
+        return self.X[idx], self.y[idx]
+
+    def advance(self) -> bool:
+        """After a step: True when this head's epoch ended (its validation loss is due)."""
+        self.i += 1
+        if self.i < self.steps:
+            return False
+        self.epoch += 1
+        self._new_epoch()
+        return True
+
+    def scored(self, loss: float, weights) -> bool:
+        """Record the epoch's validation loss; True when training has ended (patience or the epoch cap)."""
+        self.hist["val_loss"].append(loss)
+        if loss < self.best - self.min_delta:  # an improvement of min_delta or less does not count
+            self.best, self.best_epoch, self.wait = loss, self.epoch, 0
+            self.best_w = weights()
+        else:
+            self.wait += 1
+        return self.wait >= self.patience or self.epoch >= self.epochs
+
+
+class Tasks:
+    """The simplest source of heads for :func:`run_pool`: a list, in order; results kept by index."""
+
+    def __init__(self, tasks):
+        self.tasks, self.results, self._next = list(tasks), [None] * len(tasks), 0
+
+    def __len__(self):
+        return len(self.tasks)
+
+    def next(self):
+        if self._next >= len(self.tasks):
+            return None
+        i = self._next
+        self._next += 1
+        return i, self.tasks[i]
+
+    def done(self, tid, result) -> None:
+        self.results[tid] = result
+
+
+SLOTS = 16  # heads per stacked model, fixed: see run_pool
+
+
+def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0,
+             keep_weights: bool = False, slots: int = SLOTS, reuse: bool = True) -> None:
+    """Train every head ``source`` hands out, ``slots`` at a time in one stacked model.
+
+    ``source.next()`` returns ``(tid, task)`` or ``None`` (nothing ready now); ``source.done(tid, result)``
+    receives each head's result as soon as it ends, so a caller can cache it (a kill loses only heads in
+    flight) and a tuning search can propose its next trial. A task is a dict: ``X_train, y_train, X_val,
+    y_val`` (arrays already reduced), ``X_test`` (optional), ``hp`` (:class:`Head`; every task of a pool
+    shares its architecture and feature shape), ``seed``, and optionally its own ``epochs``, ``patience``
+    and ``min_delta``. Each head has its own initialisation and data order (``default_rng(seed)`` permutes
+    its training set every epoch of ``ceil(n / batch_size)`` steps) and its own early stopping: its
+    validation NLL after every epoch, its best weights kept, and it stops after ``patience`` epochs without
+    an improvement larger than ``min_delta`` or at ``epochs``.
+
+    The number of slots is fixed (:data:`SLOTS`), however many heads there are: the compiled step of a
+    stack of K heads computes each head bit for bit alike whatever slot it has and whoever its
+    neighbours are, but another K fuses the arithmetic differently (round-off of about 1e-7). With K
+    fixed, a head's result does not depend on how the heads were grouped (one process or units on a
+    cluster give the same files; tests/test_stacked.py). Idle slots cost their share of each step.
+    """
+    K = int(slots)
+    heads, tr, arch = [None] * K, None, None
+    while True:
+        new = {}
+        for k in range(K):
+            if heads[k] is None:
+                nxt = source.next()
+                if nxt is None:
+                    break
+                tid, task = nxt
+                hp = task["hp"]
+                a = (hp.projection, hp.gru_units, hp.dense_units)
+                if tr is None:
+                    arch = a
+                    X0 = task["X_train"]
+                    args = (X0.shape[1], X0.shape[2], arch, K, batch_size)
+                    tr = heads_trainer(*args) if reuse else HeadsTrainer(*args)
+                    tr.load({j: None for j in range(K)})
+                elif a != arch or task["X_train"].shape[1:] != tr.shape:
+                    raise ValueError(f"heads trained together share one architecture and feature shape: {a} "
+                                     f"{task['X_train'].shape[1:]} vs {arch} {tr.shape}")
+                heads[k] = _Head(tid, task, epochs, patience, min_delta, batch_size)
+                new[k] = (hp, task["seed"])
+        if tr is None or all(h is None for h in heads):
+            return
+        tr.load(new)
+        T, C = tr.shape
+        x = np.zeros((batch_size, K, T, C), np.float32)
+        y = np.zeros((batch_size, K), np.int64)
+        for k, h in enumerate(heads):
+            if h is not None:
+                x[:, k], y[:, k] = h.batch()
+        tr.step(x, y)
+        ended = [k for k, h in enumerate(heads) if h is not None and h.advance()]
+        if not ended:
+            continue
+        pv = tr.predict([h.task["X_val"] if h is not None and k in ended else None for k, h in enumerate(heads)])
+        finished = [k for k in ended if heads[k].scored(_nll(heads[k].task["y_val"], pv[k]), lambda k=k: tr.get(k))]
+        if not finished:
+            continue
+        live = {k: tr.get(k) for k in finished}  # the slots go on to new heads; put each best state in to predict
+        tr.set({k: heads[k].best_w or live[k] for k in finished})
+        pv = tr.predict([heads[k].task["X_val"] if k in finished else None for k in range(K)])
+        pt = tr.predict([heads[k].task.get("X_test") if k in finished else None for k in range(K)])
+        for k in finished:
+            h = heads[k]
+            has_test = h.task.get("X_test") is not None
+            res = dict(p_test=pt[k][:, 1].astype(np.float64) if has_test else None,
+                       p_val=pv[k][:, 1].astype(np.float64), history=h.hist, best_epoch=h.best_epoch,
+                       best_val_loss=float(h.best), epochs_run=h.epoch, train_seconds=(time.perf_counter() - h.t0) / K,
+                       n_train=int(len(h.X)), **({"weights": h.best_w or live[k]} if keep_weights else {}))
+            heads[k] = None
+            source.done(h.tid, res)
+        tr.load({k: None for k in finished if heads[k] is None})
+
+
+def train_heads(tasks, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0, reuse: bool = True,
+                slots: int = SLOTS, keep_weights: bool = False) -> list[dict]:
+    """One result per task, in order (:func:`run_pool` over a list)."""
+    src = Tasks(tasks)
+    if len(src):
+        run_pool(src, epochs, patience, batch_size, min_delta, keep_weights, slots=slots, reuse=reuse)
+    return src.results
+
+
+def ended_by(epochs_run: int, best_epoch: int, patience: int) -> str:
+    """What ended a member's training (:func:`run_pool`): "early stopping" (``patience`` epochs
+    without a better validation loss) or "epoch cap" (the last epoch came while patience had not run out)."""
+    return "early stopping" if epochs_run == best_epoch + patience else "epoch cap"
+
+
+def convergence(members):
+    """Per ensemble (backbone, dataset, protocol): members ended by early stopping and by the epoch cap."""
+    t = members.groupby(["backbone", "dataset", "protocol", "ended_by"]).size().unstack("ended_by", fill_value=0)
+    for col in ("early stopping", "epoch cap"):
+        if col not in t:
+            t[col] = 0
+    return t[["early stopping", "epoch cap"]].reset_index()
+
+
+def predict(model, X, batch_size: int = 64) -> np.ndarray:
+    """p(ALL) for each row of X."""
+    p = np.asarray(model.predict(X, batch_size=batch_size, verbose=0))
+    return p[:, 1].astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- fine-tuning (GPU)
+class FineTuner:
+    """Fine-tune whole hybrids, reusing one compiled model across ensemble members.
+
+    XLA compiles a new model for 25-190 s on the GPU, so members do not rebuild:
+    each member restores the backbone's starting weights, re-initialises the head
+    from its own seed, resets the optimiser state, and trains. ``unfreeze`` is the
+    number of backbone layers (from the top) that train; -1 trains all of them.
+    """
+
+    def __init__(self, w, hp: HeadParams, ts: TrainSettings, unfreeze: int = -1):
+        import keras
+
+        from allrep.train.backbones import build_hybrid
+
+        self.hp, self.ts = hp, ts
+        self.model = build_hybrid(w, hp, trainable_backbone=True)
+        base = self.model.layers[1]
+        if unfreeze >= 0:
+            for layer in base.layers[: len(base.layers) - unfreeze]:
+                layer.trainable = False
+        self.start = [v.numpy() if hasattr(v, "numpy") else np.asarray(v) for v in self.model.weights]
+        self.head = self.model.layers[-1]
+        compile_model(self.model, hp)
+        self._keras = keras
+
+    def reset(self, seed: int) -> None:
+        keras = self._keras
+        for v, x in zip(self.model.weights, self.start):
+            v.assign(x)
+        keras.utils.set_random_seed(int(seed))
+        copy_state(self.head, build_head(self.head.input_shape[1], self.head.input_shape[2], self.hp))
+        reset_optimizer(self.model.optimizer)
+
+    def member(self, X_train, y_train, X_val, y_val, X_test, seed: int) -> dict:
+        """X_*: preprocessed float images (n, s, s, 3)."""
+        keras = self._keras
+        t0 = time.perf_counter()
+        self.reset(seed)
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.ts.patience, restore_best_weights=True)
+        hist = self.model.fit(Shuffled(X_train, y_train, self.ts.batch_size, seed), validation_data=(X_val, y_val),
+                              epochs=self.ts.epochs, callbacks=[stop], verbose=0)
+        h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+        t1 = time.perf_counter()
+        return dict(p_test=predict(self.model, X_test), p_val=predict(self.model, X_val), history=h,
+                    best_epoch=int(np.argmin(h["val_loss"])) + 1, epochs_run=len(h["loss"]), train_seconds=t1 - t0,
+                    predict_seconds=time.perf_counter() - t1, n_train=int(len(X_train)))

@@ -1,0 +1,44 @@
+"""The package's layers (pyproject.toml's import-linter contract) and one owner per concern."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+LAYERS = ("book", "runner", "steps", "record", "train", "evaluate", "data")
+
+
+def test_imports_only_run_down_the_layers():
+    """cli > book > notebook > runner > steps > record > train > evaluate > data > foundation: no import runs up a
+    layer and no import circle crosses one (``lint-imports`` reads the contract in pyproject.toml)."""
+    out = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "1 kept, 0 broken" in out.stdout
+
+
+def test_the_tree_shows_the_layers():
+    pkg = ROOT / "allrep"
+    for layer in LAYERS:
+        assert (pkg / layer / "__init__.py").is_file(), layer
+    flat = sorted(p.stem for p in pkg.glob("*.py") if p.stem != "__init__")
+    assert flat == ["cache", "cli", "errors", "io", "notebook", "profile", "progress", "repro"]
+
+
+def test_only_the_runs_module_names_a_run():
+    """Which run is which (development, registered, scratch) is decided in allrep.record.runs alone."""
+    found = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "allrep").rglob("*.py") if p.name != "runs.py"
+             for i, line in enumerate(p.read_text().splitlines(), 1) if "confirmatory" in line]
+    assert found == []
+
+
+def test_no_module_imports_a_private_name_of_another():
+    private = re.compile(r"^\s*from (allrep[\w.]*) import (.*)$", re.M)
+    bad = []
+    for p in (ROOT / "allrep").rglob("*.py"):
+        for mod, names in private.findall(p.read_text()):
+            for n in names.strip("()").split(","):
+                n = n.split(" as ")[0].strip()
+                if n.startswith("_") and n != "__version__":
+                    bad.append(f"{p.relative_to(ROOT)}: {mod}.{n}")
+    assert bad == []
