@@ -56,15 +56,24 @@ def accelerator() -> str:
     return "unknown"
 
 
-def git_commit() -> str:
+CODE_PATHS = ("allrep", "profiles", "notebooks")  # what "+dirty" looks at: the code, the settings, the notebooks
+
+
+def git_commit(root=None) -> str:
+    """The one commit recorder: HEAD's 12-character hash, with ``+dirty`` when the code, the profiles or the
+    notebooks differ from it; "unknown" outside git. Results, ledger rows and executed notebooks carry it."""
     from allrep.profile import PROJECT_ROOT
 
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root or PROJECT_ROOT), *args], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        head = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--", *CODE_PATHS)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return (head or "unknown") + ("+dirty" if head and dirty else "")
 
 
 def environment() -> dict:

@@ -28,6 +28,15 @@ from pathlib import Path
 import numpy as np
 
 
+
+def reduce_channels(X_train, *others, ts):
+    """:class:`Reduction` fitted on ``X_train`` with the recipe ``ts`` (pool, pca, whiten), applied to every array."""
+    from allrep.train.heads import Reduction
+
+    f = Reduction.fit(X_train, ts.pool, ts.pca, ts.whiten)
+    return tuple(f(X) for X in (X_train, *others))
+
+
 def flops_per_sample(T: int, C: int, P: int, U: int, D: int) -> float:
     """Multiply-adds x 2 of one head's forward pass on one sample (projection, GRU input and recurrent
     matmuls, dense, output); a training step costs about 3 forward passes (forward + backward)."""
@@ -63,7 +72,6 @@ def main(argv=None):
     repro.setup(cfg.seed)
     from allrep.profile import Head, load_section
     from allrep.train.features import for_backbone, split_arrays
-    from allrep.train.heads import reduce_channels
 
     root = Path(__file__).resolve().parent.parent / "results"
     fc = for_backbone(cfg, a.backbone)

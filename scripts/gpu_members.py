@@ -20,7 +20,69 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+
+def predict(model, X, batch_size: int = 64) -> np.ndarray:
+    """p(ALL) for each row of X."""
+    p = np.asarray(model.predict(X, batch_size=batch_size, verbose=0))
+    return p[:, 1].astype(np.float64)
+
+
+class FineTuner:
+    """Fine-tune whole hybrids, reusing one compiled model across ensemble members.
+
+    XLA compiles a new model for 25-190 s on the GPU, so members do not rebuild:
+    each member restores the backbone's starting weights, re-initialises the head
+    from its own seed, resets the optimiser state, and trains. ``unfreeze`` is the
+    number of backbone layers (from the top) that train; -1 trains all of them.
+    """
+
+    def __init__(self, w, hp, ts, unfreeze: int = -1):
+        import keras
+
+        from allrep.train.backbones import build_hybrid, compile_model
+
+        self.hp, self.ts = hp, ts
+        self.model = build_hybrid(w, hp, trainable_backbone=True)
+        base = self.model.layers[1]
+        if unfreeze >= 0:
+            for layer in base.layers[: len(base.layers) - unfreeze]:
+                layer.trainable = False
+        self.start = [v.numpy() if hasattr(v, "numpy") else np.asarray(v) for v in self.model.weights]
+        self.head = self.model.layers[-1]
+        compile_model(self.model, hp)
+        self._keras = keras
+
+    def reset(self, seed: int) -> None:
+        from allrep.train.backbones import build_head
+        from allrep.train.heads import copy_state, reset_optimizer
+
+        keras = self._keras
+        for v, x in zip(self.model.weights, self.start):
+            v.assign(x)
+        keras.utils.set_random_seed(int(seed))
+        copy_state(self.head, build_head(self.head.input_shape[1], self.head.input_shape[2], self.hp))
+        reset_optimizer(self.model.optimizer)
+
+    def member(self, X_train, y_train, X_val, y_val, X_test, seed: int) -> dict:
+        """X_*: preprocessed float images (n, s, s, 3)."""
+        from allrep.train.heads import Shuffled
+
+        keras = self._keras
+        t0 = time.perf_counter()
+        self.reset(seed)
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.ts.patience, restore_best_weights=True)
+        hist = self.model.fit(Shuffled(X_train, y_train, self.ts.batch_size, seed), validation_data=(X_val, y_val),
+                              epochs=self.ts.epochs, callbacks=[stop], verbose=0)
+        h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+        t1 = time.perf_counter()
+        return dict(p_test=predict(self.model, X_test), p_val=predict(self.model, X_val), history=h,
+                    best_epoch=int(np.argmin(h["val_loss"])) + 1, epochs_run=len(h["loss"]), train_seconds=t1 - t0,
+                    predict_seconds=time.perf_counter() - t1, n_train=int(len(X_train)))
 
 
 def main(argv=None) -> dict:
@@ -57,7 +119,6 @@ def main(argv=None) -> dict:
     from allrep.repro import seed_for
     from allrep.train.backbones import preprocess, weights_for
     from allrep.train.features import view
-    from allrep.train.heads import FineTuner
 
     s = cfg.splits
     split = make_splits(a.dataset, "paper", cfg.seed, s.test_fraction, s.val_fraction)

@@ -9,9 +9,29 @@ from pathlib import Path
 
 import pandas as pd
 
-from allrep.data.dataset import MANIFEST, MANIFEST_FIELDS, scan_manifest
+from allrep.data.dataset import MANIFEST, MANIFEST_FIELDS, SUBDIRS, XYC_DIR, label_from_name, sha256_file
 from allrep.io import atomic_write_csv
 
-rows = scan_manifest(Path(sys.argv[1]))
-atomic_write_csv(pd.DataFrame(rows, columns=MANIFEST_FIELDS), MANIFEST)
-print(f"wrote {len(rows)} rows")
+
+def scan_manifest(root: Path) -> list[dict]:
+    """Manifest rows of a trusted copy."""
+    from PIL import Image
+
+    rows = []
+    for db, (top, sub, ext) in SUBDIRS.items():
+        for p in sorted((root / top / sub).glob(f"*{ext}")):
+            with Image.open(p) as im:
+                w, h = im.size
+            rows.append(dict(db=db, file=p.name, kind="image", label=label_from_name(p.name),
+                             width=w, height=h, sha256=sha256_file(p)))
+    top, sub, ext = XYC_DIR
+    for p in sorted((root / top / sub).glob(f"*{ext}")):
+        rows.append(dict(db="IDB1", file=p.name, kind="xyc", label=label_from_name(p.name),
+                         width="", height="", sha256=sha256_file(p)))
+    return rows
+
+
+if __name__ == "__main__":
+    rows = scan_manifest(Path(sys.argv[1]))
+    atomic_write_csv(pd.DataFrame(rows, columns=MANIFEST_FIELDS), MANIFEST)
+    print(f"wrote {len(rows)} rows")

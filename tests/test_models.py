@@ -3,14 +3,15 @@ import pytest
 
 from allrep.errors import AllrepError
 from allrep.train import backbones as models
-from allrep.train.backbones import HeadParams, Weights, build_hybrid, resolve_weights
+from allrep.profile import Head
+from allrep.train.backbones import Weights, build_hybrid, resolve_weights
 
 
 @pytest.mark.slow  # builds and runs three whole networks
 @pytest.mark.parametrize("backbone,size", [("inceptionv3", 75), ("efficientnetb3", 64), ("mobilenetv2", 64)])
 def test_each_hybrid_builds_with_two_class_output(backbone, size):
     w = resolve_weights(backbone, "none", input_size=size, seed=1)
-    m = build_hybrid(w, HeadParams(projection=16, gru_units=8, dense_units=8))
+    m = build_hybrid(w, Head(projection=16, gru_units=8, dense_units=8))
     assert m.output_shape == (None, 2)
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
     p = np.asarray(m.predict(models.preprocess(x, w.preprocess), verbose=0))
@@ -19,8 +20,8 @@ def test_each_hybrid_builds_with_two_class_output(backbone, size):
 
 @pytest.mark.slow  # builds two whole backbones
 def test_native_feature_maps():
-    assert models.feature_shape("inceptionv3", 299) == (8, 8, 2048)
-    assert models.feature_shape("mobilenetv2", 224) == (7, 7, 1280)
+    assert feature_shape("inceptionv3", 299) == (8, 8, 2048)
+    assert feature_shape("mobilenetv2", 224) == (7, 7, 1280)
 
 
 def test_offline_manifest_resolution(weights_dir, monkeypatch):
@@ -77,3 +78,12 @@ def test_unknown_backbone_and_weights():
         resolve_weights("resnet50")
     with pytest.raises(AllrepError, match="unknown weights"):
         resolve_weights("mobilenetv2", "imagenet21k")
+
+
+def feature_shape(backbone: str, input_size: int) -> tuple[int, int, int]:
+    """(h, w, c) of the backbone's last feature map at ``input_size``."""
+    import keras
+
+    cls = getattr(keras.applications, models.BACKBONES[models.check_backbone(backbone)][0])
+    m = cls(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
+    return tuple(int(d) for d in m.output_shape[1:])

@@ -54,7 +54,8 @@ def test_the_profile_uses_the_recipe_the_committed_evidence_chooses():
 
 
 def test_the_choice_inside_a_split_keeps_the_development_recipe_unless_beaten_by_one_se():
-    from allrep.train.recipe import paired_choice, per_image_nll
+    from allrep.evaluate.metrics import per_image_nll
+    from allrep.train.recipe import paired_choice
 
     rng = np.random.default_rng(3)
     dev = rng.uniform(0.05, 0.6, 40)

@@ -5,7 +5,8 @@ import pytest
 
 from allrep.errors import AllrepError
 from allrep.evaluate.scores import scratch_fusion_table, scratch_glue, summarize
-from allrep.train.scratch import Recipe, jitter_view
+from allrep.profile import Recipe
+from allrep.train.scratch import jitter_view
 
 
 def test_recipe_rejects_unknown_settings():
@@ -48,11 +49,12 @@ def test_warmup_then_cosine_schedule():
 def test_build_sets_batchnorm_momentum_and_trains_everything():
     import keras
 
-    from allrep.train.backbones import HeadParams, resolve_weights
+    from allrep.profile import Head
+    from allrep.train.backbones import resolve_weights
     from allrep.train.scratch import build
 
     w = resolve_weights("efficientnetb3", "none", input_size=32, seed=1)
-    model = build(w, HeadParams(projection=8, gru_units=8, dense_units=8), Recipe(bn_momentum=0.9))
+    model = build(w, Head(projection=8, gru_units=8, dense_units=8), Recipe(bn_momentum=0.9))
     bns = [layer for layer in model.layers[1].layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bns) > 50 and all(b.momentum == 0.9 for b in bns)
     assert len(model.trainable_weights) > 300  # the backbone trains, not only the head
@@ -101,14 +103,15 @@ def test_scratch_fusion_table_compares_on_the_same_images():
 def test_reused_scratch_trainer_equals_a_fresh_model():
     """Members share one compiled model; a reset must make it a freshly built one (random weights
     from the member's seed, BatchNorm statistics, optimiser and schedule at step 0)."""
-    from allrep.train.backbones import HeadParams, resolve_weights
+    from allrep.profile import Head
+    from allrep.train.backbones import resolve_weights
     from allrep.train.scratch import train_member
 
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(24, 32, 32, 3), dtype=np.uint8)
     y = np.array([0, 1] * 12)
     w = resolve_weights("mobilenetv2", "none", input_size=32, seed=0)  # any backbone: same trainer
-    hp = HeadParams(projection=8, gru_units=8, dense_units=8)
+    hp = Head(projection=8, gru_units=8, dense_units=8)
     r = Recipe(epochs=2, batch_size=8, learning_rate=1e-3, schedule="cosine", warmup_epochs=1, weight_decay=0.01,
                bn_momentum=0.9, augment=True, label_smoothing=0.1, patience=5)
     args = (X[:16], y[:16], X[16:20], y[16:20], X[20:])

@@ -86,3 +86,14 @@ def test_every_member_says_what_ended_its_training():
             assert (m["epochs_run"] <= cfg.training.epochs).all() and (m["best_epoch"] <= m["epochs_run"]).all()
             c = convergence(m)
             assert (c["early stopping"] + c["epoch cap"]).sum() == len(m)
+
+
+def test_epochs_summary_counts_members_and_their_epochs():
+    import pandas as pd
+
+    from allrep.train.heads import epochs_summary
+
+    m = pd.DataFrame(dict(protocol=["grouped"] * 4 + ["paper"] * 2, epochs_run=[10, 12, 30, 11, 20, 31],
+                          best_epoch=[0, 2, 20, 1, 10, 21]))
+    s = epochs_summary(m).set_index("protocol")
+    assert s.loc["grouped"].tolist() == [4, 11.5, 30, 1.5] and s.loc["paper"].tolist() == [2, 25.5, 31, 15.5]

@@ -3,21 +3,21 @@ import numpy as np
 import pytest
 
 from allrep.data.splits import make_splits
-from allrep.train.backbones import HeadParams, resolve_weights
+from allrep.profile import Head, Training
+from allrep.train.backbones import resolve_weights
 from allrep.train.features import FeatureCache, view
-from allrep.train.heads import TrainSettings
 
 pytestmark = pytest.mark.slow
 SIZE = 129
-HP = HeadParams(projection=32, gru_units=16, dense_units=16, dropout=0.2, learning_rate=2e-3)
-TS = TrainSettings(epochs=25, batch_size=32, patience=5)
+HP = Head(projection=32, gru_units=16, dense_units=16, dropout=0.2, learning_rate=2e-3)
+TS = Training(epochs=25, batch_size=32, patience=5)
 
 
 def _heads(X, y, Xv, yv, Xt, hp, ts, seeds, reuse=True, min_delta=None):
-    """One head per seed on the same data (:func:`allrep.train.heads.train_heads`), in a stack of as many
+    """One head per seed on the same data (:func:`heads.train_heads`), in a stack of as many
     slots as heads: these tests check learning and reproducibility, not the pipeline's 16-slot pools
     (tests/test_stacked.py compares stacks), and idle slots would only cost time."""
-    from allrep.train.heads import train_heads
+    from heads import train_heads
 
     tasks = [dict(X_train=X, y_train=y, X_val=Xv, y_val=yv, X_test=Xt, hp=hp, seed=int(s)) for s in seeds]
     return train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta if min_delta is None else min_delta,
@@ -142,7 +142,7 @@ def test_optimizer_reset_keeps_the_learning_rate():
     from allrep.train.backbones import build_head, compile_model
     from allrep.train.heads import reset_optimizer
 
-    hp = HeadParams(projection=4, gru_units=4, dense_units=4, learning_rate=1e-3)
+    hp = Head(projection=4, gru_units=4, dense_units=4, learning_rate=1e-3)
     model = compile_model(build_head(4, 3, hp), hp)
     model.train_on_batch(np.ones((2, 4, 3)), np.array([0, 1]))
     reset_optimizer(model.optimizer)

@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 
 import allrep.train.heads
-from allrep.profile import Head
-from allrep.train.heads import TrainSettings
+from allrep.profile import Head, Training
 from allrep.train.tuning import space_table, tune_splits
 
 ARCH = Head(projection=8, gru_units=4, dense_units=4)
-TS = TrainSettings(epochs=3, batch_size=32, patience=2)
+TS = Training(epochs=3, batch_size=32, patience=2)
 
 
 def _data(seed=0, n=96):

@@ -1,5 +1,6 @@
-"""The book's generated tables: markdown built from the results files (which the step registry
-names) and from the profile. Returns strings; ``allrep book`` writes them into ``book/_generated``.
+"""The book's generated tables: markdown built from the results files (which the step registry names) and from
+the profile, written by ``allrep book`` into ``book/_generated``; :func:`markdown_table` is the one writer of a
+markdown table. :func:`summary_view` gives the frame a notebook displays for a score summary.
 """
 from __future__ import annotations
 
@@ -260,10 +261,10 @@ def benchmark_markdown(path: Path) -> str:
     return (f"Measured {b['when']} on {env['cpus']} CPUs ({env['os']} {env['machine']}, accelerator: "
             f"{env['accelerator']}), Keras {env['keras']} "
             f"on {env['backend']}.\n\n" + df.to_markdown(index=False) + "\n" + _predict_line(b.get("predict"))
-            + _head_trainingmarkdown_table(b.get("head_training")) + _workersmarkdown_table(b.get("smoke_workers")))
+            + _head_training_md(b.get("head_training")) + _workers_md(b.get("smoke_workers")))
 
 
-def _head_trainingmarkdown_table(h: dict | None) -> str:
+def _head_training_md(h: dict | None) -> str:
     """Heads per second before and after the member engine, and the arithmetic rate beside a matmul's."""
     if not h:
         return ""
@@ -285,7 +286,7 @@ def _head_trainingmarkdown_table(h: dict | None) -> str:
             + pd.DataFrame(rows).to_markdown(index=False) + "\n")
 
 
-def _workersmarkdown_table(w: dict | None) -> str:
+def _workers_md(w: dict | None) -> str:
     if not w:
         return ""
     return (f"\n**The smoke profile from an empty cache** (measured {w['when']}): {w['serial']:.0f} s serial, "

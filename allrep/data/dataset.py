@@ -134,24 +134,6 @@ def expected_files() -> dict[str, str]:
     return out
 
 
-def scan_manifest(root: Path) -> list[dict]:
-    """Build manifest rows from a trusted copy (used once, by scripts/make_manifest.py)."""
-    from PIL import Image
-
-    rows = []
-    for db, (top, sub, ext) in SUBDIRS.items():
-        for p in sorted((root / top / sub).glob(f"*{ext}")):
-            with Image.open(p) as im:
-                w, h = im.size
-            rows.append(dict(db=db, file=p.name, kind="image", label=label_from_name(p.name),
-                             width=w, height=h, sha256=sha256_file(p)))
-    top, sub, ext = XYC_DIR
-    for p in sorted((root / top / sub).glob(f"*{ext}")):
-        rows.append(dict(db="IDB1", file=p.name, kind="xyc", label=label_from_name(p.name),
-                         width="", height="", sha256=sha256_file(p)))
-    return rows
-
-
 # ----------------------------------------------------------------------------- verification
 @dataclass
 class VerifyReport:
@@ -261,12 +243,3 @@ def load_images(items: list[Item], size: int, root=None) -> np.ndarray:
     for i, it in enumerate(items):
         out[i] = load_image(it, size, root)
     return out
-
-
-def read_xyc(stem: str, root=None) -> np.ndarray:
-    """Blast centroids of ALL-IDB1 image ``stem`` as an int array (k, 2) of (x, y)."""
-    root = data_root(root)
-    top, sub, ext = XYC_DIR
-    path = root / top / sub / f"{stem}{ext}"
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    return np.array([[int(float(a)), int(float(b))] for a, b in rows], dtype=int).reshape(-1, 2)

@@ -107,12 +107,18 @@ def corrected_repeats(values, n_test: float, n_train: float, clip: tuple | None 
 EPS = 1e-6  # the committed probabilities have 6 decimals: a p of 0 or 1 is clipped at that resolution
 
 
+def per_image_nll(y, p) -> np.ndarray:
+    """Each image's negative log-likelihood (nats) of its binary label under p(ALL), p clipped to
+    [EPS, 1 - EPS]: what :func:`nll` averages (the recipe choice pairs images on it)."""
+    y, p = np.asarray(y, dtype=int), np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
 def nll(y, p, axis=None):
     """Mean negative log-likelihood (nats) of binary labels under p(ALL), p clipped to [EPS, 1 - EPS].
     Hand-written because sklearn's ``log_loss`` clips at machine epsilon, which makes one rounded 0 or 1
     cost 36 nats. ``axis``: a mean per row (the bootstrap's vectorised call)."""
-    y, p = np.asarray(y, dtype=int), np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    out = -np.mean(y * np.log(p) + (1 - y) * np.log1p(-p), axis=axis)
+    out = np.mean(per_image_nll(y, p), axis=axis)
     return float(out) if axis is None else out
 
 

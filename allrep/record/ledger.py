@@ -23,6 +23,7 @@ import yaml
 from allrep.evaluate.metrics import predict_label
 from allrep.profile import PROJECT_ROOT
 from allrep.record.runs import committed, development, registered
+from allrep.repro import git_commit
 
 # committed test-prediction files (paper profile): a glob under results/ -> how the models are named
 TEST_FILES = {
@@ -112,16 +113,6 @@ def looks(root: Path = PROJECT_ROOT) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _head(root: Path) -> str:
-    """HEAD's short hash, ``+dirty`` when code, profiles or notebooks differ from it; "unknown" outside git."""
-    try:
-        head = _git("rev-parse", "--short=12", "HEAD", root=root).strip()
-        dirty = _git("status", "--porcelain", "--", "allrep", "profiles", "notebooks", root=root).strip()
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
 def record(ledger_path: Path, results: Path, written: list[Path], seed: int, root: Path = PROJECT_ROOT) -> pd.DataFrame:
     """Append a row per outer split of every test-prediction file in ``written`` (paths under ``results``)
     to the ledger at ``ledger_path`` (atomically); returns the rows appended."""
@@ -129,7 +120,7 @@ def record(ledger_path: Path, results: Path, written: list[Path], seed: int, roo
 
     earlier = pd.read_csv(ledger_path, dtype={"commit": str, "digest": str}) if ledger_path.is_file() \
         else pd.DataFrame(columns=COLUMNS)
-    commit, date = _head(root), pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+    commit, date = git_commit(root), pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     rows: list[dict] = []
     for path in sorted(written):
         rel = path.relative_to(results).as_posix()

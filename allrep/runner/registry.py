@@ -28,6 +28,7 @@ from allrep.errors import AllrepError
 from allrep.profile import PROJECT_ROOT, Profile
 from allrep.record import places
 from allrep.record.seal import FILE as SEAL_FILE
+from allrep.train import FINAL_SECTIONS
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
@@ -110,9 +111,7 @@ STEPS = (
     Step("60_results", "Results: claims, protocols, baselines", ("datasets", "use_backbones", "verdict"),
          inputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", meta=_META, best=_BEST, splits=_SPLITS),
          outputs=dict(claims="claims.csv")),
-    Step("70_using_models", "Using the models",
-         ("seed", "backbones", "use_backbones", "weights_dir", "features", "head", "training", "tuning", "ensemble",
-          "splits", "uncertainty", "recipe_study", "recipe_choice"),
+    Step("70_using_models", "Using the models", (*FINAL_SECTIONS, "recipe_study"),
          inputs=dict(splits="splits/{dataset}_grouped.csv"),
          outputs=dict(predictions_IDB1="using/IDB1_held_out.csv", predictions_IDB2="using/IDB2_held_out.csv")),
 )

@@ -168,16 +168,6 @@ def build_backbone(w: Weights):
         ) from None
 
 
-def feature_shape(backbone: str, input_size: int) -> tuple[int, int, int]:
-    """(h, w, c) of the backbone's last feature map at ``input_size``."""
-    import keras
-
-    cls = getattr(keras.applications, BACKBONES[check_backbone(backbone)][0])
-    m = cls(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
-    return tuple(int(d) for d in m.output_shape[1:])
-
-
-HeadParams = Head  # the profile's `head:` section (allrep.profile.Head)
 # Short sequences (the recipe's 4 or 9 positions) run the GRU unrolled: the same arithmetic as the
 # symbolic loop, without a while-loop per head per step, which dominates small heads on a CPU.
 UNROLL, MAX_UNROLL = True, 32
@@ -225,7 +215,7 @@ def rate_dropout(rate: float, name: str):
     return RateDropout(rate, name=name)
 
 
-def build_head(seq_len: int, channels: int, hp: HeadParams, name: str = "gru_head"):
+def build_head(seq_len: int, channels: int, hp: Head, name: str = "gru_head"):
     """GRU head on a sequence of ``seq_len`` feature vectors of size ``channels``."""
     import keras
     from keras import layers
@@ -242,7 +232,7 @@ def build_head(seq_len: int, channels: int, hp: HeadParams, name: str = "gru_hea
     return keras.Model(inp, out, name=name)
 
 
-def build_hybrid(w: Weights, hp: HeadParams, trainable_backbone: bool = False):
+def build_hybrid(w: Weights, hp: Head, trainable_backbone: bool = False):
     """Full hybrid: preprocessed image -> backbone -> (h*w, c) sequence -> GRU head."""
     import keras
     from keras import layers
@@ -257,7 +247,7 @@ def build_hybrid(w: Weights, hp: HeadParams, trainable_backbone: bool = False):
     return keras.Model(inp, out, name=f"{w.backbone}_gru")
 
 
-def compile_model(model, hp: HeadParams):
+def compile_model(model, hp: Head):
     import keras
 
     model.compile(optimizer=keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay),

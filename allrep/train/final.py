@@ -27,10 +27,8 @@ from allrep.evaluate.calibration import choose_map, referral_threshold
 from allrep.io import atomic_write_json
 from allrep.profile import Profile
 from allrep.repro import seed_for
+from allrep.train import FINAL_SECTIONS
 from allrep.train.features import for_backbone, split_arrays
-
-SECTIONS = ("seed", "backbones", "use_backbones", "weights_dir", "features", "head", "training", "tuning",
-            "ensemble", "splits", "uncertainty", "recipe_choice")
 
 
 def model_dir(cfg: Profile, dataset: str) -> Path:
@@ -60,7 +58,7 @@ def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
     split = final_split(dataset, cfg, hold_out)
     out = model_dir(cfg, dataset)
     M = cfg.ensemble.members
-    manifest = dict(profile=cfg.name, digest=cfg.digest(*SECTIONS), dataset=dataset, members=M,
+    manifest = dict(profile=cfg.name, digest=cfg.digest(*FINAL_SECTIONS), dataset=dataset, members=M,
                     held_out=sorted(split.loc[split["role"] == "test", "id"]), backbones={})
     val_ids = list(split.loc[split["role"] == "val", "id"])
     y_val = split.loc[split["role"] == "val", "label"].to_numpy()
@@ -119,7 +117,7 @@ def load_manifest(cfg: Profile, dataset: str) -> dict:
     if not path.is_file():
         raise AllrepError(f"no final models for profile {cfg.name!r} and dataset {dataset}: build them with `{build}`")
     m = json.loads(path.read_text())
-    if m["digest"] != cfg.digest(*SECTIONS):
+    if m["digest"] != cfg.digest(*FINAL_SECTIONS):
         raise AllrepError(f"the final models of {cfg.name}/{dataset} were trained with other settings than the "
                           f"profile now has (stale): rebuild them with `{build}`")
     return m

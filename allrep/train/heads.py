@@ -1,7 +1,7 @@
-"""Seeded training of GRU heads on cached features (a pool of stacked heads), and of whole hybrids.
+"""Seeded training of GRU heads on cached features, in pools of stacked heads.
 
-A head (an ensemble member, a plain head, a tuning trial...) trains on frozen-backbone features; a
-whole hybrid fine-tunes (GPU). Early stopping and the choice of epoch use the *validation* part of
+A head (an ensemble member, a plain head, a tuning trial...) trains on frozen-backbone features (whole
+hybrids are fine-tuned by ``scripts/gpu_members.py``; from scratch by :mod:`allrep.train.scratch`). Early stopping and the choice of epoch use the *validation* part of
 the training split only; the test images are predicted once, at the end. Reproducibility: initial
 weights drawn from the head's seed, data order from ``numpy.random.default_rng(seed)``, dropout masks
 from their own seeded generator, and ``TF_DETERMINISTIC_OPS=1`` (set by :func:`allrep.repro.setup`)
@@ -15,11 +15,6 @@ from functools import lru_cache
 
 import keras
 import numpy as np
-
-from allrep.profile import Training
-from allrep.train.backbones import HeadParams, build_head, compile_model
-
-TrainSettings = Training  # the profile's `training:` section (allrep.profile.Training)
 
 
 class Shuffled(keras.utils.PyDataset):
@@ -124,12 +119,6 @@ class Reduction:
     @classmethod
     def from_state(cls, z) -> Reduction:
         return cls(int(z["pool"]), *((z["mean"], z["comp"], z["scale"]) if "comp" in z else ()))
-
-
-def reduce_channels(X_train, *others, ts: TrainSettings):
-    """:class:`Reduction` fitted on ``X_train`` with the recipe ``ts`` (pool, pca, whiten), applied to every array."""
-    f = Reduction.fit(X_train, ts.pool, ts.pca, ts.whiten)
-    return tuple(f(X) for X in (X_train, *others))
 
 
 def _nll(y, p2) -> float:
@@ -405,19 +394,18 @@ def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: flo
         tr.load({k: None for k in finished if heads[k] is None})
 
 
-def train_heads(tasks, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0, reuse: bool = True,
-                slots: int = SLOTS, keep_weights: bool = False) -> list[dict]:
-    """One result per task, in order (:func:`run_pool` over a list)."""
-    src = Tasks(tasks)
-    if len(src):
-        run_pool(src, epochs, patience, batch_size, min_delta, keep_weights, slots=slots, reuse=reuse)
-    return src.results
-
-
 def ended_by(epochs_run: int, best_epoch: int, patience: int) -> str:
     """What ended a member's training (:func:`run_pool`): "early stopping" (``patience`` epochs
     without a better validation loss) or "epoch cap" (the last epoch came while patience had not run out)."""
     return "early stopping" if epochs_run == best_epoch + patience else "epoch cap"
+
+
+def epochs_summary(members):
+    """Per protocol: how many members, the median and largest number of epochs they ran, and the median epoch whose
+    weights they kept (the best on validation)."""
+    g = members.groupby("protocol", sort=True)
+    return g.agg(members=("epochs_run", "size"), median_epochs=("epochs_run", "median"),
+                 max_epochs=("epochs_run", "max"), median_best_epoch=("best_epoch", "median")).reset_index()
 
 
 def convergence(members):
@@ -427,58 +415,3 @@ def convergence(members):
         if col not in t:
             t[col] = 0
     return t[["early stopping", "epoch cap"]].reset_index()
-
-
-def predict(model, X, batch_size: int = 64) -> np.ndarray:
-    """p(ALL) for each row of X."""
-    p = np.asarray(model.predict(X, batch_size=batch_size, verbose=0))
-    return p[:, 1].astype(np.float64)
-
-
-# ----------------------------------------------------------------------------- fine-tuning (GPU)
-class FineTuner:
-    """Fine-tune whole hybrids, reusing one compiled model across ensemble members.
-
-    XLA compiles a new model for 25-190 s on the GPU, so members do not rebuild:
-    each member restores the backbone's starting weights, re-initialises the head
-    from its own seed, resets the optimiser state, and trains. ``unfreeze`` is the
-    number of backbone layers (from the top) that train; -1 trains all of them.
-    """
-
-    def __init__(self, w, hp: HeadParams, ts: TrainSettings, unfreeze: int = -1):
-        import keras
-
-        from allrep.train.backbones import build_hybrid
-
-        self.hp, self.ts = hp, ts
-        self.model = build_hybrid(w, hp, trainable_backbone=True)
-        base = self.model.layers[1]
-        if unfreeze >= 0:
-            for layer in base.layers[: len(base.layers) - unfreeze]:
-                layer.trainable = False
-        self.start = [v.numpy() if hasattr(v, "numpy") else np.asarray(v) for v in self.model.weights]
-        self.head = self.model.layers[-1]
-        compile_model(self.model, hp)
-        self._keras = keras
-
-    def reset(self, seed: int) -> None:
-        keras = self._keras
-        for v, x in zip(self.model.weights, self.start):
-            v.assign(x)
-        keras.utils.set_random_seed(int(seed))
-        copy_state(self.head, build_head(self.head.input_shape[1], self.head.input_shape[2], self.hp))
-        reset_optimizer(self.model.optimizer)
-
-    def member(self, X_train, y_train, X_val, y_val, X_test, seed: int) -> dict:
-        """X_*: preprocessed float images (n, s, s, 3)."""
-        keras = self._keras
-        t0 = time.perf_counter()
-        self.reset(seed)
-        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.ts.patience, restore_best_weights=True)
-        hist = self.model.fit(Shuffled(X_train, y_train, self.ts.batch_size, seed), validation_data=(X_val, y_val),
-                              epochs=self.ts.epochs, callbacks=[stop], verbose=0)
-        h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
-        t1 = time.perf_counter()
-        return dict(p_test=predict(self.model, X_test), p_val=predict(self.model, X_val), history=h,
-                    best_epoch=int(np.argmin(h["val_loss"])) + 1, epochs_run=len(h["loss"]), train_seconds=t1 - t0,
-                    predict_seconds=time.perf_counter() - t1, n_train=int(len(X_train)))

@@ -21,6 +21,7 @@ from dataclasses import fields, replace
 import numpy as np
 import pandas as pd
 
+from allrep.evaluate.metrics import per_image_nll
 from allrep.profile import Candidate, Head, Profile, Training
 from allrep.progress import bar
 from allrep.repro import seed_for
@@ -163,15 +164,6 @@ def paired_choice(nll_per_image: dict[str, np.ndarray]) -> dict:
         if n != names[0] and d.mean() + se < 0 and d.mean() < best[0]:
             best = (float(d.mean()), n)
     return dict(recipe=best[1], candidates=out)
-
-
-def per_image_nll(y, p) -> np.ndarray:
-    """Each image's cross-entropy (clipped as :func:`allrep.evaluate.metrics.nll`, whose mean it is)."""
-    from allrep.evaluate.metrics import EPS
-
-    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    y = np.asarray(y, dtype=int)
-    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
 def candidate_settings(cfg: Profile) -> dict[str, tuple[Head, Training]]:

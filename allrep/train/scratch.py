@@ -26,9 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from allrep.profile import Recipe as _Recipe
+from allrep.profile import Recipe
 
-Recipe = _Recipe  # a `scratch.recipes` entry of the profile (allrep.profile.Recipe)
 
 
 def jitter_view(img: np.ndarray, rng: np.random.Generator, colour: bool) -> np.ndarray:
