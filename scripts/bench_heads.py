@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def reduce_channels(X_train, *others, ts):
     """:class:`Reduction` fitted on ``X_train`` with the recipe ``ts`` (pool, pca, whiten), applied to every array."""
     from allrep.train.heads import Reduction

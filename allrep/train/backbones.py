@@ -36,7 +36,7 @@ BACKBONES = {
     "mobilenetv2": ("MobileNetV2", 224, "tf"),
 }
 WEIGHTS_ENV = "ALLREP_WEIGHTS_DIR"
-IMAGENET_TOOL = "shared/tools/imagenet-weights/build.sh"
+IMAGENET_TOOL = "allrep weights build"  # the project's offline builder (allrep.train.imagenet_files)
 
 
 def check_backbone(name: str) -> str:

@@ -29,7 +29,6 @@ import numpy as np
 from allrep.profile import Recipe
 
 
-
 def jitter_view(img: np.ndarray, rng: np.random.Generator, colour: bool) -> np.ndarray:
     """A random dihedral view of a square uint8 image, with mild colour/brightness jitter if ``colour``."""
     d = int(rng.integers(8))
