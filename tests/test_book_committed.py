@@ -73,3 +73,19 @@ def test_no_machine_specific_path_or_host_in_tracked_files():
         if re.search(r"Linux-\d+\.\d+", text):
             bad.append(f"{f}: a platform string")
     assert not bad, "\n".join(bad[:20])
+
+
+def test_readme_opens_with_the_registered_findings_generated_from_the_claims():
+    """The README's first screen says what was found: each claim's k/n and verdicts, generated from the registered
+    run's claims file (``allrep book`` rewrites the block), so it cannot go stale."""
+    import pandas as pd
+
+    from allrep.book.pages import FINDINGS_END, FINDINGS_START, readme_findings
+
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index(FINDINGS_START):text.index(FINDINGS_END) + len(FINDINGS_END)]
+    assert block == readme_findings(), "README findings are stale: run `allrep book`"
+    assert text.index(FINDINGS_END) < len("\n".join(text.splitlines()[:30]))  # on the first screen
+    cl = pd.read_csv(ROOT / "results" / "confirmatory" / "claims.csv")
+    for _, r in cl[cl["model_set"] == "all backbones"].iterrows():
+        assert f"{r['n_correct']}/{r['n_test']} ({r['n_correct'] / r['n_test']:.2%}) | {r['verdict']} |" in block
