@@ -46,5 +46,5 @@ book-only: setup  ## render book/ from the committed results (no data, no GPU)
 lab: setup  ## JupyterLab on notebooks/ with the project's kernel "allrep (.venv)"; hand runs write to scratch/interactive/
 	$(VENV)/bin/jupyter lab notebooks/
 
-clean:  ## remove scratch outputs and the book build (keeps caches)
-	rm -rf scratch book/_build
+clean:  ## remove scratch outputs and every book build (keeps caches)
+	rm -rf scratch book/_build _build

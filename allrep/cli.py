@@ -55,7 +55,9 @@ def _cmd_run(a) -> int:
 def _cmd_book(a) -> int:
     from allrep.book.pages import build_book
     from allrep.profile import load_profile
+    from allrep.repro import quiet_backend
 
+    quiet_backend()  # the backend's start-up lines, once, silenced (the pages' tables import it)
     html = build_book(load_profile(a.profile), strict=not a.lax)
     print(f"book: {html / 'index.html'}")
     return 0
@@ -71,16 +73,27 @@ def _cmd_steps(a) -> int:
 
     cfg = load_profile(a.profile)
     sealed = status(cfg)
+    rows, states = [], []
     for s in STEPS:
         for v in s.variants(cfg):
             if sealed is not None:
-                state = str(sealed) if sealed.verified else f"sealed at {sealed.commit[:12]} (does not verify)"
+                state = "sealed"
             else:
                 what = changes(stored_stamp(cfg, s, v), stamp(cfg, s, v))
                 state = "current" if not what else "to run: " + ", ".join(what[:3]) + (" ..." if len(what) > 3 else "")
-            print(f"{s.name:22s} {variant_id(v):28s} {state:8s} {relative(executed_path(cfg, s, v))}")
-    if sealed is not None and not sealed.verified:
-        print("\n".join(f"  {p}" for p in sealed.problems))
+            states.append(state.split(":")[0])
+            rows.append((s.name, variant_id(v), relative(executed_path(cfg, s, v)), state))
+    widths = [max(len(r[i]) for r in rows + [("step", "variant", "executed copy", "")]) for i in range(3)]
+    print(f"{'step':{widths[0]}}  {'variant':{widths[1]}}  {'executed copy':{widths[2]}}  state")
+    for r in rows:
+        print(f"{r[0]:{widths[0]}}  {r[1]:{widths[1]}}  {r[2]:{widths[2]}}  {r[3]}")
+    if sealed is not None:
+        print(f"profile {cfg.name}: {len(rows)} variants, {sealed} (allrep seal --check {cfg.name})")
+        for p in sealed.problems:
+            print(f"  {p}")
+    else:
+        print(f"profile {cfg.name}: {len(rows)} variants, {states.count('current')} current, "
+              f"{states.count('to run')} to run (allrep run --profile {cfg.name})")
     return 0
 
 
@@ -127,23 +140,46 @@ def _cmd_replay(a) -> int:
     return 0 if with_result["same"].astype(bool).all() else 1
 
 
+def train_final_estimate(cfg) -> str | None:
+    """What training final models costs, from the profile's recorded runs of step 70 (which trains two datasets'
+    final models): the longest such run, and so about half of it for one dataset. None without a record."""
+    import json
+
+    from allrep.runner.registry import other_output
+
+    path = other_output("timings", cfg)
+    runs = json.loads(path.read_text()) if path.is_file() else []
+    done = [(r["variants"][k], r.get("machine", "")) for r in runs for k in r.get("variants", {})
+            if k.startswith("70_using_models")]
+    if not done:
+        return None
+    seconds, machine = max(done)
+    return (f"train-final: expect up to about {seconds / 2 / 60:.0f} min for one dataset (step 70 of profile "
+            f"{cfg.name} trained two datasets' final models in {seconds / 60:.0f} min on {machine.split(',')[0]}; "
+            f"less where features and tuning trials are cached)")
+
+
 def _cmd_train_final(a) -> int:
     from allrep.profile import load_profile
-    from allrep.repro import setup
+    from allrep.repro import quiet_stderr, setup
     from allrep.train.final import train_final
 
     cfg = load_profile(a.profile)
-    setup(cfg.seed)
+    if (estimate := train_final_estimate(cfg)) is not None:
+        print(estimate, flush=True)
+    with quiet_stderr():
+        setup(cfg.seed)
     out = train_final(cfg, a.dataset, a.hold_out or ())
     print(f"final models of {cfg.name}/{a.dataset} saved in {out}")
     return 0
 
 
 def _cmd_predict(a) -> int:
-    from allrep.repro import setup
+    from allrep.repro import quiet_stderr, setup
     from allrep.train.inference import predict
 
-    setup(0)
+    with quiet_stderr():  # the backend's start-up lines
+        setup(0)
     df = predict(a.paths, a.profile, a.dataset, progress=True)
     failed = df.attrs.get("failed", [])
     for b in failed:
@@ -177,7 +213,9 @@ def _cmd_preregister(a) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="allrep", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="allrep", description="allrep command line: data verification, offline weights, "
+                                "the notebook pipeline, the seal and its replay, the book, and the final models. "
+                                "A problem you can fix prints one line and exits with status 2.")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data", help="data commands").add_subparsers(dest="sub", required=True)
     v = d.add_parser("verify", help="check an ALL-IDB folder against the manifest")
@@ -241,6 +279,9 @@ def main(argv=None) -> int:
     except AllrepError as e:
         print(f"allrep: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output went to a pager or `head` that closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("allrep: interrupted; finished work is kept, run the same command to resume", file=sys.stderr)
         return 130

@@ -1,4 +1,4 @@
-"""Measure, on this machine, what the paper profile costs; write results/benchmark.json.
+"""Measure, on the machine it runs on, what the paper profile costs; write results/benchmark.json.
 
     python scripts/benchmark.py [--profile paper] [--images 32]
 

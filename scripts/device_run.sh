@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine (see device_prepare.sh) under KERAS_BACKEND=jax, on ALL-IDB2's paper split:
 # fine-tuned MobileNetV2 members (ImageNet file), then EfficientNetB3-GRU from random weights at its
-# native 300 px with our from-scratch recipe and the naive one. Results and logs into $OUT.
+# native 300 px with our from-scratch recipe and the naive one. Results and logs into the output folder
+# named by $OUT.
 set -uo pipefail
-SITE="${TMPDIR:-/tmp}/site" SCRATCH_DIR="${TMPDIR:-/tmp}/scratch"  # on the device machine, outside the carried tree
+SITE="${TMPDIR:-/tmp}/site" SCRATCH_DIR="${TMPDIR:-/tmp}/scratch"  # on the GPU machine, outside the copied project tree
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
 export PYTHONPATH=$SITE:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export ALLREP_DATA=$PWD/.carry/data ALLREP_WEIGHTS_DIR=$PWD/.carry/weights ALLREP_SCRATCH=$SCRATCH_DIR

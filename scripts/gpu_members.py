@@ -1,4 +1,4 @@
-"""Fine-tune ensemble members on a GPU under any Keras 3 backend (the GPU machine: JAX).
+"""Fine-tune ensemble members on a GPU under any Keras 3 backend (JAX on a GPU machine without TensorFlow).
 
     KERAS_BACKEND=jax ALLREP_DATA=/path/ALL-IDB ALLREP_WEIGHTS_DIR=/path/weights \
         python scripts/gpu_members.py --profile paper --dataset IDB2 --members 1 --out $OUT

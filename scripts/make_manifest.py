@@ -1,6 +1,6 @@
 """Regenerate allrep/resources/manifest.csv from a trusted ALL-IDB copy.
 
-    python scripts/make_manifest.py ../shared/data/ALL-IDB
+    python scripts/make_manifest.py /path/to/ALL-IDB
 
 Names, labels, sizes and sha256 only: never pixels (the data is licensed).
 """

@@ -1,6 +1,6 @@
 """Recompute the crop-to-slide table, the slide overlaps and the groups from the images.
 
-    python scripts/make_provenance.py ../shared/data/ALL-IDB
+    python scripts/make_provenance.py /path/to/ALL-IDB
 
 Writes allrep/resources/{crop_provenance,slide_overlaps,groups}.csv (coordinates only).
 """

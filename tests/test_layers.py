@@ -42,3 +42,13 @@ def test_no_module_imports_a_private_name_of_another():
                 if n.startswith("_") and n != "__version__":
                     bad.append(f"{p.relative_to(ROOT)}: {mod}.{n}")
     assert bad == []
+
+
+def test_no_import_circle():
+    """No module imports, directly or through others, a module that imports it (grimp, import-linter's graph)."""
+    import grimp
+
+    g = grimp.build_graph("allrep")
+    circles = sorted({tuple(sorted((m, n))) for m in g.modules for n in g.find_modules_directly_imported_by(m)
+                      if g.chain_exists(importer=n, imported=m)})
+    assert circles == []

@@ -106,7 +106,7 @@ def test_joint_members_are_independent_and_reproducible(idb2):
 
 
 def test_gpu_script_runs_members_on_cpu_with_one_model(weights_dir, data_root, tmp_path, monkeypatch):
-    """The fine-tune script (JAX on the GPU machine) runs under TensorFlow here at a tiny size."""
+    """The fine-tune script (JAX on a GPU machine) runs under TensorFlow here at a tiny size."""
     import importlib.util
     from pathlib import Path
 

@@ -26,9 +26,8 @@ from allrep.book.tables import markdown_table
 from allrep.errors import AllrepError
 from allrep.io import atomic_write_text
 from allrep.profile import PROJECT_ROOT, Profile, load_profile
-from allrep.record import places
+from allrep.record import places, seal
 from allrep.record import runs as runs_
-from allrep.record import seal
 from allrep.runner.registry import STEPS, Step, executed_path, variant_id
 
 BOOK = PROJECT_ROOT / "book"

@@ -176,8 +176,8 @@ def recipe_markdown(cfg: Profile, path: Path) -> str:
                 min_delta=ts.min_delta, batch_size=ts.batch_size, projection=head.projection,
                 gru_units=head.gru_units, dense_units=head.dense_units)
     confirm = s[s["candidate"] == CONFIRM]
-    text = (f"Training all {len(res)} heads took {res['seconds'].sum() / 60:.0f} min on the machine that ran the study "
-            f"(two CPU cores, shared with other work while it ran). "
+    text = (f"Training all {len(res)} heads took {res['seconds'].sum() / 60:.0f} min of wall-clock time on two CPU cores "
+            f"(the study's own timing, not a benchmark). "
             f"{folds} paired cells per candidate (3 backbones x {len(rs.datasets)} datasets x {rs.folds} inner folds of "
             f"grouped repeat {rs.repeat}'s training part; {int(s['n'].iloc[0])} held-out images per candidate).\n\n"
             f"**Base**: " + ", ".join(f"{k}={v}" for k, v in rs.base.changes().items()) + ".\n\n"

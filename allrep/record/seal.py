@@ -188,7 +188,7 @@ def _at_commit(commit: str, rel: str) -> str | None:
 
 
 def _cpu() -> dict:
-    """The CPU model and instruction-set flags of this machine (Linux /proc/cpuinfo; else the platform's word)."""
+    """The CPU model and instruction-set flags of the CPU this runs on (Linux /proc/cpuinfo; else the platform's word)."""
     info = dict(machine=platform.machine(), model=platform.processor() or "unknown", flags=[])
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -8,12 +8,12 @@ both on cached features (frozen backbone) and inside the full model
 (fine-tuning), so the two modes train the same architecture.
 
 Only ``keras`` and ``keras.ops`` are used here: TensorFlow (the default) and JAX
-(the GPU machine) both run it.
+(a GPU machine without TensorFlow) both run it.
 
 Weights: ``imagenet`` means the official Keras download (cached in
 ``$KERAS_HOME/models``), unless ``ALLREP_WEIGHTS_DIR`` (or the profile's
-``weights_dir``) points at a folder built by ``shared/tools/imagenet-weights/
-build.sh``, whose ``manifest.yaml`` names a local file, its preprocessing and its
+``weights_dir``) points at a folder built by ``allrep weights build``
+(:mod:`allrep.train.imagenet_files`), whose ``manifest.yaml`` names a local file, its preprocessing and its
 input size; a backbone the manifest lists as ``null`` (EfficientNetB3) then
 starts from random initialisation, and says so. ``none`` is random
 initialisation. Preprocessing always follows the weights actually loaded.

@@ -149,15 +149,22 @@ def predict(paths_or_arrays, profile: str = "paper", dataset: str = "IDB2", prog
     from allrep.progress import bar
 
     cfg = load_profile(profile)
-    pr = predictor or Predictor(cfg, dataset)
     arrays = [a for a in paths_or_arrays if isinstance(a, np.ndarray)]
-    files, bad = collect([p for p in paths_or_arrays if not isinstance(p, np.ndarray)])
-    frames, names = [], []
-    for path in bar(files, desc="images", unit="image", disable=not progress or len(files) < 2):
+    files, bad = collect([p for p in paths_or_arrays if not isinstance(p, np.ndarray)])  # the paths first:
+    readable = []  # a mistyped path is named as such, whether or not final models exist
+    for path in files:
         why = check_image(path)
         if why:
             bad.append(BadImage(str(path), why))
-            continue
+        else:
+            readable.append(path)
+    if not readable and not arrays:
+        out = pd.DataFrame()
+        out.attrs["failed"] = bad
+        return out
+    pr = predictor or Predictor(cfg, dataset)
+    frames, names = [], []
+    for path in bar(readable, desc="images", unit="image", disable=not progress or len(readable) < 2):
         frames.append(pr.member_probs(pr.load(path)))
         names.append(str(path))
     for i, a in enumerate(arrays):

@@ -124,8 +124,8 @@ def decide(summ: pd.DataFrame, cfg: Profile) -> dict:
     held-out NLL beats the base by more than one standard error, or, when it is cheaper (under 80% of
     the base's seconds per head), when it is not worse by more than one standard error (the one-SE
     rule, in favour of the cheaper recipe). A candidate that changes the stopping rule (epochs, patience,
-    min_delta) is eligible only if the epoch cap ended none of its heads: members must converge (issue
-    #11; this clause was added after the study's table had been seen, and the book says so). Two adopted
+    min_delta) is eligible only if the epoch cap ended none of its heads: members must converge (this
+    clause was added after the study's table had been seen, and the book says so). Two adopted
     candidates that change the same setting: the lower NLL wins. Returns the merged changes (setting ->
     value) on top of ``base``."""
     cands = cfg.recipe_study.candidates

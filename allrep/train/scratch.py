@@ -17,7 +17,7 @@ end-to-end run, so the naive run and ours are two entries of the profile's
   the weights, so the network evaluated in inference mode is not the one trained;
 * early stopping on the validation part of the training split, best epoch restored.
 
-Only ``keras`` is used, so the GPU machine (JAX) runs the same code.
+Only ``keras`` is used, so a GPU machine with JAX and no TensorFlow runs the same code.
 """
 from __future__ import annotations
 
