@@ -59,6 +59,23 @@ def test_present_is_idempotent_hides_the_default_cell_and_injects_one_binding_li
     assert bound == {"profile": "confirmatory", **params}
 
 
+def test_present_turns_nbval_comments_into_tags_and_takes_glued_tables_off_the_page(tmp_path):
+    src = get_step("60").notebook
+    nb = nbformat.read(src, as_version=4)
+    marked = [i for i, c in enumerate(nb.cells) if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    assert marked
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert book.present(path, get_step("60"), {}, "smoke") is True
+    assert book.present(path, get_step("60"), {}, "smoke") is False  # idempotent
+    out = nbformat.read(path, as_version=4)
+    for i in marked:
+        c = out.cells[i]
+        assert "NBVAL" not in c.source and c.source == nb.cells[i].source.split("\n", 1)[1]
+        assert c.metadata["tags"].count("nbval-check-output") == 1
+        assert ("remove-output" in c.metadata["tags"]) == ("glue_values(" in c.source)
+
+
 def test_a_scratch_book_points_the_headline_paths_at_its_one_run():
     page = ("{glue:text}`confirmatory/60_results__all.ipynb::claim_k_IDB2_grouped:s` and "
             "```{include} _generated/confirmatory/claims_compact.md\n```\n:doc: confirmatory/60_results__all.ipynb\n"

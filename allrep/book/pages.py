@@ -96,6 +96,7 @@ def _one_line(params: dict) -> str:
     return f"{names} = {values}  # parameters (injected by the runner)\n"
 
 
+NBVAL_MARKER, NBVAL_TAG = "# NBVAL_CHECK_OUTPUT", "nbval-check-output"  # one marker, two spellings nbval reads
 SEALED_NOTE = "*Sealed record:"  # the line a sealed run's pages carry under their title
 
 
@@ -114,8 +115,9 @@ def present(nb_path: Path, step: Step, params: dict, profile: str, development: 
             note: str | None = None) -> bool:
     """Shape one executed notebook for reading (idempotent; outputs untouched): the variant's title as its
     first heading (and ``note``, a sealed run's line, under it), the source's default parameters cell removed
-    from the page (tag ``remove-cell``), and the injected parameters as one line that binds the same names.
-    Returns whether the file changed."""
+    from the page (tag ``remove-cell``), the injected parameters as one line that binds the same names, nbval's
+    comment marker turned into its cell tag, and the glued values' table kept for nbval but off the page
+    (tag ``remove-output``). Returns whether the file changed."""
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
@@ -135,6 +137,12 @@ def present(nb_path: Path, step: Step, params: dict, profile: str, development: 
             c.metadata["tags"] = [*tags, "remove-cell"]
         elif "injected-parameters" in tags:
             c.source = _one_line(dict(profile=profile, **params))
+        lines = c.source.splitlines()
+        if lines and lines[0].strip() == NBVAL_MARKER:  # nbval's comment marker, as the cell tag nbval also reads
+            c.source = "\n".join(lines[1:])
+            tags = c.metadata["tags"] = [*c.metadata.get("tags", []), NBVAL_TAG]
+        if "glue_values(" in c.source and "remove-output" not in tags:  # the glued values: for nbval, not the page
+            c.metadata["tags"] = [*tags, "remove-output"]
     after = nbformat.writes(nb)
     if after != before:
         atomic_write_text(nb_path, after)
