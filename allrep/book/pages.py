@@ -417,6 +417,26 @@ def preregistration_markdown(tables: dict | None) -> dict[str, str]:
     return {n: markdown_table(df) + "\n" for n, df in tables.items()}
 
 
+def report_tables(cfg: Profile) -> dict[str, str]:
+    """The honest-reporting tables of a run (:mod:`allrep.book.report`): targets and outcomes, the rule's verdict
+    zones and its sensitivity to the intra-group correlation, the margins beside the development run's drift, what
+    the run shares with the development run, and the code the amendments changed."""
+    from allrep.book import report
+
+    dev = load_profile(runs_.development().profile)
+    shared = report.shared_with_development(cfg, dev)
+    return {"targets.md": markdown_table(report.targets(cfg)) + "\n",
+            "verdict_zones.md": markdown_table(report.verdict_zones(cfg)) + "\n",
+            "icc_sensitivity.md": markdown_table(report.icc_sensitivity(cfg)) + "\n",
+            "drift.md": markdown_table(report.reexecution_drift(dev, cfg)) + "\n",
+            "amendments_code.md": markdown_table(report.amendment_code_changes()) + "\n",
+            "shared_with_development.md": (
+                f"Of the {shared['images']} images this run's splits use, {shared['tested_in_development']} sat in "
+                f"a test part of the development run (any dataset, either protocol), whose test parts were scored "
+                f"up to {shared['most_development_looks']} times per model while the recipe, the margin and the "
+                f"intra-group correlation were chosen.\n")}
+
+
 def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
     """Markdown tables generated from results files, included by the book's pages: the headline run's in
     ``_generated/<run>/`` (committed book) and the development run's (or a scratch profile's) in ``_generated/``."""
@@ -429,6 +449,8 @@ def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
         tables = {**book_tables(run.cfg), "ledger_sentence.md": ledger_sentence(run.cfg),
                   "claims_compact.md": markdown_table(compact_claims(_claims(run.cfg))) + "\n",
                   "tuning_sentence.md": tuning_sentence(run.cfg), "seal.md": seal_table(run.cfg)}
+        if run.run.headline or not run.run.committed:  # the registered run (a scratch run stands in for it)
+            tables |= report_tables(run.cfg)
         if not run.run.headline:  # the development run's page (or a scratch run's, which stands in for it)
             tables |= {"ledger.md": ledger_table(run.cfg), **preregistration_markdown(page_tables())}
         for name, text in tables.items():

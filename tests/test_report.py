@@ -1,0 +1,58 @@
+"""Honest reporting of the registered run (allrep.book.report), recomputed from its sealed files."""
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from allrep.book import report
+from allrep.evaluate.claims import verdict
+from allrep.profile import load_profile
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_profile("confirmatory")
+
+
+def test_verdict_zones_agree_with_the_rule_at_their_edges(cfg):
+    z = report.verdict_zones(cfg).set_index(["claim", "protocol"])
+    cl = pd.read_csv(ROOT / "results/confirmatory/claims.csv")
+    cl = cl[cl["model_set"] == "all backbones"]
+    for _, r in cl.iterrows():
+        row = z.loc[(f"{report.DATASET_NAMES[r['dataset']]} ({r['paper_accuracy']:g}%)", r["protocol"])]
+        assert row["observed"] == f"{r['n_correct']}/{r['n_test']}, {r['verdict']}"
+        for col, name in (("not reproduced at k", "not reproduced"), ("reproduced at k", "reproduced")):
+            if row[col] != "none":
+                lo, hi = (int(x) for x in (row[col].split(" to ") * 2)[:2])
+                for k in (lo, hi):
+                    assert verdict(k, r["n_test"], r["effective_n"], r["paper_accuracy"], cfg.verdict.delta,
+                                   cfg.verdict.alpha) == name
+    # the 100% claim and the combined claim have no inconclusive zone on the grouped design
+    assert z.loc[("ALL-IDB1 (100%)", "grouped"), "inconclusive at k"] == "none"
+    assert z.loc[("ALL-IDB1 + ALL-IDB2 (98.64%)", "grouped"), "not reproduced at k"] == "0 to 714"
+    assert z.loc[("ALL-IDB1 (100%)", "grouped"), "if true accuracy is 1 point lower: P(not reproduced)"] == "0.58"
+
+
+def test_the_registered_correlation_gives_the_registered_verdicts(cfg):
+    t = report.icc_sensitivity(cfg)
+    cl = pd.read_csv(ROOT / "results/confirmatory/claims.csv")
+    grouped = cl[(cl["model_set"] == "all backbones") & (cl["protocol"] == "grouped")]
+    registered = [c for c in t.columns if "(registered)" in c]
+    assert registered == ["ICC 0.1 (registered)"]
+    for (_, r), (_, c) in zip(t.iterrows(), grouped.iterrows()):
+        v, n_eff = r[registered[0]].split(" (n eff ")
+        assert v == c["verdict"] and np.isclose(float(n_eff.rstrip(")")), c["effective_n"], atol=0.5)
+    assert t.set_index("claim").loc["ALL-IDB2 (98.07%)", "ICC 0"].startswith("reproduced")
+
+
+def test_targets_report_the_registered_outcomes(cfg):
+    t = report.targets(cfg)
+    assert list(t["met"]) == ["no", "no", "no"]
+    assert t["outcome"].tolist()[:2] == ["503/520 = 96.73%", "on 5 of 10 outer splits (492 against 501 correct in all)"]
+    assert t["outcome"].iloc[2].startswith("141.6 minutes")
+
+
+def test_amendments_list_their_code(cfg):
+    a = report.amendment_code_changes()
+    assert a["amendment"].tolist() == ["Amendment 1", "Amendment 2"]
+    assert "`allrep/places.py`" in a.set_index("amendment").loc["Amendment 2", "code changed"]
