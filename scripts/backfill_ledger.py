@@ -2,7 +2,7 @@
 parts committed before the runner kept the ledger. Run once; the runner appends from then on."""
 from allrep.io import atomic_write_text
 from allrep.profile import load_profile
-from allrep.record import ledger
+from allrep.record import ledger, runs
 from allrep.runner.registry import other_output
 
 if __name__ == "__main__":
@@ -10,4 +10,4 @@ if __name__ == "__main__":
     rows = ledger.looks()
     atomic_write_text(path, rows.to_csv(index=False))
     print(f"{path}: {len(rows)} rows from {rows['commit'].nunique()} commits")
-    print(ledger.counts(rows, ledger.DEVELOPMENT_SEEDS).to_string(index=False))
+    print(ledger.counts(rows, runs.development_seeds()).to_string(index=False))

@@ -52,3 +52,26 @@ def test_no_import_circle():
     circles = sorted({tuple(sorted((m, n))) for m in g.modules for n in g.find_modules_directly_imported_by(m)
                       if g.chain_exists(importer=n, imported=m)})
     assert circles == []
+
+
+def test_every_module_the_pages_name_exists():
+    """`allrep.x.y` in README.md and the book's pages names a module, or a name in one, that exists."""
+    import importlib
+
+    refs = set()
+    for p in [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]:
+        refs |= set(re.findall(r"\ballrep(?:\.[A-Za-z_]\w*)+", p.read_text()))
+    missing = []
+    for ref in sorted(refs):
+        parts = ref.split(".")
+        for i in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            for name in parts[i:]:
+                obj = getattr(obj, name, None)
+            if obj is None:
+                missing.append(ref)
+            break
+    assert missing == []
