@@ -19,8 +19,11 @@ TIMINGS, RECIPE, BENCHMARK = (OTHER_OUTPUTS[n][0] for n in ("timings", "recipe_s
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A frame as a markdown table (the one writer of the book's generated tables)."""
-    return df.to_markdown(index=False, floatfmt=".4g") if len(df) else "*(no results yet)*"
+    """A frame as a markdown table (the one writer of the book's generated tables): no index column, headers in
+    words (``outer_splits`` -> ``outer splits``)."""
+    if not len(df):
+        return "*(no results yet)*"
+    return df.rename(columns=lambda c: str(c).replace("_", " ")).to_markdown(index=False, floatfmt=".4g")
 
 
 def fmt_pct(x: float) -> str:
