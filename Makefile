@@ -48,3 +48,4 @@ lab: setup  ## JupyterLab on notebooks/ with the project's kernel "allrep (.venv
 
 clean:  ## remove scratch outputs and every book build (keeps caches)
 	rm -rf scratch book/_build _build
+	git worktree prune

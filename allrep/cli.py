@@ -100,6 +100,7 @@ def _cmd_steps(a) -> int:
 def _cmd_seal(a) -> int:
     from allrep.profile import load_profile
     from allrep.record import seal
+    from allrep.record.places import relative
 
     if a.check:
         names = [a.profile] if a.profile else [n for n in _committed() if seal.record(load_profile(n))]
@@ -118,8 +119,16 @@ def _cmd_seal(a) -> int:
     if not a.profile:
         raise AllrepError("name the run to seal: allrep seal PROFILE")
     cfg = load_profile(a.profile)
+    if seal.record(cfg) is None:  # a seal records a finished run: every variant executed, none stale
+        from allrep.runner.execute import is_current
+        from allrep.runner.registry import STEPS, variant_id
+
+        stale = [f"{s.name} [{variant_id(v)}]" for s in STEPS for v in s.variants(cfg) if not is_current(cfg, s, v)]
+        if stale:
+            raise AllrepError(f"run {cfg.name} is not finished: {len(stale)} variant(s) to run ({', '.join(stale[:3])}"
+                              f"{' ...' if len(stale) > 3 else ''}); `allrep run --profile {cfg.name}` first")
     p = seal.seal(cfg)
-    print(f"{cfg.name}: {seal.status(cfg)}; record in {p.relative_to(seal.PROJECT_ROOT)}")
+    print(f"{cfg.name}: {seal.status(cfg)}; record in {relative(p)}")
     return 0
 
 
@@ -132,7 +141,7 @@ def _committed() -> tuple:
 def _cmd_replay(a) -> int:
     from allrep.record import replay
 
-    table = replay.replay(a.profile, a.steps, a.datasets, a.backbones, a.workers)
+    table = replay.replay(a.profile, a.steps, a.datasets, a.backbones, a.workers, resume=a.resume)
     with_result = table[table["same"].notna()]
     if len(with_result):
         print(with_result.to_string(index=False))
@@ -268,6 +277,7 @@ def parser() -> argparse.ArgumentParser:
     y.add_argument("--datasets", nargs="*")
     y.add_argument("--backbones", nargs="*")
     y.add_argument("--workers", type=int)
+    y.add_argument("--resume", action="store_true", help="continue an interrupted replay (default: start afresh)")
     y.set_defaults(fn=_cmd_replay)
     return p
 

@@ -103,6 +103,7 @@ def main(argv=None):
         return {ds: [t for t, s in items if s[0] == ds] for ds in ("IDB1", "IDB2")}
 
     import allrep.train.heads as training
+    from allrep.train.head_lists import train_heads
 
     out, counted = {}, {}
     # count the optimiser steps each head takes (for the arithmetic rate), whatever the implementation
@@ -140,11 +141,11 @@ def main(argv=None):
         def members_before():
             for ds, tasks in by_ds(zip(member_tasks, [s for s in splits for _ in range(M)])).items():
                 for i in range(0, len(tasks), 15):
-                    training.train_heads(tasks[i:i + 15], ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
+                    train_heads(tasks[i:i + 15], ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
 
         def plain_before():
             for ds, tasks in by_ds(zip(plain_tasks, splits)).items():
-                training.train_heads(tasks, pts.epochs, pts.patience, pts.batch_size, cfg.plain.min_delta)
+                train_heads(tasks, pts.epochs, pts.patience, pts.batch_size, cfg.plain.min_delta)
 
         def tuning_before():
             from allrep.train import tuning
@@ -155,10 +156,10 @@ def main(argv=None):
                     tuning.tune_splits(ss, cfg.head, ts, a.trials, min(a.trials, cfg.tuning.initial_points), tmp)
     else:
         def members_before():  # the runner's serial path: one pool for every variant's members
-            training.train_heads(member_tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
+            train_heads(member_tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta)
 
         def plain_before():
-            training.train_heads([dict(t, min_delta=cfg.plain.min_delta) for t in plain_tasks], pts.epochs,
+            train_heads([dict(t, min_delta=cfg.plain.min_delta) for t in plain_tasks], pts.epochs,
                                  pts.patience, pts.batch_size, cfg.plain.min_delta)
 
         def tuning_before():

@@ -44,13 +44,17 @@ def main(argv=None):
     from allrep.profile import load_profile
 
     cfg = load_profile(a.profile)
+    from allrep.record.seal import refusal
+
+    if refusal(cfg) is not None and not getattr(a, "out", None):  # a sealed run's folder is a record
+        raise SystemExit(refusal(cfg))
     env = repro.setup(cfg.seed)
     from allrep.data.dataset import manifest
     from allrep.data.splits import make_splits
     from allrep.runner.registry import other_output
     from allrep.train.backbones import weights_for
     from allrep.train.features import FeatureCache, for_backbone, split_arrays
-    from allrep.train.heads import train_heads
+    from allrep.train.head_lists import train_heads
 
     dest = Path(a.out) if a.out else other_output("benchmark", cfg)  # declared in allrep.runner.registry
     out = json.loads(dest.read_text()) if dest.is_file() else {}

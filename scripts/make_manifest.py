@@ -32,6 +32,10 @@ def scan_manifest(root: Path) -> list[dict]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "ALL_IDB2").is_dir():
+        sys.exit(__doc__.strip().splitlines()[2].strip() + "\n(the argument must be an ALL-IDB folder; nothing written)")
     rows = scan_manifest(Path(sys.argv[1]))
+    if not rows:
+        sys.exit("no image found: nothing written")
     atomic_write_csv(pd.DataFrame(rows, columns=MANIFEST_FIELDS), MANIFEST)
     print(f"wrote {len(rows)} rows")

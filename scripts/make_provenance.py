@@ -5,6 +5,7 @@
 Writes allrep/resources/{crop_provenance,slide_overlaps,groups}.csv (coordinates only).
 """
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -16,6 +17,8 @@ def write(rows, path):
     atomic_write_csv(pd.DataFrame(rows), path)
 
 
+if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "ALL_IDB2").is_dir():
+    sys.exit("usage: python scripts/make_provenance.py /path/to/ALL-IDB (an ALL-IDB folder; nothing written)")
 root = sys.argv[1]
 prov = pv.match_crops(root)
 write(prov, pv.PROVENANCE)

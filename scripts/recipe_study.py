@@ -23,6 +23,10 @@ def main(argv=None) -> None:
     ap.add_argument("--backbones", nargs="*")
     a = ap.parse_args(argv)
     cfg = load_profile(a.profile)
+    from allrep.record.seal import refusal
+
+    if refusal(cfg) is not None and not getattr(a, "out", None):  # a sealed run's folder is a record
+        raise SystemExit(refusal(cfg))
     repro.setup(cfg.seed)
     t0 = time.perf_counter()
     sp = {ds: make_splits(ds, "grouped", cfg.seed, cfg.splits.test_fraction, cfg.splits.val_fraction,

@@ -1,7 +1,6 @@
 """The seal of the registered run (allrep.record.seal): a checksummed record that the runner never re-executes."""
 import json
 import shutil
-import subprocess
 
 import pandas as pd
 import pytest
@@ -52,8 +51,8 @@ def test_the_committed_run_is_sealed_and_its_checksums_match(cfg):
 def test_every_ledger_row_of_the_sealed_seed_carries_the_sealed_commit(cfg):
     rec = seal.record(cfg)
     ledger = pd.read_csv(places.ledger_path(cfg), dtype={"commit": str})
-    rows = ledger[ledger["split_seed"] == cfg.seed]
-    assert len(rows) == rec["ledger"]["rows"] == 200
+    rows = ledger[ledger["split_seed"] == cfg.seed]  # replays of the sealed commit included: they run its code
+    assert len(seal.ledger_rows(cfg)) == rec["ledger"]["rows"] == 200
     assert {c.removesuffix("+dirty") for c in rows["commit"]} == {rec["commit"][:12]}
     assert (rows.loc[rows["look"] != "replay", "look"] == "new").all()
 
@@ -105,7 +104,7 @@ def test_a_presentation_edit_passes_and_an_edited_output_fails(run_copy, cfg):
     bad = seal.check(cfg)
     assert bad == ["book/confirmatory/30_ensemble__mobilenetv2_IDB2.ipynb#outputs: changed (cell outputs)",
                    "results/confirmatory/claims.csv: changed"]
-    assert "does not verify" not in str(seal.status(cfg)) and "2 mismatch(es)" in str(seal.status(cfg))
+    assert str(seal.status(cfg)).startswith(f"sealed at {seal.record(cfg)['commit'][:12]} (2 mismatch(es): ")
     assert cli.main(["seal", "--check", "confirmatory"]) == 1
 
 
@@ -138,6 +137,44 @@ def test_a_code_edit_restamps_the_variants_but_the_seal_still_verifies(cfg, monk
     assert str(seal.status(cfg)).endswith("(verified)")  # ...and the record is still the record
 
 
+def test_a_provenance_edit_fails_the_check(run_copy, cfg):
+    """The commit an executed notebook names is evidence: pointing it at another commit is not presentation."""
+    nb_path = places.executed_dir(cfg) / "60_results__all.ipynb"
+    nb = json.loads(nb_path.read_text())
+    nb["metadata"]["allrep"]["environment"]["commit"] = "1818a53"
+    nb_path.write_text(json.dumps(nb))
+    assert [b for b in seal.check(cfg) if b.startswith("commit:")]
+
+
+def test_compare_sets_files_counts_and_verdicts_beside_the_record(cfg, tmp_path):
+    from allrep.record import replay
+
+    rel = "results/confirmatory/splits/IDB2_grouped.csv"
+    (tmp_path / rel).parent.mkdir(parents=True)
+    shutil.copy(ROOT / rel, tmp_path / rel)
+    other = "results/confirmatory/splits/IDB1_grouped.csv"
+    (tmp_path / other).write_text("changed\n")
+    claims = pd.read_csv(ROOT / "results/confirmatory/claims.csv")
+    claims.loc[0, "verdict"] = "inconclusive"
+    claims.to_csv(tmp_path / "results/confirmatory/claims.csv", index=False)
+    mine = seal.ledger_rows(cfg).iloc[:2].copy()
+    mine.loc[mine.index[1], "k"] = int(mine["k"].iloc[1]) - 1
+    t = replay.compare(cfg, tmp_path, mine.assign(look="replay"))
+    files = t[t["what"] == "file"].set_index("item")["same"]
+    assert files[rel] is True and files[other] is False and files.isna().sum() == len(files) - 3
+    assert t[t["what"] == "k"]["same"].tolist() == [True, False]
+    verdicts = t[t["what"] == "verdict"]
+    assert len(verdicts) == len(claims) and verdicts["same"].tolist().count(False) == 1
+    assert "k: 1 of 2 replayed match the record" in replay.summary(t)
+
+
+def test_replay_needs_the_sealed_weights(cfg, monkeypatch):
+    from allrep.record import replay
+
+    with pytest.raises(AllrepError, match="allrep weights build DEST"):
+        replay.check_weights(seal.record(cfg), None)
+
+
 @pytest.mark.slow
 def test_replay_runs_the_sealed_commit_into_scratch_and_matches_the_record(cfg, data_root, weights_dir, tmp_path,
                                                                            monkeypatch):
@@ -147,6 +184,7 @@ def test_replay_runs_the_sealed_commit_into_scratch_and_matches_the_record(cfg, 
 
     monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path))
     before = _tree(places.output_dir(cfg), places.executed_dir(cfg))
+    ledger_before = places.ledger_path(cfg).read_bytes()
     try:
         table = replay.replay("confirmatory", steps=["10"], say=lambda *_: None)
         done = table[table["same"].notna()]
@@ -156,5 +194,6 @@ def test_replay_runs_the_sealed_commit_into_scratch_and_matches_the_record(cfg, 
         assert done["same"].astype(bool).all(), done[~done["same"].astype(bool)]
         assert "file: 10 of 10 replayed match the record" in replay.summary(table)
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(replay.folder(cfg) / "src")])
+        replay.remove(cfg)
     assert _tree(places.output_dir(cfg), places.executed_dir(cfg)) == before
+    assert places.ledger_path(cfg).read_bytes() == ledger_before  # step 10 scores no test part: no ledger row

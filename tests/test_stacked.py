@@ -3,9 +3,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from heads import train_heads
 
 from allrep.profile import Head
+from allrep.train.head_lists import train_heads
 
 HP = Head(projection=0, gru_units=8, dense_units=8, dropout=0.3, learning_rate=3e-3, weight_decay=1e-4)
 

@@ -33,7 +33,8 @@ def test_min_delta_ends_training_when_improvements_become_negligible():
     import numpy as np
 
     from allrep.profile import Head, Training
-    from allrep.train.heads import ended_by, train_heads
+    from allrep.train.head_lists import train_heads
+    from allrep.train.heads import ended_by
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 64)

@@ -14,10 +14,10 @@ TS = Training(epochs=25, batch_size=32, patience=5)
 
 
 def _heads(X, y, Xv, yv, Xt, hp, ts, seeds, reuse=True, min_delta=None):
-    """One head per seed on the same data (:func:`heads.train_heads`), in a stack of as many
+    """One head per seed on the same data (:func:`allrep.train.head_lists.train_heads`), in a stack of as many
     slots as heads: these tests check learning and reproducibility, not the pipeline's 16-slot pools
     (tests/test_stacked.py compares stacks), and idle slots would only cost time."""
-    from heads import train_heads
+    from allrep.train.head_lists import train_heads
 
     tasks = [dict(X_train=X, y_train=y, X_val=Xv, y_val=yv, X_test=Xt, hp=hp, seed=int(s)) for s in seeds]
     return train_heads(tasks, ts.epochs, ts.patience, ts.batch_size, ts.min_delta if min_delta is None else min_delta,

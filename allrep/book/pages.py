@@ -361,7 +361,7 @@ def ledger_table(cfg: Profile) -> str:
     path = other_output("ledger", cfg)
     if not path.is_file():
         return "*(no test part scored yet)*\n"
-    book = ledger.counts(pd.read_csv(path, dtype={"commit": str, "digest": str}), runs_.development_seeds())
+    book = ledger.counts(ledger.read(path), runs_.development_seeds())
     return markdown_table(book) + "\n"
 
 
@@ -373,7 +373,7 @@ def ledger_sentence(cfg: Profile) -> str:
     path = other_output("ledger", cfg)
     if not path.is_file():
         return "No test part has been scored yet.\n"
-    lg = pd.read_csv(path, dtype={"commit": str, "digest": str})
+    lg = ledger.read(path)
     lg = lg[lg["split_seed"] == cfg.seed]
     if not len(lg):
         return "No test part of this run's splits has been scored yet.\n"

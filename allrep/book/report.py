@@ -14,7 +14,8 @@ import pandas as pd
 from allrep.evaluate.claims import effective_n, verdicts
 from allrep.profile import PROJECT_ROOT, Profile
 from allrep.record import places
-from allrep.record.ledger import counts
+from allrep.record.history import git
+from allrep.record.ledger import counts, read
 
 DATASET_NAMES = {"IDB1": "ALL-IDB1", "IDB2": "ALL-IDB2", "combined": "ALL-IDB1 + ALL-IDB2"}
 ICCS = (0.0, 0.1, 0.2, 0.3)
@@ -122,9 +123,8 @@ def shared_with_development(cfg: Profile, development: Profile) -> dict:
     tested = set(dev.loc[dev["role"] == "test", "id"])
     reg = pd.concat([pd.read_csv(p) for p in sorted((places.output_dir(cfg) / "splits").glob("*.csv"))])
     images = set(reg["id"])
-    lg_path = places.ledger_path(development)
-    lg = pd.read_csv(lg_path, dtype={"commit": str, "digest": str}) if lg_path.is_file() else pd.DataFrame()
-    dev_rows = lg[lg["split_seed"] == development.seed] if len(lg) else lg
+    lg = read(places.ledger_path(development))
+    dev_rows = lg[lg["split_seed"].astype(int) == development.seed]
     most = int(counts(dev_rows)["max_looks_per_split_and_model"].max()) if len(dev_rows) else 0
     return dict(images=len(images), tested_in_development=len(images & tested), most_development_looks=most)
 
@@ -133,15 +133,13 @@ def amendment_code_changes(root=PROJECT_ROOT) -> pd.DataFrame:
     """The amendment commits (message starting "Amendment") and the code each changed besides settings: the
     allrep modules, notebooks and scripts in its diff (from git; empty without the history)."""
     try:
-        log = subprocess.run(["git", "log", "--reverse", "--format=%h%x09%s", "--grep=^Amendment"], cwd=root,
-                             capture_output=True, text=True, check=True).stdout
+        log = git("log", "--reverse", "--format=%h%x09%s", "--grep=^Amendment", root=root)
     except (OSError, subprocess.CalledProcessError):
         return pd.DataFrame(columns=["commit", "amendment", "code changed"])
     rows = []
     for line in filter(None, log.splitlines()):
         commit, subject = line.split("\t", 1)
-        files = subprocess.run(["git", "show", "--name-only", "--format=", commit], cwd=root, capture_output=True,
-                               text=True).stdout.split()
+        files = git("show", "--name-only", "--format=", commit, root=root).split()
         code = sorted(f for f in files if f.startswith(("allrep/", "notebooks/", "scripts/")) and
                       not f.startswith("allrep/resources/"))
         rows.append({"commit": commit, "amendment": subject.split(":", 1)[0],
@@ -154,16 +152,14 @@ def reexecution_drift(development: Profile, cfg: Profile, root=PROJECT_ROOT) -> 
     its fused counts (the two latest committed versions of its claims file, from git), per claim and protocol."""
     rel = places.relative(places.output_dir(development) / "claims.csv")
     try:
-        commits = subprocess.run(["git", "log", "--format=%h", "-n", "2", "--", rel], cwd=root, capture_output=True,
-                                 text=True, check=True).stdout.split()
+        commits = git("log", "--format=%h", "-n", "2", "--", rel, root=root).split()
     except (OSError, subprocess.CalledProcessError):
         commits = []
     moved = {}
     if len(commits) == 2:
         import io
 
-        new, old = (pd.read_csv(io.StringIO(subprocess.run(["git", "show", f"{c}:{rel}"], cwd=root, text=True,
-                                                          capture_output=True).stdout)) for c in commits)
+        new, old = (pd.read_csv(io.StringIO(git("show", f"{c}:{rel}", root=root))) for c in commits)
         key = ["dataset", "protocol", "model_set"]
         both = new.merge(old, on=key, suffixes=("", "_before"))
         moved = {tuple(r[k] for k in key): (int(r["n_correct_before"]), int(r["n_correct"]), int(r["n_test"]))

@@ -22,6 +22,7 @@ import yaml
 
 from allrep.evaluate.metrics import predict_label
 from allrep.profile import PROJECT_ROOT
+from allrep.record.history import git
 from allrep.record.runs import committed, development, registered
 from allrep.repro import git_commit
 
@@ -35,12 +36,8 @@ COLUMNS = ["dataset", "protocol", "split_seed", "split_set", "repeat", "models",
            "digest"]
 
 
-def _git(*args, root: Path = PROJECT_ROOT) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
-
-
 def _files_at(commit: str, root: Path) -> list[str]:
-    names = _git("ls-tree", "-r", "--name-only", commit, "--", "results/", root=root).split()
+    names = git("ls-tree", "-r", "--name-only", commit, "--", "results/", root=root).split()
     # the development run's results only: another committed run's folder inside results/ is recorded by the runner
     others = tuple(f"{r.results}/" for r in committed() if not r.development)
     return [n for n in names if not n.startswith(others) and is_test_file(n[len("results/"):])]
@@ -56,7 +53,7 @@ def _model_name(path: str) -> str:
 
 def _seed_at(commit: str, root: Path) -> int | None:
     try:
-        return int(yaml.safe_load(_git("show", f"{commit}:profiles/{development().profile}.yaml", root=root))["seed"])
+        return int(yaml.safe_load(git("show", f"{commit}:profiles/{development().profile}.yaml", root=root))["seed"])
     except (subprocess.CalledProcessError, KeyError, TypeError, ValueError):
         return None
 
@@ -97,7 +94,7 @@ def _mark(rows: list[dict], earlier: pd.DataFrame) -> list[dict]:
 
 def looks(root: Path = PROJECT_ROOT) -> pd.DataFrame:
     """The ledger (module doc) from the git history of ``root``, oldest commit first: the backfill."""
-    commits = _git("log", "--reverse", "--format=%H %cI", "--", "results/probabilities", "results/scratch",
+    commits = git("log", "--reverse", "--format=%H %cI", "--", "results/probabilities", "results/scratch",
                    root=root).split("\n")
     rows: list[dict] = []
     for line in filter(None, commits):
@@ -105,7 +102,7 @@ def looks(root: Path = PROJECT_ROOT) -> pd.DataFrame:
         seed = _seed_at(commit, root)
         for path in _files_at(commit, root):
             try:
-                df = pd.read_csv(io.StringIO(_git("show", f"{commit}:{path}", root=root)))
+                df = pd.read_csv(io.StringIO(git("show", f"{commit}:{path}", root=root)))
             except (pd.errors.ParserError, pd.errors.EmptyDataError):
                 continue
             new = [dict(r, commit=commit[:12], date=date) for r in scorings(df, path[len("results/"):], seed)]
@@ -113,13 +110,29 @@ def looks(root: Path = PROJECT_ROOT) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def read(ledger_path: Path) -> pd.DataFrame:
+    """The ledger at ``ledger_path`` (an empty one with the columns when there is none yet)."""
+    if not Path(ledger_path).is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(ledger_path, dtype={"commit": str, "digest": str, "split_set": str})
+
+
+def append(ledger_path: Path, rows: pd.DataFrame) -> None:
+    """Append ``rows`` to the ledger at ``ledger_path``, atomically (the one writer of the file)."""
+    from allrep.io import atomic_write_text
+
+    if not len(rows):
+        return
+    both = pd.concat([read(ledger_path), rows], ignore_index=True)
+    both = both[COLUMNS + [c for c in both.columns if c not in COLUMNS]]
+    Path(ledger_path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(ledger_path, both.to_csv(index=False))
+
+
 def record(ledger_path: Path, results: Path, written: list[Path], seed: int, root: Path = PROJECT_ROOT) -> pd.DataFrame:
     """Append a row per outer split of every test-prediction file in ``written`` (paths under ``results``)
     to the ledger at ``ledger_path`` (atomically); returns the rows appended."""
-    from allrep.io import atomic_write_text
-
-    earlier = pd.read_csv(ledger_path, dtype={"commit": str, "digest": str}) if ledger_path.is_file() \
-        else pd.DataFrame(columns=COLUMNS)
+    earlier = read(ledger_path)
     commit, date = git_commit(root), pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     rows: list[dict] = []
     for path in sorted(written):
@@ -127,10 +140,7 @@ def record(ledger_path: Path, results: Path, written: list[Path], seed: int, roo
         if is_test_file(rel) and path.is_file():
             new = [dict(r, commit=commit, date=date) for r in scorings(pd.read_csv(path), rel, seed)]
             rows += _mark(new, pd.concat([earlier, pd.DataFrame(rows, columns=COLUMNS)]))
-    if rows:
-        both = pd.concat([earlier, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)[COLUMNS]
-        ledger_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(ledger_path, both.to_csv(index=False))
+    append(ledger_path, pd.DataFrame(rows, columns=COLUMNS))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -11,6 +11,7 @@ side by side (:func:`compare`): each file's digest, each outer split's k, each c
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from allrep.errors import AllrepError
-from allrep.io import atomic_write_csv
 from allrep.profile import PROJECT_ROOT, Profile, load_profile
-from allrep.record import places, seal
+from allrep.record import ledger, places, seal
+from allrep.record.history import git
 
 VOLATILE = ("timings/runs.json",)  # when and how long: a replay's own, never compared
 
@@ -33,22 +34,17 @@ def worktree(cfg: Profile, commit: str) -> Path:
     """A detached worktree of ``commit`` (created once; an existing one must be at that commit)."""
     src = folder(cfg) / "src"
     if (src / ".git").exists():
-        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        head = git("rev-parse", "HEAD", root=src).strip()
         if head != commit:
             raise AllrepError(f"{src} holds commit {head[:12]}, not the sealed {commit[:12]}: remove it "
                               f"(git worktree remove --force {src})")
         return src
     src.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["git", "-C", str(PROJECT_ROOT), "worktree", "add", "--detach", "--force", str(src), commit],
-                          capture_output=True, text=True)
-    if done.returncode:
-        raise AllrepError(f"could not check out commit {commit[:12]} for the replay: {done.stderr.strip()}")
+    try:
+        git("worktree", "add", "--detach", "--force", str(src), commit)
+    except subprocess.CalledProcessError as e:
+        raise AllrepError(f"could not check out commit {commit[:12]} for the replay: {e.stderr.strip()}") from None
     return src
-
-
-def _ledger(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"commit": str, "digest": str, "split_set": str}) if path.is_file() \
-        else pd.DataFrame()
 
 
 def command(cfg: Profile, steps=None, datasets=None, backbones=None, workers=None) -> list[str]:
@@ -61,27 +57,60 @@ def command(cfg: Profile, steps=None, datasets=None, backbones=None, workers=Non
     return cmd
 
 
-def replay(profile: str, steps=None, datasets=None, backbones=None, workers=None, say=print) -> pd.DataFrame:
-    """Run the sealed commit of ``profile`` into scratch (module doc); returns :func:`compare`'s table."""
+def remove(cfg: Profile) -> None:
+    """Remove a replay's worktree (and git's entry for it), its cache and its outputs."""
+    try:
+        git("worktree", "remove", "--force", str(folder(cfg) / "src"))
+    except subprocess.CalledProcessError:
+        pass
+    shutil.rmtree(folder(cfg), ignore_errors=True)
+    git("worktree", "prune")
+
+
+def check_weights(rec: dict, weights_dir: str | None) -> None:
+    """The weights the replay would use must be the sealed run's: each ImageNet file's sha256 in the folder's
+    manifest (``ALLREP_WEIGHTS_DIR``), or an error that says how to build them."""
+    import yaml
+
+    files = {bb: sha for bb, sha in rec["weights"].items() if len(sha) == 64}
+    if not files:
+        return
+    man = Path(weights_dir or "", "manifest.yaml")
+    have = yaml.safe_load(man.read_text()) if weights_dir and man.is_file() else {}
+    wrong = sorted(bb for bb, sha in files.items() if (have.get(bb) or {}).get("sha256") != sha)
+    if wrong:
+        raise AllrepError(f"the sealed run used converted ImageNet files for {', '.join(wrong)}; build them with "
+                          f"`allrep weights build DEST` and set ALLREP_WEIGHTS_DIR=DEST (now: {weights_dir or 'unset'})")
+
+
+def replay(profile: str, steps=None, datasets=None, backbones=None, workers=None, resume: bool = False,
+           say=print) -> pd.DataFrame:
+    """Run the sealed commit of ``profile`` into scratch (module doc), from an empty cache and a fresh worktree
+    (``resume``: continue an interrupted replay in the ones there); returns :func:`compare`'s table."""
     cfg = load_profile(profile)
     rec = seal.record(cfg)
     if rec is None:
         raise AllrepError(f"run {cfg.name} is not sealed: nothing to replay (allrep run --profile {cfg.name} runs it)")
+    paths = {v: str(Path(os.environ[v]).expanduser().resolve()) for v in ("ALLREP_DATA", "ALLREP_WEIGHTS_DIR")
+             if os.environ.get(v)}  # the replay's runner starts in the worktree: no path may be relative to here
+    check_weights(rec, paths.get("ALLREP_WEIGHTS_DIR"))
+    if not resume and folder(cfg).exists():
+        remove(cfg)
     src = worktree(cfg, rec["commit"])
     replay_ledger = src / places.ledger_path(cfg).relative_to(PROJECT_ROOT)
-    before = len(_ledger(replay_ledger))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])),
+    before = len(ledger.read(replay_ledger))
+    env = dict(os.environ, **paths, PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])),
                ALLREP_CACHE=str(folder(cfg) / "cache"), ALLREP_SCRATCH=str(folder(cfg) / "scratch"))
     env.pop("ALLREP_PROFILES", None)
     say(f"replay of {cfg.name} at {rec['commit'][:12]} in {src} (its own cache: {env['ALLREP_CACHE']})")
-    done = subprocess.run(command(cfg, steps, datasets, backbones, workers), cwd=src, env=env)
+    try:
+        done = subprocess.run(command(cfg, steps, datasets, backbones, workers), cwd=src, env=env)
+    finally:  # every scoring the replay made is a look, whether or not the runner finished
+        rows = ledger.read(replay_ledger).iloc[before:].assign(look="replay")
+        ledger.append(places.ledger_path(cfg), rows)
     if done.returncode:
-        raise AllrepError(f"the replay's runner failed (exit {done.returncode}); its partial files are in {src}")
-    rows = _ledger(replay_ledger).iloc[before:]
-    if len(rows):
-        rows = rows.assign(look="replay")
-        ledger_path = places.ledger_path(cfg)
-        atomic_write_csv(pd.concat([_ledger(ledger_path), rows], ignore_index=True), ledger_path)
+        raise AllrepError(f"the replay's runner failed (exit {done.returncode}); its partial files are in {src} "
+                          f"(allrep replay {cfg.name} --resume continues it)")
     return compare(cfg, src, rows)
 
 
@@ -90,7 +119,7 @@ def _replayed_digest(src: Path, rel: str) -> str | None:
     p = src / name
     if not p.is_file():
         return None
-    return seal.notebook_digest(p) if rel.endswith("#outputs") else seal._sha(p.read_bytes())
+    return seal.notebook_digest(p) if rel.endswith("#outputs") else seal.file_digest(p)
 
 
 def compare(cfg: Profile, src: Path, replay_rows: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -17,7 +17,8 @@ record, not a cache. ``allrep seal PROFILE`` writes ``seal.json`` into the run's
   change of the record);
 * ``ledger``: the digest of the run's rows in the test-set ledger.
 
-:func:`check` recomputes all of it from the files; :func:`status` says "sealed at <commit> (verified)" or
+:func:`check` recomputes the record from the files (the environment and the pinned files excepted: they are
+the run's, not today's); :func:`status` says "sealed at <commit> (verified)" or
 what no longer matches. The runner (:func:`allrep.runner.pipeline.run`) and a notebook's set-up cell refuse a
 sealed run; :mod:`allrep.record.replay` re-runs its commit in a worktree instead. Nothing here depends on the
 code of today: a sealed run stays verified while the package around it changes.
@@ -30,15 +31,16 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from allrep.errors import AllrepError
-from allrep.io import atomic_path
 from allrep.profile import PROJECT_ROOT, Profile
-from allrep.record import places
+from allrep.record import ledger, places
+from allrep.record.history import git
 
 FILE = "seal.json"
 PINNED = ("requirements.txt", "environment.yml")
@@ -53,8 +55,9 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _git(*args, root: Path = PROJECT_ROOT) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (how the seal records a results file)."""
+    return _sha(Path(path).read_bytes())
 
 
 # ----------------------------------------------------------------------------- what the record covers
@@ -96,17 +99,31 @@ def notebook_digest(path: Path) -> str:
 def _run_files(cfg: Profile) -> dict[str, str]:
     """sha256 of every file of the run, keyed by its path relative to the project: the results folder's files
     (the shared ledger and the seal itself excepted) and each executed notebook's normalised outputs."""
-    results, executed = places.output_dir(cfg), places.executed_dir(cfg)
+    results = places.output_dir(cfg)
     ledger_file = places.ledger_path(cfg).resolve()
     out = {}
     nested = [places.output_dir(c) for c in _nested_runs(cfg)]
     for p in sorted(results.rglob("*")):
-        if not p.is_file() or p.name == FILE or p.resolve() == ledger_file or any(p.is_relative_to(n) for n in nested):
+        if not p.is_file() or p.name == FILE or p.resolve() == ledger_file or any(p.is_relative_to(n) for n in nested) \
+                or _not_a_record(p):
             continue
         out[places.relative(p)] = _sha(p.read_bytes())
-    for p in sorted(executed.glob("*.ipynb")):
+    for p in _executed(cfg):
         out[places.relative(p) + "#outputs"] = notebook_digest(p)
     return out
+
+
+NOT_RECORDS = (".partial.ipynb", ".access.log", ".npz", ".npy", ".h5", ".keras")  # git-ignored work files
+
+
+def _not_a_record(p: Path) -> bool:
+    """A file the project never commits (a hidden temporary file, a partial notebook, arrays, models)."""
+    return p.name.startswith(".") or p.name.endswith(NOT_RECORDS)
+
+
+def _executed(cfg: Profile) -> list[Path]:
+    """The run's executed notebooks (a partial notebook of an interrupted execution is none)."""
+    return [p for p in sorted(places.executed_dir(cfg).glob("*.ipynb")) if not _not_a_record(p)]
 
 
 def _nested_runs(cfg: Profile) -> list:
@@ -132,11 +149,8 @@ def _stamps(cfg: Profile) -> dict[str, dict]:
 
 def ledger_rows(cfg: Profile) -> pd.DataFrame:
     """The run's rows in the test-set ledger: its split seed, replays excepted."""
-    path = places.ledger_path(cfg)
-    if not path.is_file():
-        return pd.DataFrame(columns=list(LEDGER_COLUMNS))
-    df = pd.read_csv(path, dtype={"commit": str, "digest": str, "split_set": str})
-    return df[(df["split_seed"] == cfg.seed) & (df["look"] != "replay")].reset_index(drop=True)
+    df = ledger.read(places.ledger_path(cfg))
+    return df[(df["split_seed"].astype(int) == cfg.seed) & (df["look"] != "replay")].reset_index(drop=True)
 
 
 def _ledger_digest(rows: pd.DataFrame) -> str:
@@ -159,7 +173,7 @@ def _evidence_commit(cfg: Profile, rows: pd.DataFrame) -> tuple[str, bool, dict]
     """The commit that produced the run: the executed notebooks' provenance and the run's ledger rows name one
     commit (a ledger row ends in ``+dirty`` when code differed from it). Full hash, clean flag, the evidence."""
     from_notebooks = set()
-    for p in sorted(places.executed_dir(cfg).glob("*.ipynb")):
+    for p in _executed(cfg):
         meta = json.loads(p.read_text()).get("metadata", {}).get("allrep", {})
         from_notebooks.add(meta.get("environment", {}).get("commit", "unknown"))
     from_ledger = set(rows["commit"].astype(str))
@@ -169,20 +183,19 @@ def _evidence_commit(cfg: Profile, rows: pd.DataFrame) -> tuple[str, bool, dict]
     full = set()
     for c in named:
         try:
-            full.add(_git("rev-parse", "--verify", f"{c}^{{commit}}").strip())
+            full.add(git("rev-parse", "--verify", f"{c}^{{commit}}").strip())
         except subprocess.CalledProcessError:
             raise AllrepError(f"run {cfg.name}: its evidence names commit {c}, which this repository lacks") from None
     if len(full) != 1:
         raise AllrepError(f"run {cfg.name}: its executed notebooks and ledger rows name several commits "
                           f"({', '.join(sorted(named))}); a sealed run is one commit's work")
-    clean = not any(c.endswith("+dirty") for c in from_ledger)
+    clean = not any(c.endswith("+dirty") for c in from_notebooks | from_ledger)
     return full.pop(), clean, dict(notebooks=sorted(from_notebooks), ledger=sorted(from_ledger))
 
 
 def _at_commit(commit: str, rel: str) -> str | None:
     try:
-        return _sha(subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=PROJECT_ROOT, check=True,
-                                   capture_output=True).stdout)
+        return _sha(git("show", f"{commit}:{rel}", binary=True))
     except subprocess.CalledProcessError:
         return None
 
@@ -204,16 +217,16 @@ def _cpu() -> dict:
 
 def _environment(cfg: Profile, commit: str) -> dict:
     recorded = {}
-    for p in sorted(places.executed_dir(cfg).glob("*.ipynb")):
+    for p in _executed(cfg):
         env = json.loads(p.read_text()).get("metadata", {}).get("allrep", {}).get("environment", {})
         recorded = {k: v for k, v in env.items() if k != "commit"}
         if recorded:
             break
     files = {rel: _at_commit(commit, rel) for rel in PINNED}
-    names = _git("ls-tree", "-r", "--name-only", commit, "--", RESOURCES).split()
+    names = git("ls-tree", "-r", "--name-only", commit, "--", RESOURCES).split()
     files |= {rel: _at_commit(commit, rel) for rel in names}
     pins = {}
-    for line in _git("show", f"{commit}:requirements.txt").splitlines():
+    for line in git("show", f"{commit}:requirements.txt").splitlines():
         name, sep, version = line.split("#")[0].strip().partition("==")
         if sep:
             pins[name.strip()] = version.strip()
@@ -250,14 +263,19 @@ def seal(cfg: Profile) -> Path:
     if p.exists():
         raise AllrepError(f"run {cfg.name} is sealed already ({places.relative(p)}, commit "
                           f"{record(cfg)['commit'][:12]}); a seal is never overwritten")
-    if not any(places.executed_dir(cfg).glob("*.ipynb")):
+    if not _executed(cfg):
         raise AllrepError(f"run {cfg.name} has no executed notebooks in {places.relative(places.executed_dir(cfg))}; "
                           f"run it first (allrep run --profile {cfg.name})")
     rec = make(cfg)
-    with atomic_path(p) as tmp:
-        if p.exists():  # raced by another sealer
-            raise AllrepError(f"run {cfg.name} was sealed meanwhile")
-        tmp.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(rec, indent=1, sort_keys=True) + "\n")
+        os.link(tmp, p)  # whole and exclusive at once: a seal that appeared meanwhile is never replaced
+    except FileExistsError:
+        raise AllrepError(f"run {cfg.name} was sealed meanwhile; a seal is never overwritten") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return p
 
 
@@ -285,6 +303,14 @@ def check(cfg: Profile) -> list[str]:
     sums = PROJECT_ROOT / "preregistration" / "SHA256SUMS"
     if rec.get("preregistration") and (not sums.is_file() or _sha(sums.read_bytes()) != rec["preregistration"]):
         bad.append("preregistration/SHA256SUMS: changed")
+    if _weights(cfg) != rec["weights"]:
+        bad.append("weights: the run's results name other weights than the seal")
+    try:
+        commit = _evidence_commit(cfg, rows)[0]
+    except AllrepError as e:
+        commit = str(e)
+    if commit != rec["commit"]:
+        bad.append(f"commit: the executed notebooks and ledger rows no longer name the sealed commit ({commit[:60]})")
     return bad
 
 

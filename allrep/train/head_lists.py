@@ -1,4 +1,6 @@
-"""A test helper: train a list of head tasks in one pool (the engine's :func:`allrep.train.heads.run_pool`)."""
+"""A list of head tasks trained in one pool (:func:`allrep.train.heads.run_pool` over a list, in order): the form
+the benchmarks (``scripts/benchmark.py``, ``scripts/bench_heads.py``) and the engine's tests use. The pipeline
+itself trains through the member engine (:mod:`allrep.train.members`)."""
 from allrep.train.heads import SLOTS, Tasks, run_pool
 
 
