@@ -229,3 +229,15 @@ def test_a_hand_run_writes_its_own_folder_and_reads_inputs_from_there_first(tmp_
     monkeypatch.delenv("ALLREP_RUNNER")
     monkeypatch.setenv("ALLREP_WRITE_RESULTS", "1")
     assert Context(get_step("60"), conf, {}).output("claims") == root / "results" / "confirmatory" / "claims.csv"
+
+
+def test_the_record_and_the_runner_are_plumbing_no_step_is_stamped_with():
+    """Editing the seal, the replay, the ledger, the git helper, the runner or the CLI re-executes nothing: none is
+    in any step's hashed closure (the runtime context is, and so are the runs and places it asks)."""
+    plumbing = {"allrep.record.seal", "allrep.record.replay", "allrep.record.ledger", "allrep.record.history",
+                "allrep.runner.registry", "allrep.runner.stamps", "allrep.runner.execute", "allrep.runner.pipeline",
+                "allrep.runner.dispatch", "allrep.cli", "allrep.book.pages", "allrep.book.tables", "allrep.book.report"}
+    for s in STEPS:
+        mods = set(stamps.step_modules(s))
+        assert not mods & plumbing, (s.name, sorted(mods & plumbing))
+        assert {"allrep.runner.context", "allrep.record.runs", "allrep.record.places"} <= mods, s.name

@@ -78,9 +78,10 @@ def module_file(mod: str) -> Path | None:
 
 
 # plumbing that computes nothing a notebook shows: the runner (the declaration of a step is hashed instead), the
-# seal and its replay (a refusal), the command line
+# record of runs (the seal and its replay, the ledger, the git history), the command line
 _NOT_HASHED = {"allrep.runner.registry", "allrep.runner.stamps", "allrep.runner.execute", "allrep.runner.pipeline",
-               "allrep.runner.dispatch", "allrep.cli", "allrep.record.seal", "allrep.record.replay"}
+               "allrep.runner.dispatch", "allrep.cli", "allrep.record.seal", "allrep.record.replay",
+               "allrep.record.ledger", "allrep.record.history"}
 # followed for their own syntax but not for their imports: the package's __init__ only re-exports
 # ``allrep.predict`` lazily, and `from allrep import plots` uses plots, not every module predict needs
 _LEAVES = {"allrep"}
