@@ -187,8 +187,9 @@ def _cmd_predict(a) -> int:
     from allrep.repro import quiet_stderr, setup
     from allrep.train.inference import predict
 
-    with quiet_stderr():  # the backend's start-up lines
-        setup(0)
+    if any(Path(x).exists() for x in a.paths):  # something to classify: the backend, its start-up lines silenced
+        with quiet_stderr():
+            setup(0)
     df = predict(a.paths, a.profile, a.dataset, progress=True)
     failed = df.attrs.get("failed", [])
     for b in failed:
