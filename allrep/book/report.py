@@ -107,11 +107,13 @@ def targets(cfg: Profile) -> pd.DataFrame:
                                      f"{sum(b for _, b in pairs)} correct in all)",
                              met="yes" if ok == len(pairs) else "no"))
     t_path = places.output_dir(cfg) / "timings" / "runs.json"
-    if t_path.is_file():
-        runs = json.loads(t_path.read_text())
-        total = sum(r["total_seconds"] for r in runs) / 60
+    empty = [r for r in (json.loads(t_path.read_text()) if t_path.is_file() else [])
+             if not any((r.get("cache_at_start") or {}).values())]  # runs that computed everything
+    if empty:
+        r = empty[-1]
+        total = r["total_seconds"] / 60
         rows.append(dict(target="the run from an empty cache within 90 minutes on two CPU cores",
-                         outcome=f"{total:.1f} minutes ({runs[0].get('machine', '').split(',')[0]})",
+                         outcome=f"{total:.1f} minutes ({r.get('machine', '').split(',')[0]}, {r['started']})",
                          met="yes" if total <= 90 else "no"))
     return pd.DataFrame(rows)
 
@@ -168,7 +170,8 @@ def reexecution_drift(development: Profile, cfg: Profile, root=PROJECT_ROOT) -> 
     for _, r in _claims(cfg).iterrows():
         m = moved.get((r["dataset"], r["protocol"], "all backbones"))
         rows.append({"claim": f"{DATASET_NAMES[r['dataset']]} ({r['paper_accuracy']:g}%)", "protocol": r["protocol"],
-                     "registered verdict": r["verdict"], "margin (images)": int(r["margin"]),
+                     "registered verdict": r["verdict"],
+                     "margin (images)": "" if pd.isna(r["margin"]) else int(r["margin"]),
                      "development fused count, re-executed": "" if m is None else
                      f"{m[0]}/{m[2]} -> {m[1]}/{m[2]} ({m[1] - m[0]:+d})"})
     return pd.DataFrame(rows)
