@@ -85,7 +85,13 @@ def test_bad_input_is_one_line_each_and_the_rest_is_classified(final, tmp_path, 
     assert good.name in out.stdout  # the good image is still classified
 
 
-def test_missing_models_name_the_command_that_builds_them(final):
-    out = _run(final, str(ROOT / "README.md"), "--dataset", "IDB1")
+def test_missing_models_name_the_command_that_builds_them(final, data_root):
+    """A readable image and no final models for its dataset: the error says how to build them. (A path that is no
+    image is reported as such before any model is looked for: tests/test_cli.py.)"""
+    image = sorted((data_root / "ALL_IDB2" / "img").glob("*.tif"))[0]
+    out = _run(final, str(image), "--dataset", "IDB1")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "allrep train-final --profile predicttest --dataset IDB1" in out.stderr
+    text = _run(final, str(ROOT / "README.md"), "--dataset", "IDB1")  # not an image: named, no model looked for
+    assert text.returncode == 1 and "README.md: not an image PIL can read" in text.stderr
+    assert "train-final" not in text.stderr
