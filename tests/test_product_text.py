@@ -17,6 +17,7 @@ PATTERNS = [
     ("the machine that ran it", r"\bthe machine that (ran|built)\b"),
     ("this machine", r"\bthis machine\b"),
     ("someone's budget", r"\b(time|cpu|gpu|the issue's|60-minute|\d+-minute) budget\b"),
+    ("someone's bar", r"(\d+|\{[^}]*\})-minute bar\b"),
     ("the device tool", r"\bdevice tool\b"),
     ("the build environment's tools", r"\bshared/tools\b"),
     ("CEO", r"\bCEO\b"),
