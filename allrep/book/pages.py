@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from allrep.book.tables import markdown_table
+from allrep.book.tables import DATASET_NAMES, markdown_table
 from allrep.errors import AllrepError
 from allrep.io import atomic_write_text
 from allrep.profile import PROJECT_ROOT, Profile, load_profile
@@ -34,7 +34,6 @@ BOOK = PROJECT_ROOT / "book"
 PAGES_BEFORE = ("intro", "data", "methods", "recipe")
 PAGES_AFTER = ("deviations", "preregistration", "reproduce")
 DEVELOPMENT_PAGE = "development"
-DATASET_NAMES = {"IDB1": "ALL-IDB1", "IDB2": "ALL-IDB2", "combined": "ALL-IDB1 + ALL-IDB2"}
 # a step's short name in page titles ("Ensemble: MobileNetV2 on ALL-IDB2"); the registry's title is the long one
 SHORT = {"10_data_exploration": "Data exploration", "20_tuning": "Tuning", "30_ensemble": "Ensemble",
          "32_plain": "Plain reference", "35_scratch": "EfficientNetB3 from scratch", "40_uncertainty": "Uncertainty",
@@ -53,18 +52,8 @@ class Run:
         """Its executed notebooks' folder, under the book."""
         return self.run.executed
 
-    @property
-    def caption(self) -> str:
-        return self.run.caption
-
-    @property
-    def development(self) -> bool:
-        return self.run.development
-
-    @property
-    def tables(self) -> str:
-        """Where its generated tables go, under the book."""
-        return self.run.tables
+    def __getattr__(self, name):  # caption, development, headline, tables...: the run's own
+        return getattr(self.__dict__["run"], name)
 
 
 def runs(cfg: Profile) -> list[Run]:

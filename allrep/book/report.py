@@ -11,13 +11,13 @@ import subprocess
 import numpy as np
 import pandas as pd
 
+from allrep.book.tables import DATASET_NAMES
 from allrep.evaluate.claims import effective_n, verdicts
 from allrep.profile import PROJECT_ROOT, Profile
 from allrep.record import places
 from allrep.record.history import git
 from allrep.record.ledger import counts, read
 
-DATASET_NAMES = {"IDB1": "ALL-IDB1", "IDB2": "ALL-IDB2", "combined": "ALL-IDB1 + ALL-IDB2"}
 ICCS = (0.0, 0.1, 0.2, 0.3)
 
 

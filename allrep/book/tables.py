@@ -18,6 +18,9 @@ from allrep.train.tuning import hyperparameter_table
 TIMINGS, RECIPE, BENCHMARK = (OTHER_OUTPUTS[n][0] for n in ("timings", "recipe_study", "benchmark"))
 
 
+DATASET_NAMES = {"IDB1": "ALL-IDB1", "IDB2": "ALL-IDB2", "combined": "ALL-IDB1 + ALL-IDB2"}  # as the book names them
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     """A frame as a markdown table (the one writer of the book's generated tables): no index column, headers in
     words (``outer_splits`` -> ``outer splits``)."""

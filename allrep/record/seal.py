@@ -107,7 +107,7 @@ def _run_files(cfg: Profile) -> dict[str, str]:
         if not p.is_file() or p.name == FILE or p.resolve() == ledger_file or any(p.is_relative_to(n) for n in nested) \
                 or _not_a_record(p):
             continue
-        out[places.relative(p)] = _sha(p.read_bytes())
+        out[places.relative(p)] = file_digest(p)
     for p in _executed(cfg):
         out[places.relative(p) + "#outputs"] = notebook_digest(p)
     return out
