@@ -185,3 +185,31 @@ def test_intro_quotes_the_confirmatory_run_and_development_page_the_development_
     assert "`executed/60_results__all.ipynb::claim_k_IDB2_grouped" in dev and "confirmatory/" not in dev.replace(
         "confirmatory verdicts", "").replace("the confirmatory seed", "")
     assert head.count("{glue:text}`confirmatory/60_results__all.ipynb::claim_") >= 30
+
+
+def test_timings_table_has_one_row_per_run_and_one_short_column_per_step(tmp_path):
+    """However many runs are recorded, the per-step table grows downwards (one row per run), so it fits the page;
+    the per-notebook table gives each notebook's latest, median and largest seconds over the runs that ran it."""
+    import json
+
+    from allrep.book.tables import timings_markdown
+
+    def run(started, commit, variants):
+        return dict(started=started, commit=commit, machine="2 CPUs", total_seconds=sum(variants.values()) + 1,
+                    variants=variants, cache_at_start={"features": 0})
+
+    runs = [run("2026-01-01 10:00", "aaaaaaaaaaaa", {"10_data__all": 10.0, "20_tuning__m_IDB1": 100.0}),
+            run("2026-01-02 10:00", "bbbbbbbbbbbb", {"20_tuning__m_IDB1": 40.0}),
+            run("2026-01-03 10:00", "cccccccccccc", {"20_tuning__m_IDB1": 70.0, "20_tuning__m_IDB2": 5.0})]
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps(runs))
+    text = timings_markdown(path)
+    steps = text.split("Seconds per step")[1].split("Seconds per executed notebook")[0]
+    header = [c.strip() for c in steps.splitlines()[2].strip("|").split("|")]
+    assert header == ["run", "started", "commit", "10", "20", "total"]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in steps.splitlines()[4:7]]
+    assert rows[0][2:] == ["aaaaaaa", "10", "100", "111"] and rows[1][3:] == ["", "40", "41"] and rows[2][4] == "75"
+    per = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+           for line in text.split("Seconds per executed notebook")[1].splitlines() if line.startswith("| 20_")}
+    assert per["20_tuning__m_IDB1"] == ["3", "70", "70", "100"]  # runs, latest, median, largest
+    assert per["20_tuning__m_IDB2"] == ["1", "5", "5", "5"]

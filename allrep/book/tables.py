@@ -237,18 +237,22 @@ def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
                      f"{len(r['variants'])} notebooks executed, cache at start: "
                      f"{_cache_text(r.get('cache_at_start'))}; the largest step was `{top}` "
                      f"({steps[top] / 60:.1f} min, {100 * steps[top] / r['total_seconds']:.0f}%).")
-    agg = pd.DataFrame(dict(zip(names, per_run))).sort_index()
-    agg.loc["total (s)"] = [r["total_seconds"] for r in runs]
-    agg = agg.map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
+    # One row per run, one short column per step: a table that fits the page however many runs are recorded.
+    steps = sorted({s for st in per_run for s in st})
+    agg = pd.DataFrame([{"run": f"{i + 1}", "started": r["started"], "commit": r["commit"][:7],
+                         **{s.split("_")[0]: ("" if s not in st else f"{st[s]:.0f}") for s in steps},
+                         "total": f"{r['total_seconds']:.0f}"} for i, (r, st) in enumerate(zip(runs, per_run))])
+    legend = ", ".join(f"{s.split('_')[0]} `{s}`" for s in steps)
     variants = sorted({k for r in runs for k in r["variants"]})
-    df = pd.DataFrame({n: [r["variants"].get(s) for s in variants] for n, r in zip(names, runs)}, index=variants)
-    df.loc["total (s)"] = [r["total_seconds"] for r in runs]
-    df = df.map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else (f"{v:.0f}" if isinstance(v, float) else v))
-    df.loc["machine"] = [r["machine"] for r in runs]
-    return ("\n".join(lines) + "\n\nSeconds per step:\n\n"
-            + agg.reset_index(names="step").to_markdown(index=False, floatfmt=".0f")
-            + "\n\nSeconds per executed notebook:\n\n"
-            + df.reset_index(names="notebook").to_markdown(index=False, floatfmt=".0f") + "\n")
+    per = pd.DataFrame([{"notebook": v, "runs that executed it": sum(v in r["variants"] for r in runs),
+                         "latest (s)": next((f"{r['variants'][v]:.0f}" for r in reversed(runs) if v in r["variants"])),
+                         "median (s)": f"{pd.Series([r['variants'][v] for r in runs if v in r['variants']]).median():.0f}",
+                         "largest (s)": f"{max(r['variants'][v] for r in runs if v in r['variants']):.0f}"}
+                        for v in variants])
+    machines = sorted({r["machine"] for r in runs})
+    return ("\n".join(lines) + f"\n\nSeconds per step (columns: {legend}):\n\n" + markdown_table(agg)
+            + "\n\nSeconds per executed notebook, over the runs that executed it:\n\n" + markdown_table(per)
+            + "\n\nMachines: " + "; ".join(f"`{m}`" for m in machines) + ".\n")
 
 
 def _predict_line(p: dict | None) -> str:
@@ -262,11 +266,17 @@ def benchmark_markdown(path: Path) -> str:
     if not path.is_file():
         return "*(no benchmark recorded yet: run `python scripts/benchmark.py`)*\n"
     b = json.loads(path.read_text())
-    df = pd.DataFrame(b["backbones"]).T.reset_index(names="backbone")
+    df = pd.DataFrame(b["backbones"]).T.drop(columns="all_368_images_seconds_estimate", errors="ignore")
+    df = df.reset_index(names="backbone").rename(columns={
+        "input_size": "input", "feature_images_per_second": "features (images/s)",
+        "head_samples_per_second": "head (samples/s)",
+        "member_seconds": "member (s)", "member_epochs": "member epochs"})
+    df["head (samples/s)"] = [f"{x:.0f}" for x in df["head (samples/s)"]]
+    df["sequence"] = [" x ".join(map(str, x)) if isinstance(x, list) else x for x in df["sequence"]]
     env = b["environment"]
     return (f"Measured {b['when']} on {env['cpus']} CPUs ({env['os']} {env['machine']}, accelerator: "
             f"{env['accelerator']}), Keras {env['keras']} "
-            f"on {env['backend']}.\n\n" + df.to_markdown(index=False) + "\n" + _predict_line(b.get("predict"))
+            f"on {env['backend']}.\n\n" + markdown_table(df) + "\n" + _predict_line(b.get("predict"))
             + _head_training_md(b.get("head_training")) + _workers_md(b.get("smoke_workers")))
 
 
@@ -280,8 +290,8 @@ def _head_training_md(h: dict | None) -> str:
         b, a = h["before"][k], h["after"][k]
         rows.append({"heads": label, "n": a["heads"], "before (heads/s)": b["heads_per_second"],
                      "after (heads/s)": a["heads_per_second"], "after / before": h["speedup"][k],
-                     "optimizer steps before": b["optimizer_steps"], "after": a["optimizer_steps"],
-                     "GFLOP/s before": b["gflops_per_second"], "GFLOP/s after": a["gflops_per_second"]})
+                     "optimizer steps": f"{b['optimizer_steps']} -> {a['optimizer_steps']}",
+                     "GFLOP/s": f"{b['gflops_per_second']} -> {a['gflops_per_second']}"})
     a = h["after"]
     return (f"\n**Head training** (measured {h['when']}; `scripts/bench_heads.py`: the paper recipe, "
             f"{a['backbone']} on ALL-IDB1 and ALL-IDB2, every split, {a['trials']} trials per search; *before* is "
@@ -289,7 +299,7 @@ def _head_training_md(h: dict | None) -> str:
             f"A large float32 matmul runs at {a['matmul_gflops_per_second']} GFLOP/s on these cores; the GFLOP/s "
             "columns count the arithmetic of every slot of every optimiser step (forward and backward, about "
             "three forward passes), so they show how far head training is from what the machine can do:\n\n"
-            + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+            + markdown_table(pd.DataFrame(rows)) + "\n")
 
 
 def _workers_md(w: dict | None) -> str:

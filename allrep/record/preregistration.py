@@ -171,9 +171,13 @@ def page_tables(folder: Path = FOLDER) -> dict[str, pd.DataFrame] | None:
             ("referral coverage", st["uncertainty"]["referral_coverage"])]
     settings = pd.DataFrame(rows, columns=["setting", "registered value"]).astype(str)
     design = pd.read_csv(folder / "design.csv")
-    d = design[["dataset", "outer_splits", "test_predictions", "images", "groups", "effective_n",
+    d = design[["dataset", "outer_splits", "images", "groups", "effective_n",
                 "p_reproduced_at_paper", "p_not_reproduced_at_delta_below", "meets", "smallest_delta"]].copy()
     d["smallest_delta"] = [("none up to 10 points" if pd.isna(x) else f"{100 * x:.1f} points") for x in d["smallest_delta"]]
+    d.insert(2, "images (groups)", [f"{i} ({g})" for i, g in zip(d.pop("images"), d.pop("groups"))])
+    d = d.rename(columns={"outer_splits": "splits", "p_reproduced_at_paper": "P(reproduced) at the paper's figure",
+                          "p_not_reproduced_at_delta_below": "P(not reproduced) a margin below",
+                          "smallest_delta": "smallest margin met"})
     oc = pd.read_csv(folder / "operating_characteristics.csv")
     delta, picks = float(design["delta"].iloc[0]), []
     for r in design.itertuples():
