@@ -246,3 +246,46 @@ def test_cross_fitting_folds_keep_photograph_groups_whole():
         assert not set(groups[h]) & set(groups[np.setdiff1d(np.arange(24), h)])  # a group on one side only
     assert cal._folds(np.ones(6, dtype=int), [f"g{i}" for i in range(6)], 5, 0) == []  # one class: no folds
     assert cal.choose_map(np.ones(6, dtype=int), np.full(6, 0.7), [f"g{i}" for i in range(6)], 5, 0, 0.5)["map"] == "none"
+
+
+def test_ledger_rows_per_recipe_and_for_held_out_files_and_amendments_added_once(tmp_path, monkeypatch):
+    """A from-scratch frame gives one row per recipe (not their average); step 70's held-out frame one row of its
+    fused calls; :func:`ledger.amendments` finds both in the history, marks them recorded after the fact, and a
+    second call adds nothing."""
+    import subprocess
+
+    from allrep.record import ledger, runs
+
+    scratch = pd.DataFrame(dict(recipe=["naive"] * 3 + ["ours"] * 3, protocol="paper", repeat=0, dataset="IDB2",
+                                backbone="b", member=0, id=list("abc") * 2, label=[1, 0, 1] * 2,
+                                p_all=[0.4, 0.4, 0.4, 0.9, 0.1, 0.8]))
+    rows = ledger.scorings(scratch, "scratch/IDB2_b.csv", 7)
+    assert [(r["models"], r["k"], r["n"]) for r in rows] == [("b from scratch (naive)", 1, 3),
+                                                             ("b from scratch (ours)", 3, 3)]
+    assert rows[0]["split_set"] == rows[1]["split_set"] and rows[0]["digest"] != rows[1]["digest"]
+    held = pd.DataFrame(dict(id=["IDB1/x", "IDB1/y"], label=["ALL", "healthy"], p_all_fused=[0.9, 0.8],
+                             predicted=["ALL", "ALL"]))
+    (r,) = ledger.scorings(held, "using/IDB1_held_out.csv", 7)
+    assert (r["dataset"], r["protocol"], r["models"], r["k"], r["n"]) == ("IDB1", "final", "final models, fused", 1, 2)
+    assert ledger.is_test_file("using/IDB1_held_out.csv") and not ledger.is_test_file("scratch/IDB2_b_members.csv")
+
+    def git(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "paper.yaml").write_text("seed: 7\n")
+    (tmp_path / "results" / "scratch").mkdir(parents=True)
+    (tmp_path / "results" / "using").mkdir()
+    scratch.to_csv(tmp_path / "results" / "scratch" / "IDB2_b.csv", index=False)
+    held.to_csv(tmp_path / "results" / "using" / "IDB1_held_out.csv", index=False)
+    git("add", "-A")
+    git("commit", "-q", "-m", "results")
+    monkeypatch.setattr(ledger, "committed", lambda: (runs.development(),))
+    monkeypatch.setattr(ledger, "MESSAGE_LOOKS", ())
+    new = ledger.amendments(pd.DataFrame(columns=ledger.COLUMNS), tmp_path)
+    assert sorted(new["models"]) == ["b from scratch (naive)", "b from scratch (ours)", "final models, fused"]
+    assert (new["added"] == "backfill").all() and (new["look"] == "new").all() and new["split_seed"].eq(7).all()
+    assert len(ledger.amendments(new, tmp_path)) == 0

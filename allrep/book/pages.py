@@ -372,9 +372,14 @@ def ledger_sentence(cfg: Profile) -> str:
     new = int((lg["look"] == "new").sum())
     rep = int((lg["look"] == "repeat").sum())
     times = "once" if most == 1 else f"up to {most} times"
+    later = int(lg["added"].eq("backfill").sum()) if "added" in lg.columns else 0
+    held_out = ", and the final models' held-out images" if lg["protocol"].eq(ledger.HELD_OUT).any() else ""
+    later = (f" {later} of the rows were recorded after the fact from the committed files (from-scratch scorings "
+             f"per recipe and the final models' held-out images; `scripts/backfill_ledger.py --amend`)." if later else "")
     return (f"The test-set ledger holds {len(lg)} rows for this run's split seed ({cfg.seed}): {new} new looks and "
             f"{rep} byte-identical re-executions, over {parts} test parts (outer splits of the three datasets and "
-            f"both protocols); each test part was scored {times} per model.\n")
+            f"both protocols{held_out}); each test part was scored {times} per model."
+            f"{later}\n")
 
 
 def seal_table(cfg: Profile) -> str:

@@ -30,10 +30,16 @@ from allrep.repro import git_commit
 TEST_FILES = {
     "probabilities/*_*.csv": "ensemble",
     "scratch/*_*.csv": "from scratch",
+    "using/*_held_out.csv": "final models, fused",
 }
 _SKIP = ("_val.csv", "_members.csv")
 COLUMNS = ["dataset", "protocol", "split_seed", "split_set", "repeat", "models", "commit", "date", "k", "n", "look",
            "digest"]
+# Rows recorded after the fact carry ``added = "backfill"`` and a ``note`` saying where their evidence is; the rows
+# the runner and the first backfill wrote leave both empty. A sealed run's ledger digest covers the rows that are
+# not backfilled (allrep.record.seal), so the record of a sealed run can be completed without being changed.
+AMENDMENT_COLUMNS = ["added", "note"]
+HELD_OUT = "final"  # the protocol column of step 70's scorings: final models on their held-out photograph groups
 
 
 def _files_at(commit: str, root: Path) -> list[str]:
@@ -46,16 +52,22 @@ def _files_at(commit: str, root: Path) -> list[str]:
 def _model_name(path: str) -> str:
     stem = Path(path).stem
     ds, rest = stem.split("_", 1)
-    if path.startswith("results/scratch/"):
+    if "/scratch/" in f"/{path}":
         return f"{rest} from scratch"
+    if "/using/" in f"/{path}":
+        return TEST_FILES["using/*_held_out.csv"]
     return f"{rest[: -len('_plain')]} plain head" if rest.endswith("_plain") else f"{rest} ensemble"
 
 
-def _seed_at(commit: str, root: Path) -> int | None:
+def _seed_of(profile: str, commit: str, root: Path) -> int | None:
     try:
-        return int(yaml.safe_load(git("show", f"{commit}:profiles/{development().profile}.yaml", root=root))["seed"])
+        return int(yaml.safe_load(git("show", f"{commit}:profiles/{profile}.yaml", root=root))["seed"])
     except (subprocess.CalledProcessError, KeyError, TypeError, ValueError):
         return None
+
+
+def _seed_at(commit: str, root: Path) -> int | None:
+    return _seed_of(development().profile, commit, root)
 
 
 def is_test_file(rel: str) -> bool:
@@ -63,21 +75,36 @@ def is_test_file(rel: str) -> bool:
     return not any(rel.endswith(x) for x in _SKIP) and any(Path(rel).match(g) for g in TEST_FILES)
 
 
+def _split_set(seed, protocol, rep, ids) -> str:
+    return hashlib.sha256(f"{seed}|{protocol}|{rep}|{','.join(sorted(ids))}".encode()).hexdigest()[:10]
+
+
+def _digest(g: pd.DataFrame) -> str:
+    return hashlib.sha256(g.sort_values(list(g.columns)).to_csv(index=False).encode()).hexdigest()[:16]
+
+
 def scorings(df: pd.DataFrame, rel: str, seed) -> list[dict]:
     """One row per outer split of a test-prediction file's frame (``rel`` relative to the results folder):
     the split set, the model, k/n of its ensemble mean and a digest of the split's predictions (rows sorted,
-    so the file's row order does not matter). Frames without the prediction columns give none."""
+    so the file's row order does not matter). A from-scratch frame gives one row per recipe and split (the
+    model is named with its recipe); step 70's held-out frame one row (protocol :data:`HELD_OUT`, its fused
+    calls). Frames without the prediction columns give none."""
+    if {"id", "label", "predicted", "p_all_fused"} <= set(df.columns):
+        ds = Path(rel).name.split("_", 1)[0]
+        return [dict(dataset=ds, protocol=HELD_OUT, split_seed=seed, split_set=_split_set(seed, HELD_OUT, 0, df["id"]),
+                     repeat=0, models=_model_name("results/" + rel), k=int((df["predicted"] == df["label"]).sum()),
+                     n=len(df), digest=_digest(df))]
     if not {"protocol", "repeat", "dataset", "id", "label", "p_all"} <= set(df.columns):
         return []
+    keys = ["recipe", "dataset", "protocol", "repeat"] if "recipe" in df.columns else ["dataset", "protocol", "repeat"]
     rows = []
-    for (ds, protocol, rep), g in df.groupby(["dataset", "protocol", "repeat"], sort=True):
-        ids = sorted(g["id"].unique())
-        split_set = hashlib.sha256(f"{seed}|{protocol}|{rep}|{','.join(ids)}".encode()).hexdigest()[:10]
-        digest = hashlib.sha256(g.sort_values(list(g.columns)).to_csv(index=False).encode()).hexdigest()[:16]
+    for key, g in df.groupby(keys, sort=True):
+        recipe, (ds, protocol, rep) = (key[0], key[1:]) if len(keys) == 4 else (None, key)
         mean = g.groupby(["id", "label"])["p_all"].mean().reset_index()
         k = int((predict_label(mean["p_all"]) == mean["label"].to_numpy()).sum())
-        rows.append(dict(dataset=ds, protocol=protocol, split_seed=seed, split_set=split_set, repeat=int(rep),
-                         models=_model_name("results/" + rel), k=k, n=len(mean), digest=digest))
+        models = _model_name("results/" + rel) + ("" if recipe is None else f" ({recipe})")
+        rows.append(dict(dataset=ds, protocol=protocol, split_seed=seed, split_set=_split_set(seed, protocol, rep, g["id"].unique()),
+                         repeat=int(rep), models=models, k=k, n=len(mean), digest=_digest(g)))
     return rows
 
 
@@ -110,11 +137,70 @@ def looks(root: Path = PROJECT_ROOT) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+# Looks whose predictions were never committed, known from the commit that reports them (its message).
+MESSAGE_LOOKS = (
+    dict(commit="1d0208e6b4ed", dataset="IDB2", protocol="paper", repeat=0, n=52,
+         k={"efficientnetb3 from scratch (ours)": 47, "efficientnetb3 from scratch (naive)": 26}),
+)
+
+
+def _changed(commit: str, paths: list[str], root: Path) -> list[str]:
+    return git("diff-tree", "--no-commit-id", "--name-only", "-r", "--root", commit, "--", *paths, root=root).split()
+
+
+def amendments(existing: pd.DataFrame, root: Path = PROJECT_ROOT) -> pd.DataFrame:
+    """The scorings the ledger lacks, recorded after the fact (``added = "backfill"``, oldest first):
+
+    * every committed version of a from-scratch file, per recipe (the first rows averaged the two recipes);
+    * every committed version of step 70's held-out file (protocol :data:`HELD_OUT`), in each committed run;
+    * the looks of :data:`MESSAGE_LOOKS`, whose predictions were not committed (no digest; the note says so).
+
+    Rows ``existing`` already holds (same model, split, digest and commit) are not repeated, so running it
+    twice adds nothing."""
+    have = set(zip(existing.get("models", []), existing.get("split_set", []), existing.get("digest", []),
+                   existing.get("commit", [])))
+    rows: list[dict] = []
+    for run in committed():
+        folders = [f"{run.results}/scratch", f"{run.results}/using"]
+        log = git("log", "--reverse", "--format=%H %cI", "--", *folders, root=root).split("\n")
+        for line in filter(None, log):
+            commit, date = line.split(" ", 1)
+            seed = _seed_of(run.profile, commit, root)
+            for path in _changed(commit, folders, root):
+                rel = path[len(run.results) + 1:]
+                if rel.count("/") != 1 or not is_test_file(rel):
+                    continue
+                try:
+                    df = pd.read_csv(io.StringIO(git("show", f"{commit}:{path}", root=root)))
+                except (pd.errors.ParserError, pd.errors.EmptyDataError, subprocess.CalledProcessError):
+                    continue
+                new = [dict(r, commit=commit[:12], date=date, added="backfill",
+                            note=f"{path} at this commit; recorded after the fact")
+                       for r in scorings(df, rel, seed) if r["protocol"] == HELD_OUT or r["models"].endswith(")")]
+                rows += _mark(new, pd.concat([existing, pd.DataFrame(rows, columns=COLUMNS)]))
+    for m in MESSAGE_LOOKS:
+        full = git("rev-parse", m["commit"], root=root).strip()
+        date = git("show", "-s", "--format=%cI", full, root=root).strip()
+        seed = _seed_of(development().profile, full, root)
+        same = existing[(existing["split_seed"].astype(str) == str(seed)) & (existing["dataset"] == m["dataset"])
+                        & (existing["protocol"] == m["protocol"]) & (existing["repeat"].astype(int) == m["repeat"])]
+        for models, k in m["k"].items():
+            rows.append(dict(dataset=m["dataset"], protocol=m["protocol"], split_seed=seed,
+                             split_set=same["split_set"].iloc[0], repeat=m["repeat"], models=models,
+                             commit=m["commit"], date=date, k=k, n=m["n"], look="new", digest="",
+                             added="backfill", note=f"reported in commit {m['commit']}'s message; predictions "
+                                                    "not committed"))
+    out = pd.DataFrame(rows, columns=COLUMNS + AMENDMENT_COLUMNS)
+    key = list(zip(out["models"], out["split_set"], out["digest"], out["commit"]))
+    return out[[k not in have for k in key]].reset_index(drop=True)
+
+
 def read(ledger_path: Path) -> pd.DataFrame:
     """The ledger at ``ledger_path`` (an empty one with the columns when there is none yet)."""
     if not Path(ledger_path).is_file():
         return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(ledger_path, dtype={"commit": str, "digest": str, "split_set": str})
+    return pd.read_csv(ledger_path, dtype={"commit": str, "digest": str, "split_set": str, "added": str, "note": str},
+                       keep_default_na=False, na_values={"k": [""], "n": [""]})
 
 
 def append(ledger_path: Path, rows: pd.DataFrame) -> None:
@@ -146,7 +232,7 @@ def record(ledger_path: Path, results: Path, written: list[Path], seed: int, roo
 
 def counts(ledger: pd.DataFrame, development_seeds=()) -> pd.DataFrame:
     """Per dataset, protocol and split seed: outer splits, new looks at each split's test part (the most
-    any split got, over all models), repeats, and a label (the development run's for ``development_seeds``,
+    any split got, over all models), repeats, rows recorded after the fact, and a label (the development run's for ``development_seeds``,
     else the registered run's)."""
     rows = []
     for (ds, protocol, seed), g in ledger.groupby(["dataset", "protocol", "split_seed"], sort=True, dropna=False):
@@ -155,5 +241,6 @@ def counts(ledger: pd.DataFrame, development_seeds=()) -> pd.DataFrame:
         rows.append(dict(dataset=ds, protocol=protocol, split_seed=seed, outer_splits=int(g["repeat"].nunique()),
                          commits=int(new["commit"].nunique()), max_looks_per_split_and_model=int(per_split.max()) if len(per_split) else 0,
                          repeats=int((g["look"] == "repeat").sum()),
+                         recorded_after_the_fact=int(g["added"].eq("backfill").sum()) if "added" in g.columns else 0,
                          label=development().label if seed in set(development_seeds) else registered().label))
     return pd.DataFrame(rows)

@@ -148,9 +148,11 @@ def _stamps(cfg: Profile) -> dict[str, dict]:
 
 
 def ledger_rows(cfg: Profile) -> pd.DataFrame:
-    """The run's rows in the test-set ledger: its split seed, replays excepted."""
+    """The run's rows in the test-set ledger as it was sealed: its split seed, replays and rows recorded after the
+    fact (``added = "backfill"``, :func:`allrep.record.ledger.amendments`) excepted."""
     df = ledger.read(places.ledger_path(cfg))
-    return df[(df["split_seed"].astype(int) == cfg.seed) & (df["look"] != "replay")].reset_index(drop=True)
+    later = df["added"].eq("backfill") if "added" in df.columns else False
+    return df[(df["split_seed"].astype(int) == cfg.seed) & (df["look"] != "replay") & ~later].reset_index(drop=True)
 
 
 def _ledger_digest(rows: pd.DataFrame) -> str:
