@@ -213,3 +213,16 @@ def test_timings_table_has_one_row_per_run_and_one_short_column_per_step(tmp_pat
            for line in text.split("Seconds per executed notebook")[1].splitlines() if line.startswith("| 20_")}
     assert per["20_tuning__m_IDB1"] == ["3", "70", "70", "100"]  # runs, latest, median, largest
     assert per["20_tuning__m_IDB2"] == ["1", "5", "5", "5"]
+
+
+def test_errata_are_applied_to_the_sealed_pages_and_name_prose_the_notebooks_still_have():
+    """Each erratum's wrong sentence is in the source notebook as executed (so it is not stale), and the committed
+    sealed page shows the corrected one instead."""
+    for (profile, step_name), fixes in book.ERRATA.items():
+        step = get_step(step_name)
+        run = next(r for r in book.runs(load_profile("paper")) if r.cfg.name == profile)
+        page = "".join(c.source for c in nbformat.read(executed_path(run.cfg, step, {}), as_version=4).cells
+                       if c.cell_type == "markdown")
+        source = "".join(c.source for c in nbformat.read(step.notebook, as_version=4).cells if c.cell_type == "markdown")
+        for wrong, right in fixes:
+            assert wrong in source and wrong not in page and right in page, (profile, step_name, wrong)

@@ -100,13 +100,27 @@ def sealed_note(cfg: Profile) -> str | None:
             f"(`allrep seal --check {cfg.name}`, `allrep replay {cfg.name}`).*")
 
 
+# Prose of a sealed run's pages that its notebooks' markdown states wrongly for that run: (profile, step) -> the
+# sentence as executed and as the page shows it. Markdown is presentation (the seal covers code-cell outputs), so
+# the record is unchanged; the source notebooks were written for the development profile.
+ERRATA = {
+    ("confirmatory", "50_fusion"): [
+        ("does tuning and ensembling beat one plain, untuned head?",
+         "does tuning beat the plain reference (five untuned heads per split, with the ensemble's own head)?")],
+    ("confirmatory", "70_using_models"): [
+        ("allrep train-final --profile paper", "allrep train-final --profile confirmatory"),
+        ("allrep predict my_crops/ --profile paper", "allrep predict my_crops/ --profile confirmatory"),
+        ('profile="paper"', 'profile="confirmatory"')],
+}
+
+
 def present(nb_path: Path, step: Step, params: dict, profile: str, development: bool = False,
             note: str | None = None) -> bool:
     """Shape one executed notebook for reading (idempotent; outputs untouched): the variant's title as its
     first heading (and ``note``, a sealed run's line, under it), the source's default parameters cell removed
     from the page (tag ``remove-cell``), the injected parameters as one line that binds the same names, nbval's
-    comment marker turned into its cell tag, and the glued values' table kept for nbval but off the page
-    (tag ``remove-output``). Returns whether the file changed."""
+    comment marker turned into its cell tag, the glued values' table kept for nbval but off the page
+    (tag ``remove-output``), and the run's :data:`ERRATA` applied to its markdown. Returns whether the file changed."""
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
@@ -120,6 +134,9 @@ def present(nb_path: Path, step: Step, params: dict, profile: str, development: 
         first.source = "\n".join(head + body)
     for c in nb.cells:
         tags = c.metadata.get("tags", [])
+        if c.cell_type == "markdown":
+            for wrong, right in ERRATA.get((profile, step.name), []):
+                c.source = c.source.replace(wrong, right)
         if c.cell_type != "code":
             continue
         if "parameters" in tags and "remove-cell" not in tags:
