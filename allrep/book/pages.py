@@ -100,18 +100,23 @@ def sealed_note(cfg: Profile) -> str | None:
             f"(`allrep seal --check {cfg.name}`, `allrep replay {cfg.name}`).*")
 
 
-# Prose of a sealed run's pages that its notebooks' markdown states wrongly for that run: (profile, step) -> the
-# sentence as executed and as the page shows it. Markdown is presentation (the seal covers code-cell outputs), so
+# Prose of the registered run's pages that its notebooks' markdown states wrongly for that run: (profile, step) ->
+# the sentence as executed and as the page shows it. Markdown is presentation (the seal covers code-cell outputs), so
 # the record is unchanged; the source notebooks were written for the development profile.
-ERRATA = {
-    ("confirmatory", "50_fusion"): [
-        ("does tuning and ensembling beat one plain, untuned head?",
-         "does tuning beat the plain reference (five untuned heads per split, with the ensemble's own head)?")],
-    ("confirmatory", "70_using_models"): [
-        ("allrep train-final --profile paper", "allrep train-final --profile confirmatory"),
-        ("allrep predict my_crops/ --profile paper", "allrep predict my_crops/ --profile confirmatory"),
-        ('profile="paper"', 'profile="confirmatory"')],
-}
+def _errata() -> dict[tuple[str, str], list[tuple[str, str]]]:
+    reg, dev = runs_.registered().profile, runs_.development().profile
+    return {
+        (reg, "50_fusion"): [
+            ("does tuning and ensembling beat one plain, untuned head?",
+             "does tuning beat the plain reference (five untuned heads per split, with the ensemble's own head)?")],
+        (reg, "70_using_models"): [
+            (f"allrep train-final --profile {dev}", f"allrep train-final --profile {reg}"),
+            (f"allrep predict my_crops/ --profile {dev}", f"allrep predict my_crops/ --profile {reg}"),
+            (f'profile="{dev}"', f'profile="{reg}"')],
+    }
+
+
+ERRATA = _errata()
 
 
 def present(nb_path: Path, step: Step, params: dict, profile: str, development: bool = False,
