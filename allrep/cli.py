@@ -9,6 +9,7 @@
     allrep preregister [--check]
     allrep seal PROFILE | allrep seal --check [PROFILE]
     allrep replay PROFILE [--steps ...] [--datasets ...] [--backbones ...]
+    allrep digests --profile smoke [--record]
 
 User errors print one line and exit 2; nothing else changes.
 """
@@ -207,6 +208,23 @@ def _cmd_predict(a) -> int:
     return 1 if failed else 0
 
 
+def _cmd_digests(a) -> int:
+    from allrep.profile import load_profile
+    from allrep.record import digests
+
+    cfg = load_profile(a.profile)
+    mine = digests.stage_digests(cfg)
+    for stage, names in mine["stages"].items():
+        for name, d in names.items():
+            print(f"{stage:14s} {name:24s} {d['items']:6d}  {d['sha256'][:16]}")
+    recorded = digests.records(cfg)
+    for line in digests.report(mine, recorded) or [f"no committed record ({digests.record_path(cfg).name})"]:
+        print(line)
+    if a.record:
+        print(f"recorded: {digests.add_record(cfg, mine)}")
+    return 0
+
+
 def _cmd_preregister(a) -> int:
     from allrep.record import preregistration as pre
 
@@ -268,6 +286,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", default=None, help="default: the registered run's profile")
     e.add_argument("--check", action="store_true", help="compare the frozen files with what the profile makes today")
     e.set_defaults(fn=_cmd_preregister)
+    x = sub.add_parser("digests", help="per-stage digests of a run (features, reduction, heads, tuning, "
+                       "probabilities, results) against the committed records of other CPUs")
+    x.add_argument("--profile", default="smoke")
+    x.add_argument("--record", action="store_true", help="keep this CPU's record in results/digests/PROFILE.json")
+    x.set_defaults(fn=_cmd_digests)
     k = sub.add_parser("seal", help="seal a finished run (never overwritten), or check the seals")
     k.add_argument("profile", nargs="?", help="the run to seal or check (--check without it: every sealed run)")
     k.add_argument("--check", action="store_true", help="recompute the record and say what no longer matches")

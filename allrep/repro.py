@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 
 def setup(seed: int = 0, threads: int | None = None) -> dict:
@@ -120,3 +121,18 @@ def quiet_backend() -> None:
     """Import the Keras backend with file descriptor 2 silenced (:func:`quiet_stderr`)."""
     with quiet_stderr():
         import keras  # noqa: F401
+
+
+def cpu() -> dict:
+    """The CPU model and instruction-set flags of the CPU this runs on (Linux /proc/cpuinfo; else the platform's word)."""
+    info = dict(machine=platform.machine(), model=platform.processor() or "unknown", flags=[])
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and info["model"] in ("unknown", platform.machine()):
+                info["model"] = value.strip()
+            elif key.strip() == "flags" and not info["flags"]:
+                info["flags"] = sorted(f for f in value.split() if f.startswith(("avx", "sse", "fma", "amx")))
+    except OSError:
+        pass
+    return info

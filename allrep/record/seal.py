@@ -29,7 +29,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from allrep.errors import AllrepError
 from allrep.profile import PROJECT_ROOT, Profile
 from allrep.record import ledger, places
 from allrep.record.history import git
+from allrep.repro import cpu
 
 FILE = "seal.json"
 PINNED = ("requirements.txt", "environment.yml")
@@ -202,21 +202,6 @@ def _at_commit(commit: str, rel: str) -> str | None:
         return None
 
 
-def _cpu() -> dict:
-    """The CPU model and instruction-set flags of the CPU this runs on (Linux /proc/cpuinfo; else the platform's word)."""
-    info = dict(machine=platform.machine(), model=platform.processor() or "unknown", flags=[])
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and info["model"] in ("unknown", platform.machine()):
-                info["model"] = value.strip()
-            elif key.strip() == "flags" and not info["flags"]:
-                info["flags"] = sorted(f for f in value.split() if f.startswith(("avx", "sse", "fma", "amx")))
-    except OSError:
-        pass
-    return info
-
-
 def _environment(cfg: Profile, commit: str) -> dict:
     recorded = {}
     for p in _executed(cfg):
@@ -233,7 +218,7 @@ def _environment(cfg: Profile, commit: str) -> dict:
         if sep:
             pins[name.strip()] = version.strip()
     return dict(recorded_by_run=recorded, pinned_packages=pins, pinned_files=files,
-                sealed_on=dict(cpu=_cpu(), cpus=os.cpu_count()))
+                sealed_on=dict(cpu=cpu(), cpus=os.cpu_count()))
 
 
 # ----------------------------------------------------------------------------- seal, check, status

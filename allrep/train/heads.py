@@ -116,6 +116,10 @@ class Reduction:
         return dict(pool=np.int64(self.pool), **({} if self.comp is None else
                                                  dict(mean=self.mean, comp=self.comp, scale=self.scale)))
 
+    def sha256(self) -> str:
+        """sha256 of :meth:`state` (:func:`weights_digest`): the per-stage digest of a split's reduction."""
+        return weights_digest(self.state())
+
     @classmethod
     def from_state(cls, z) -> Reduction:
         return cls(int(z["pool"]), *((z["mean"], z["comp"], z["scale"]) if "comp" in z else ()))
@@ -388,10 +392,24 @@ def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: flo
             res = dict(p_test=pt[k][:, 1].astype(np.float64) if has_test else None,
                        p_val=pv[k][:, 1].astype(np.float64), history=h.hist, best_epoch=h.best_epoch,
                        best_val_loss=float(h.best), epochs_run=h.epoch, train_seconds=(time.perf_counter() - h.t0) / K,
-                       n_train=int(len(h.X)), **({"weights": h.best_w or live[k]} if keep_weights else {}))
+                       n_train=int(len(h.X)), weights_sha256=weights_digest(h.best_w or live[k]),
+                       **({"weights": h.best_w or live[k]} if keep_weights else {}))
             heads[k] = None
             source.done(h.tid, res)
         tr.load({k: None for k in finished if heads[k] is None})
+
+
+def weights_digest(weights: dict) -> str:
+    """sha256 of a head's weights (name -> array; names sorted, each array's dtype, shape and bytes): what the
+    per-stage digests (:mod:`allrep.record.digests`) compare across machines."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for n in sorted(weights):
+        a = np.ascontiguousarray(weights[n])
+        h.update(f"{n}|{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def ended_by(epochs_run: int, best_epoch: int, patience: int) -> str:

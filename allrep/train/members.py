@@ -133,9 +133,11 @@ def store(p: Plan) -> MemberStore:
     return MemberStore(folder("members", p.backbone))
 
 
-def save(cfg: Profile, p: Plan, res: dict) -> None:
-    """Cache one trained head under its plan's key (and count it on the progress bar)."""
-    store(p).save(key(cfg, p), res, dict(seed=p.seed, n_val=len(p.ids("val"))))
+def save(cfg: Profile, p: Plan, res: dict, reduction_sha256: str | None = None) -> None:
+    """Cache one trained head under its plan's key (and count it on the progress bar); ``reduction_sha256``:
+    the digest of the channel reduction its inputs went through (:meth:`Arrays.reduction_sha256`)."""
+    store(p).save(key(cfg, p), res, dict(seed=p.seed, n_val=len(p.ids("val")),
+                                         **({"reduction_sha256": reduction_sha256} if reduction_sha256 else {})))
     head_done()
 
 
@@ -199,6 +201,9 @@ class Arrays:
             self._done[k] = dict(reduction=red, **{r: (red(a[r][0]), a[r][1]) for r in roles})
         return self._done[k]
 
+    def reduction_sha256(self, p: Plan) -> str:
+        return self(p)["reduction"].sha256()
+
     def task(self, p: Plan) -> dict:
         """The training task of a plan (:func:`allrep.train.heads.run_pool`)."""
         a = self(p)
@@ -229,7 +234,7 @@ class _Saving:
 
     def done(self, tid, res) -> None:
         p = self.plans[tid]
-        save(self.cfg, p, res)
+        save(self.cfg, p, res, self.arrays.reduction_sha256(p))
         if self.on_done:
             self.on_done(p)
 

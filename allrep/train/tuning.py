@@ -100,7 +100,8 @@ class Trials:
         return self.arrays.task(self.plan(name, hp))
 
     def save(self, name: str, hp: Head, res: dict) -> None:
-        self.m.save(self.cfg, self.plan(name, hp), res)
+        p = self.plan(name, hp)
+        self.m.save(self.cfg, p, res, self.arrays.reduction_sha256(p))
 
     def pool(self, name: str) -> tuple:
         return self.m.pool_key(self.arrays, self.plan(name, Head()))[0]  # the feature shape
