@@ -309,6 +309,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
     try:
+        from allrep.repro import pin_numerics
+
+        pin_numerics()  # before anything starts the backend; notebook kernels and LocalCluster workers inherit it
         return a.fn(a)
     except AllrepError as e:
         print(f"allrep: error: {e}", file=sys.stderr)

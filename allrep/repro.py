@@ -16,7 +16,7 @@ def setup(seed: int = 0, threads: int | None = None) -> dict:
 
     Must run before keras is imported for the environment variables to apply.
     """
-    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    pin_numerics()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     import keras
@@ -117,8 +117,33 @@ def quiet_stderr():
         os.close(fd)
 
 
+# The numeric settings of every process that extracts features, trains or predicts, whatever its caller's
+# environment holds. TensorFlow's op determinism changes the arithmetic of the compiled training step (measured: a
+# head trained with and without it ends with other weights, bit for bit), so a serial run started from a shell
+# without it and Dask workers started from an environment with it would not write the same files.
+NUMERICS = {"TF_DETERMINISTIC_OPS": "1"}
+
+
+def pin_numerics() -> None:
+    """Set :data:`NUMERICS` in this process's environment, which its children (notebook kernels, Dask workers of a
+    LocalCluster) inherit. Must come before the backend starts: a process whose TensorFlow already started with
+    other settings is refused with a message, since its arithmetic would differ from every other process's."""
+    from allrep.errors import AllrepError
+
+    wrong = {k: os.environ.get(k) for k, v in NUMERICS.items() if os.environ.get(k) != v}
+    if not wrong:
+        return
+    if "tensorflow" in sys.modules:
+        shown = ", ".join(f"{k}={v}" for k, v in NUMERICS.items())
+        raise AllrepError(f"TensorFlow started in this process with {wrong}; allrep computes with {shown}: set them "
+                          "in the environment of this process (or of the Dask workers) before it starts")
+    os.environ.update(NUMERICS)
+
+
 def quiet_backend() -> None:
-    """Import the Keras backend with file descriptor 2 silenced (:func:`quiet_stderr`)."""
+    """Import the Keras backend, with the pinned numerics (:func:`pin_numerics`) and file descriptor 2 silenced
+    (:func:`quiet_stderr`)."""
+    pin_numerics()
     with quiet_stderr():
         import keras  # noqa: F401
 

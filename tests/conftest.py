@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from allrep.repro import pin_numerics
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+pin_numerics()  # as every allrep command does: in-process tests compute what the runs compute
 
 
 def _data_path():
@@ -76,6 +78,8 @@ def same_bytes(a: Path, b: Path) -> bool:
 # for it, and a test with work of its own to do first (fixture ``smoke_pending``) keeps its place and waits later. Under pytest-xdist (``make test``: ``-n auto``) one worker starts it, claimed by creating a file
 # exclusively in the workers' common temporary folder, and every worker reads the same run. Tests that write
 # into the run's folders share one xdist group ("smoke-writes"), so they never run at the same time.
+# ALLREP_TEST_SMOKE_RUN names a finished run's folder to read instead (rc, run.out, run.err, scratch/, cache/),
+# for iterating on the tests that read it; the tests that write into it then write there.
 SMOKE_READERS = ("smoke", "smoke_pending")  # fixtures that need the run: smoke waits for it, smoke_pending later
 
 
@@ -110,6 +114,8 @@ def smoke_started(request, tmp_path_factory):
         data, weights = request.getfixturevalue("data_root"), request.getfixturevalue("weights_dir")
     except pytest.skip.Exception:  # no data or no ImageNet files: the tests that need the run skip
         return None
+    if os.environ.get("ALLREP_TEST_SMOKE_RUN"):  # a finished run's folder (rc, run.out, run.err, scratch/, cache/)
+        return dict(base=Path(os.environ["ALLREP_TEST_SMOKE_RUN"]), data=data, weights=weights)
     base = _smoke_base(tmp_path_factory)
     base.mkdir(parents=True, exist_ok=True)
     try:

@@ -61,3 +61,55 @@ def test_a_saved_head_predicts_what_the_stack_predicted():
     head = to_head(r["weights"], hp, 4, 6)
     p = np.asarray(head.predict_on_batch(t["X_test"]))[:, 1]
     assert np.allclose(p, r["p_test"], atol=1e-5), np.abs(p - r["p_test"]).max()
+
+
+def test_numerics_are_pinned_before_the_backend_starts(monkeypatch):
+    """pin_numerics sets allrep's numeric settings over the caller's, and refuses a process whose TensorFlow
+    started with other ones (its arithmetic would differ from the other processes')."""
+    import os
+    import sys
+
+    from allrep.errors import AllrepError
+    from allrep.repro import NUMERICS, pin_numerics
+
+    monkeypatch.setenv("TF_DETERMINISTIC_OPS", "0")
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    pin_numerics()
+    assert {k: os.environ[k] for k in NUMERICS} == NUMERICS == {"TF_DETERMINISTIC_OPS": "1"}
+    monkeypatch.setenv("TF_DETERMINISTIC_OPS", "0")
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    with pytest.raises(AllrepError, match="TF_DETERMINISTIC_OPS=1"):
+        pin_numerics()
+
+
+_TRAIN_ONE = """
+from allrep.repro import quiet_backend
+quiet_backend()
+import numpy as np
+from allrep.profile import Head
+from allrep.train.head_lists import train_heads
+from allrep.train.heads import weights_digest
+rng = np.random.default_rng(0)
+X, y = rng.standard_normal((300, 4, 64)).astype(np.float32), rng.integers(0, 2, 300)
+(r,) = train_heads([dict(X_train=X[:200], y_train=y[:200], X_val=X[200:], y_val=y[200:], hp=Head(projection=0),
+                         seed=3)], 3, 3, 128, keep_weights=True)
+print(weights_digest(r["weights"]))
+"""
+
+
+@pytest.mark.slow
+def test_a_head_is_the_same_whatever_the_callers_numeric_environment():
+    """The same head trained in processes started without TF_DETERMINISTIC_OPS, with 0 and with 1 ends with the
+    same weights, bit for bit: a serial run from a shell and Dask workers from another environment agree (the
+    setting itself changes the arithmetic: allrep.repro.NUMERICS)."""
+    import os
+    import subprocess
+    import sys
+
+    def digest(value):
+        env = {k: v for k, v in os.environ.items() if k != "TF_DETERMINISTIC_OPS"}
+        env.update({} if value is None else {"TF_DETERMINISTIC_OPS": value})
+        out = subprocess.run([sys.executable, "-c", _TRAIN_ONE], env=env, capture_output=True, text=True, check=True)
+        return out.stdout.split()[-1]
+
+    assert len({digest(None), digest("0"), digest("1")}) == 1

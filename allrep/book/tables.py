@@ -151,7 +151,27 @@ def book_tables(cfg: Profile) -> dict[str, str]:
     out["settings.md"] = settings_markdown(cfg)
     out["timings.md"] = timings_markdown(places.output_dir(cfg) / TIMINGS)
     out["benchmark.md"] = benchmark_markdown(places.output_dir(cfg) / BENCHMARK)
+    out["digests.md"] = digests_markdown()
     return out
+
+
+def digests_markdown(profile: str = "smoke") -> str:
+    """The committed per-stage digests of ``profile``'s run (allrep.record.digests), one row per CPU recorded:
+    per stage, the first 12 hex digits of its digest, so equal stages read equal across rows."""
+    from allrep.profile import load_profile
+    from allrep.record import digests
+
+    recs = digests.records(load_profile(profile))
+    if not recs:
+        return f"*(no digests recorded yet: `allrep digests --profile {profile} --record` after a {profile} run)*\n"
+    rows = []
+    for r in recs:
+        row = {"CPU": r["cpu"].get("model", "unknown"), "vector ISA": " ".join(
+            f for f in r["cpu"].get("flags", []) if f.startswith(("avx512f", "avx2", "amx")))}
+        for stage in digests.STAGES:
+            row[stage] = digests.stage_sha256(r, stage)[:12]
+        rows.append(row)
+    return markdown_table(pd.DataFrame(rows)) + "\n"
 
 
 def recipe_markdown(cfg: Profile, path: Path) -> str:

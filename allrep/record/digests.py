@@ -87,6 +87,12 @@ def stage_digests(cfg: Profile, cache_root: Path | None = None) -> dict:
         results=_files(results, rest)))
 
 
+def stage_sha256(rec: dict, stage: str) -> str:
+    """One digest for a whole stage of a record (its names' digests together)."""
+    names = rec["stages"].get(stage, {})
+    return _sha(f"{n} {names[n]['items']} {names[n]['sha256']}" for n in sorted(names))
+
+
 def compare(a: dict, b: dict) -> list[str]:
     """The stages (and names within them) whose digests differ between two :func:`stage_digests` records;
     [] when every stage agrees."""
@@ -108,6 +114,11 @@ def _machine(rec: dict) -> tuple:
     return rec["cpu"].get("model"), tuple(rec["cpu"].get("flags", []))
 
 
+def same_machine(a: dict, b: dict) -> bool:
+    """Whether two records come from CPUs of one model and instruction set."""
+    return _machine(a) == _machine(b)
+
+
 def records(cfg: Profile) -> list[dict]:
     p = record_path(cfg)
     return json.loads(p.read_text()) if p.is_file() else []
@@ -118,7 +129,7 @@ def report(mine: dict, recorded: list[dict]) -> list[str]:
     lines = []
     for rec in recorded:
         bad = compare(mine, rec)
-        same = "this CPU" if _machine(rec) == _machine(mine) else "another CPU"
+        same = "this CPU" if same_machine(rec, mine) else "another CPU"
         lines.append(f"{rec['cpu'].get('model')} ({same}, {len(rec['cpu'].get('flags', []))} ISA flags): "
                      + ("every stage identical" if not bad else "differs at " + ", ".join(bad)))
     return lines
@@ -126,7 +137,7 @@ def report(mine: dict, recorded: list[dict]) -> list[str]:
 
 def add_record(cfg: Profile, mine: dict) -> Path:
     """Keep ``mine`` in the committed file, replacing an earlier record of the same CPU model and flags."""
-    kept = [r for r in records(cfg) if _machine(r) != _machine(mine)]
+    kept = [r for r in records(cfg) if not same_machine(r, mine)]
     p = record_path(cfg)
     p.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(p, json.dumps([*kept, mine], indent=1, sort_keys=True) + "\n")

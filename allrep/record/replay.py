@@ -22,6 +22,7 @@ from allrep.errors import AllrepError
 from allrep.profile import PROJECT_ROOT, Profile, load_profile
 from allrep.record import ledger, places, seal
 from allrep.record.history import git
+from allrep.repro import NUMERICS
 
 VOLATILE = ("timings/runs.json",)  # when and how long: a replay's own, never compared
 
@@ -102,6 +103,8 @@ def replay(profile: str, steps=None, datasets=None, backbones=None, workers=None
     env = dict(os.environ, **paths, PYTHONPATH=os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])),
                ALLREP_CACHE=str(folder(cfg) / "cache"), ALLREP_SCRATCH=str(folder(cfg) / "scratch"))
     env.pop("ALLREP_PROFILES", None)
+    for k in NUMERICS:  # a sealed commit's runner took these from its caller's environment, a shell without them;
+        env.pop(k, None)  # a commit that pins them (allrep.repro.pin_numerics) sets them itself
     say(f"replay of {cfg.name} at {rec['commit'][:12]} in {src} (its own cache: {env['ALLREP_CACHE']})")
     try:
         done = subprocess.run(command(cfg, steps, datasets, backbones, workers), cwd=src, env=env)

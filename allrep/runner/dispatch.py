@@ -15,10 +15,10 @@ set of units (one backbone, one slice of the images).
   is written atomically, so a unit whose worker dies is simply run again by Dask on another worker and
   finds what the dead one finished.
 
-Both write the same results files: the splits, the tuning results and every member's epochs byte for
-byte, a few probabilities to their 5th or 6th decimal (XLA's fused training step rounds a head's arithmetic
-slightly differently depending on which heads share its pool); tested with a 2-worker smoke run, one
-worker killed, against a serial one.
+Both write the same results files, byte for byte: a head's arithmetic does not depend on the heads that share
+its stack (:func:`allrep.train.heads.run_pool`), and every process computes with the numeric settings that
+:func:`allrep.repro.pin_numerics` sets before the backend starts (the command line does; so does every unit, on
+whatever worker). Tested with a 2-worker smoke run, one worker killed, against a serial one.
 """
 from __future__ import annotations
 

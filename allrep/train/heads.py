@@ -4,8 +4,8 @@ A head (an ensemble member, a plain head, a tuning trial...) trains on frozen-ba
 hybrids are fine-tuned by ``scripts/gpu_members.py``; from scratch by :mod:`allrep.train.scratch`). Early stopping and the choice of epoch use the *validation* part of
 the training split only; the test images are predicted once, at the end. Reproducibility: initial
 weights drawn from the head's seed, data order from ``numpy.random.default_rng(seed)``, dropout masks
-from their own seeded generator, and ``TF_DETERMINISTIC_OPS=1`` (set by :func:`allrep.repro.setup`)
-make the same seed give the same probabilities on a CPU. Heads train in pools (:func:`run_pool`);
+from their own seeded generator, and the pinned numerics (:func:`allrep.repro.pin_numerics`, which every
+command and worker applies before the backend starts) make the same seed give the same probabilities on a CPU. Heads train in pools (:func:`run_pool`);
 what to train and where it is cached is the member engine's business (:mod:`allrep.train.members`).
 """
 from __future__ import annotations
