@@ -10,6 +10,7 @@
     allrep seal PROFILE | allrep seal --check [PROFILE]
     allrep replay PROFILE [--steps ...] [--datasets ...] [--backbones ...]
     allrep digests --profile smoke [--record]
+    allrep robustness
 
 User errors print one line and exit 2; nothing else changes.
 """
@@ -225,6 +226,13 @@ def _cmd_digests(a) -> int:
     return 0
 
 
+def _cmd_robustness(a) -> int:
+    from allrep.record import robustness
+
+    robustness.run()
+    return 0
+
+
 def _cmd_preregister(a) -> int:
     from allrep.record import preregistration as pre
 
@@ -291,6 +299,9 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--profile", default="smoke")
     x.add_argument("--record", action="store_true", help="keep this CPU's record in results/digests/PROFILE.json")
     x.set_defaults(fn=_cmd_digests)
+    r = sub.add_parser("robustness", help="the exploratory multiverse of the registered verdicts (the committed "
+                       "plan's recombined universes; results/robustness/)")
+    r.set_defaults(fn=_cmd_robustness)
     k = sub.add_parser("seal", help="seal a finished run (never overwritten), or check the seals")
     k.add_argument("profile", nargs="?", help="the run to seal or check (--check without it: every sealed run)")
     k.add_argument("--check", action="store_true", help="recompute the record and say what no longer matches")

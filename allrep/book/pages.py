@@ -32,7 +32,7 @@ from allrep.runner.registry import STEPS, Step, executed_path, variant_id
 
 BOOK = PROJECT_ROOT / "book"
 PAGES_BEFORE = ("intro", "data", "methods", "recipe")
-PAGES_AFTER = ("deviations", "preregistration", "reproduce")
+PAGES_AFTER = ("robustness", "deviations", "preregistration", "reproduce")
 DEVELOPMENT_PAGE = "development"
 # a step's short name in page titles ("Ensemble: MobileNetV2 on ALL-IDB2"); the registry's title is the long one
 SHORT = {"10_data_exploration": "Data exploration", "20_tuning": "Tuning", "30_ensemble": "Ensemble",
@@ -398,10 +398,13 @@ def ledger_sentence(cfg: Profile) -> str:
     held_out = ", and the final models' held-out images" if lg["protocol"].eq(ledger.HELD_OUT).any() else ""
     later = (f" {later} of the rows were recorded after the fact from the committed files (from-scratch scorings "
              f"per recipe and the final models' held-out images; `scripts/backfill_ledger.py --amend`)." if later else "")
+    expl = int(lg["look"].eq("exploratory").sum())
+    expl = (f" {expl} rows are the exploratory robustness analysis's re-scorings of the registered predictions "
+            "(look `exploratory`; no new predictions)." if expl else "")
     return (f"The test-set ledger holds {len(lg)} rows for this run's split seed ({cfg.seed}): {new} new looks and "
             f"{rep} byte-identical re-executions, over {parts} test parts (outer splits of the three datasets and "
             f"both protocols{held_out}); each test part was scored {times} per model."
-            f"{later}\n")
+            f"{later}{expl}\n")
 
 
 def seal_table(cfg: Profile) -> str:
@@ -471,7 +474,51 @@ def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
             tables |= {"ledger.md": ledger_table(run.cfg), **preregistration_markdown(page_tables())}
         for name, text in tables.items():
             atomic_write_text(dest / name, text)
+    from allrep.book.tables import digests_markdown
+
+    atomic_write_text(base / "digests.md", digests_markdown())
+    for name, text in robustness_tables(base).items():
+        atomic_write_text(base / name, text)
     return base
+
+
+def robustness_tables(base: Path) -> dict:
+    """The exploratory robustness analysis (allrep.record.robustness) as the book shows it: one sentence per claim
+    (``robustness_sentence.md``, for the intro), the page's tables (``robustness.md``), and its specification
+    curve written to ``base/robustness_curve.png``."""
+    from allrep.evaluate.claims import PAPER_CLAIMS
+    from allrep.evaluate.multiverse import sentence
+    from allrep.record import robustness
+
+    path = robustness.FOLDER / "multiverse.csv"
+    if not path.is_file():
+        none = "*(the robustness analysis has not been run: `allrep robustness`)*\n"
+        return {"robustness_sentence.md": none, "robustness.md": none}
+    mv = pd.read_csv(path)
+    plan = robustness.load_plan()
+    order = [d for d in plan["claims"] if d in set(mv["dataset"])]
+    said = "; ".join(sentence(mv, d, DATASET_NAMES[d]) for d in order)
+    reg = mv[mv["registered"]].set_index("dataset")
+    counts = (mv.groupby(["dataset", "verdict"]).size().unstack(fill_value=0).reindex(order)
+              .rename(index=DATASET_NAMES).reset_index().rename(columns={"dataset": "claim"}))
+    counts.insert(1, "universes", mv.groupby("dataset").size().reindex(order).to_numpy())
+    counts.insert(2, "registered", [f"{reg.loc[d, 'k']}/{reg.loc[d, 'n']} {reg.loc[d, 'verdict']}" for d in order])
+    moves = pd.read_csv(robustness.FOLDER / "what_moves.csv")
+    moves["dataset"] = moves["dataset"].map(DATASET_NAMES)
+    moves = moves.rename(columns={"dataset": "claim", "levels": "other levels", "verdict_changes": "verdict changes",
+                                  "changed_by": "levels that change it (verdict)"})
+    from allrep.book.plots import specification_curve
+
+    fig = specification_curve(mv, PAPER_CLAIMS, float(load_profile(runs_.registered().profile).verdict.delta))
+    fig.savefig(base / "robustness_curve.png", dpi=110, metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    sentence_md = (f"**Exploratory robustness** ({{doc}}`robustness`; scored after the registered verdicts, by a plan "
+                   f"committed before any universe was scored): {said[0].upper() + said[1:]}.\n")
+    return {"robustness_sentence.md": sentence_md,
+            "robustness.md": markdown_table(counts) + "\n\n**What moves each verdict**, one factor at a time from the "
+            "registered universe (the other factors at its levels):\n\n" + markdown_table(moves) + "\n"}
 
 
 # a scratch profile's book: the committed pages, with the headline run's paths pointed at its one run

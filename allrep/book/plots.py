@@ -136,3 +136,37 @@ def calibration_figure(scaled: pd.DataFrame, referral: pd.DataFrame, bins: int =
                        xlim=(101, 40))
     fig.tight_layout()
     return fig
+
+
+def specification_curve(mv: pd.DataFrame, paper: dict, delta: float):
+    """Per claim (column), the specification curve of the multiverse (allrep.evaluate.multiverse): on top every
+    universe's pooled accuracy, sorted, coloured by verdict, the registered universe ringed, the paper's figure
+    (red line) and the margin below it (dotted); below, which level of each factor each universe uses."""
+    from allrep.evaluate.multiverse import FACTORS
+
+    colour = {"reproduced": "tab:green", "inconclusive": "tab:grey", "not reproduced": "tab:red"}
+    datasets = list(dict.fromkeys(mv["dataset"]))
+    levels = {f: sorted(mv[f].astype(str).unique()) for f in FACTORS}
+    rows = sum(len(v) for v in levels.values())
+    fig, axes = plt.subplots(2, len(datasets), figsize=(4.6 * len(datasets), 2.6 + 0.14 * rows), squeeze=False,
+                             gridspec_kw=dict(height_ratios=[2.2, 0.14 * rows]), sharex="col")
+    for j, ds in enumerate(datasets):
+        d = mv[mv["dataset"] == ds].sort_values(["accuracy", "verdict", "universe"]).reset_index(drop=True)
+        top, bottom = axes[0][j], axes[1][j]
+        top.scatter(d.index, 100 * d["accuracy"], s=4, c=[colour[v] for v in d["verdict"]])
+        reg = d[d["registered"]]
+        top.scatter(reg.index, 100 * reg["accuracy"], s=60, facecolors="none", edgecolors="black", lw=1.2)
+        top.axhline(paper[ds], color="tab:red", lw=1.2)
+        top.axhline(paper[ds] - 100 * delta, color="tab:red", lw=1, ls=":")
+        top.set(title=ds, ylabel="accuracy (%)" if j == 0 else "")
+        y, ticks = 0, []
+        for f in FACTORS:
+            for lev in levels[f]:
+                on = d.index[d[f].astype(str) == lev]
+                bottom.scatter(on, np.full(len(on), y), s=1.5, marker="s", color="black")
+                ticks.append(f"{f}: {lev}")
+                y += 1
+        bottom.set(yticks=range(len(ticks)), ylim=(len(ticks) - 0.5, -0.5), xlabel="universes, sorted by accuracy")
+        bottom.set_yticklabels(ticks if j == 0 else [], fontsize=5)
+    fig.tight_layout()
+    return fig

@@ -151,7 +151,6 @@ def book_tables(cfg: Profile) -> dict[str, str]:
     out["settings.md"] = settings_markdown(cfg)
     out["timings.md"] = timings_markdown(places.output_dir(cfg) / TIMINGS)
     out["benchmark.md"] = benchmark_markdown(places.output_dir(cfg) / BENCHMARK)
-    out["digests.md"] = digests_markdown()
     return out
 
 

@@ -242,5 +242,6 @@ def counts(ledger: pd.DataFrame, development_seeds=()) -> pd.DataFrame:
                          commits=int(new["commit"].nunique()), max_looks_per_split_and_model=int(per_split.max()) if len(per_split) else 0,
                          repeats=int((g["look"] == "repeat").sum()),
                          recorded_after_the_fact=int(g["added"].eq("backfill").sum()) if "added" in g.columns else 0,
+                exploratory=int(g["look"].eq("exploratory").sum()),
                          label=development().label if seed in set(development_seeds) else registered().label))
     return pd.DataFrame(rows)

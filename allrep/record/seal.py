@@ -148,10 +148,11 @@ def _stamps(cfg: Profile) -> dict[str, dict]:
 
 
 def ledger_rows(cfg: Profile) -> pd.DataFrame:
-    """The run's rows in the test-set ledger as it was sealed: its split seed, replays and rows recorded after the
-    fact (``added = "backfill"``, :func:`allrep.record.ledger.amendments`) excepted."""
+    """The run's rows in the test-set ledger as it was sealed: its split seed, replays, rows recorded after the
+    fact (``added = "backfill"``, :func:`allrep.record.ledger.amendments`) and later exploratory scorings of its
+    predictions (``added = "exploratory"``, :mod:`allrep.record.robustness`) excepted."""
     df = ledger.read(places.ledger_path(cfg))
-    later = df["added"].eq("backfill") if "added" in df.columns else False
+    later = df["added"].isin(["backfill", "exploratory"]) if "added" in df.columns else False
     return df[(df["split_seed"].astype(int) == cfg.seed) & (df["look"] != "replay") & ~later].reset_index(drop=True)
 
 

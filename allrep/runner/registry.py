@@ -124,7 +124,14 @@ OTHER_OUTPUTS = {
     "benchmark": ("benchmark.json", "scripts/benchmark.py (speed only, no accuracy)"),
     "ledger": ("ledger.csv", "the runner (allrep run): a row per scoring of a test part (allrep.record.ledger.record)"),
     "seal": (SEAL_FILE, "allrep seal: the checksummed record of a finished run (allrep.record.seal)"),
+    # the project's, beside the development run's files: the exploratory robustness analysis of the registered
+    # run (allrep.record.robustness) and the smoke run's per-stage digests per CPU (allrep.record.digests)
+    "robustness_plan": ("robustness/plan.yaml", "the robustness plan, committed before any universe was scored"),
+    "multiverse": ("robustness/multiverse.csv", "allrep robustness: every universe of the plan, scored"),
+    "what_moves": ("robustness/what_moves.csv", "allrep robustness: the verdict changes per factor"),
+    "digests": ("digests/smoke.json", "allrep digests --profile smoke --record: per-stage digests per CPU"),
 }
+PROJECT_OUTPUTS = ("robustness_plan", "multiverse", "what_moves", "digests")  # under results/ only, whatever the profile
 
 
 def other_output(name: str, cfg: Profile) -> Path:
@@ -132,6 +139,8 @@ def other_output(name: str, cfg: Profile) -> Path:
     for both committed profiles (:func:`allrep.record.places.ledger_path`)."""
     if name == "ledger":
         return places.ledger_path(cfg)
+    if name in PROJECT_OUTPUTS:
+        return PROJECT_ROOT / "results" / OTHER_OUTPUTS[name][0]
     return places.output_dir(cfg) / OTHER_OUTPUTS[name][0]
 
 

@@ -1,0 +1,130 @@
+"""The exploratory multiverse of the verdicts: every pre-specified universe scored with the verdict rule.
+
+A universe is one level of every factor of the committed plan (``results/robustness/plan.yaml``): which heads
+(the tuned ensemble or the untuned plain reference), how many members (five, or member 0 alone), which backbones
+are fused and by which rule (:func:`allrep.evaluate.fusion.fuse`), the rule's intra-group correlation (its
+effective n) and the null of "not reproduced" (the claim, or the claim minus half the margin). Recombined
+universes need no training: they re-score the registered run's committed test probabilities. Computes and
+returns; writes nothing (:mod:`allrep.record.robustness` does).
+"""
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+from allrep.evaluate.claims import PAPER_CLAIMS, VERDICTS, bounds, effective_n
+from allrep.evaluate.fusion import fuse
+
+FACTORS = ("tuning", "members", "fusion_set", "fusion_rule", "icc", "not_reproduced_below")
+_PLAN_KEY = {"not_reproduced_below": "null"}  # the plan names the last factor "null"
+NULLS = ("claim", "claim_minus_half_margin")
+
+
+def _get(section: dict, factor: str):
+    """A factor's entry of a plan section (the plan's key ``null``, which YAML reads as None, for the last)."""
+    key = _PLAN_KEY.get(factor, factor)
+    return section[key] if key in section else section[None]
+
+
+def universes(plan: dict) -> pd.DataFrame:
+    """Every universe of the plan's ``recombined`` factors, one row each (a single backbone has one rule: sum),
+    with ``registered`` marking the plan's registered universe and ``universe`` a stable name."""
+    f = plan["recombined"]
+    rows = []
+    for tuning, members, fset, rule, icc, null in itertools.product(
+            *(_get(f, x) for x in FACTORS)):
+        if len(fset) == 1 and rule != "sum":
+            continue
+        if null not in NULLS:
+            raise ValueError(f"unknown null {null!r}: choose one of {NULLS}")
+        rows.append(dict(tuning=tuning, members=int(members), fusion_set=" + ".join(fset), fusion_rule=rule,
+                         icc=float(icc), not_reproduced_below=null))
+    df = pd.DataFrame(rows)
+    reg = plan["registered"]
+    df["registered"] = ((df["tuning"] == reg["tuning"]) & (df["members"] == int(reg["members"]))
+                        & (df["fusion_set"] == " + ".join(reg["fusion_set"])) & (df["fusion_rule"] == reg["fusion_rule"])
+                        & (df["icc"] == float(reg["icc"])) & (df["not_reproduced_below"] == _get(reg, "not_reproduced_below")))
+    df.insert(0, "universe", [f"U{i:03d}" for i in range(len(df))])
+    return df
+
+
+def correct_per_split(probs: pd.DataFrame, members: int, fusion_set: list[str], rule: str) -> pd.DataFrame:
+    """Per outer split (``repeat``): k correct and n test images of the fused decision. ``probs``: test
+    probabilities of one dataset and protocol (columns repeat, backbone, member, id, label, p_all); members 1
+    keeps member 0 of each backbone; each backbone's score is the mean over its kept members."""
+    p = probs[probs["backbone"].isin(fusion_set)]
+    if members == 1:
+        p = p[p["member"] == 0]
+    means = p.groupby(["repeat", "backbone", "id", "label"], sort=True)["p_all"].mean().reset_index()
+    out = []
+    for rep, part in means.groupby("repeat", sort=True):
+        wide = part.pivot(index=["id", "label"], columns="backbone", values="p_all")
+        if list(wide.columns) != sorted(fusion_set) or wide.isna().any().any():
+            raise ValueError(f"split {rep}: probabilities missing for {sorted(fusion_set)}")
+        y = wide.index.get_level_values("label").to_numpy()
+        decision = fuse(wide.to_numpy().T, rule) > 0.5
+        out.append(dict(repeat=int(rep), k=int((decision == (y == 1)).sum()), n=len(y)))
+    return pd.DataFrame(out)
+
+
+def verdict_at(k: int, n: int, n_eff: float, paper_pct: float, delta: float, alpha: float, null: str) -> tuple:
+    """(low, high, verdict) of the rule (allrep.evaluate.claims) with "not reproduced" tested against the claim,
+    or against the claim minus half the margin (``null``)."""
+    lo, hi = (float(x) for x in bounds(k, n, n_eff, alpha))
+    p0 = paper_pct / 100
+    floor = p0 if null == "claim" else p0 - delta / 2
+    v = VERDICTS[0] if lo > p0 - delta + 1e-12 else VERDICTS[2] if hi < floor - 1e-12 else VERDICTS[1]
+    return lo, hi, v
+
+
+def multiverse(probs: dict, test_rows: dict, plan: dict, rule) -> pd.DataFrame:
+    """One row per universe and claim: its factors, pooled k and n, accuracy, the rule's bounds and verdict, and
+    the per-split k (``k_split_0``...). ``probs``: (dataset, tuning) -> test probabilities of the plan's protocol
+    (the tuned ensembles' for ``search``, the plain reference's for ``untuned``); ``test_rows``: dataset -> the
+    split rows of its test parts (columns id, group) for the effective n; ``rule``: the verdict settings
+    (delta, alpha)."""
+    uni = universes(plan)
+    rows = []
+    for ds in plan["claims"]:
+        cache, neff = {}, {}
+        for u in uni.itertuples(index=False):
+            key = (u.tuning, u.members, u.fusion_set, u.fusion_rule)
+            if key not in cache:
+                cache[key] = correct_per_split(probs[(ds, u.tuning)], u.members, u.fusion_set.split(" + "), u.fusion_rule)
+            per = cache[key]
+            if u.icc not in neff:
+                neff[u.icc] = effective_n(test_rows[ds], u.icc)
+            k, n = int(per["k"].sum()), int(per["n"].sum())
+            lo, hi, v = verdict_at(k, n, neff[u.icc], PAPER_CLAIMS[ds], rule.delta, rule.alpha, u.not_reproduced_below)
+            rows.append(dict(dataset=ds, **u._asdict(), k=k, n=n, accuracy=k / n, effective_n=neff[u.icc],
+                             bound_low=lo, bound_high=hi, verdict=v,
+                             **{f"k_split_{int(r)}": int(kk) for r, kk in zip(per["repeat"], per["k"])}))
+    return pd.DataFrame(rows)
+
+
+def sentence(mv: pd.DataFrame, dataset: str, name: str) -> str:
+    """"across N pre-specified pipelines, <name> accuracy ranges a-b%; reproduced in x, inconclusive in y, not
+    reproduced in z" for one claim."""
+    d = mv[mv["dataset"] == dataset]
+    counts = d["verdict"].value_counts()
+    return (f"across {len(d)} pre-specified pipelines, {name} accuracy ranges {100 * d['accuracy'].min():.2f}-"
+            f"{100 * d['accuracy'].max():.2f}%; reproduced in {counts.get(VERDICTS[0], 0)}, inconclusive in "
+            f"{counts.get(VERDICTS[1], 0)}, not reproduced in {counts.get(VERDICTS[2], 0)}")
+
+
+def what_moves(mv: pd.DataFrame) -> pd.DataFrame:
+    """Per claim and factor: the share of universes whose verdict changes when that factor alone leaves the
+    registered level (all other factors at the registered universe's levels), and the levels that change it."""
+    reg = mv[mv["registered"]]
+    rows = []
+    for _, r in reg.iterrows():
+        d = mv[mv["dataset"] == r["dataset"]]
+        for f in FACTORS:
+            others = [g for g in FACTORS if g != f]
+            same = d[(d[others] == r[others]).all(axis=1) & (d[f] != r[f])]
+            flips = same[same["verdict"] != r["verdict"]]
+            rows.append(dict(dataset=r["dataset"], factor=f, levels=len(same), verdict_changes=len(flips),
+                             changed_by=", ".join(f"{x} ({v})" for x, v in zip(flips[f].astype(str), flips["verdict"]))
+                             or "none"))
+    return pd.DataFrame(rows)

@@ -1,0 +1,109 @@
+"""The exploratory robustness analysis of the registered verdicts: its plan, its files and its ledger rows.
+
+The plan (``results/robustness/plan.yaml``) was committed before any universe was scored, in the commit whose
+message starts with "Robustness plan"; :func:`run` refuses to score while the plan differs from that commit's.
+It re-scores the registered run's committed test probabilities in every recombined universe
+(:mod:`allrep.evaluate.multiverse`), writes ``multiverse.csv`` and ``what_moves.csv`` beside the plan, and
+appends one ledger row per distinct scoring (heads, members, fusion set and rule) and outer split, marked
+``look = "exploratory"`` and ``added = "exploratory"``; the rule's ICC and null change no prediction and add no
+scoring. Re-running writes the same files and no new rows.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import yaml
+
+from allrep.errors import AllrepError
+from allrep.evaluate.multiverse import multiverse, what_moves
+from allrep.io import atomic_write_text
+from allrep.profile import PROJECT_ROOT, load_profile
+from allrep.record import ledger, places
+from allrep.record.history import git
+from allrep.record.runs import registered
+from allrep.repro import git_commit
+
+FOLDER = PROJECT_ROOT / "results" / "robustness"
+PLAN_REL = "results/robustness/plan.yaml"  # where the plan is committed
+PLAN = PROJECT_ROOT / PLAN_REL
+PLAN_MESSAGE = "Robustness plan"
+EXPLORATORY = "exploratory"
+HEADS = {"search": "", "untuned": "_plain"}  # tuning level -> the registered run's probabilities file suffix
+
+
+def plan_commit(root=PROJECT_ROOT) -> str | None:
+    """The commit that added the plan (its message starts with :data:`PLAN_MESSAGE`); None when there is none."""
+    for line in git("log", "--format=%H %s", "--", PLAN_REL, root=root).splitlines()[::-1]:
+        sha, _, subject = line.partition(" ")
+        if subject.startswith(PLAN_MESSAGE):
+            return sha
+    return None
+
+
+def load_plan(root=PROJECT_ROOT) -> dict:
+    """The plan, refused when it was never committed under its message or has changed since."""
+    sha = plan_commit(root)
+    if sha is None:
+        raise AllrepError(f"no commit starting with {PLAN_MESSAGE!r} added {PLAN_REL}: commit the plan "
+                          "before scoring any universe")
+    if git("show", f"{sha}:{PLAN_REL}", root=root).strip() != PLAN.read_text().strip():
+        raise AllrepError(f"{PLAN_REL} differs from the plan committed in {sha[:12]}: a plan is fixed "
+                          "before scoring; write a new plan in a new commit")
+    return yaml.safe_load(PLAN.read_text())
+
+
+def inputs(plan: dict):
+    """The registered run's test probabilities per (dataset, tuning) and test rows per dataset."""
+    cfg = load_profile(registered().profile)
+    out = places.output_dir(cfg)
+    backbones = sorted({b for fs in plan["recombined"]["fusion_set"] for b in fs})
+    probs, tests = {}, {}
+    for ds in plan["claims"]:
+        for tuning, suffix in HEADS.items():
+            df = pd.concat([pd.read_csv(out / "probabilities" / f"{ds}_{bb}{suffix}.csv") for bb in backbones],
+                           ignore_index=True)
+            probs[(ds, tuning)] = df[df["protocol"] == plan["protocol"]]
+        split = pd.read_csv(out / "splits" / f"{ds}_{plan['protocol']}.csv")
+        tests[ds] = split[split["role"] == "test"]
+    return cfg, probs, tests
+
+
+def _scorings(plan: dict, probs: dict, seed: int) -> pd.DataFrame:
+    """One ledger row per distinct scoring (heads, members, fusion set, rule) and outer split."""
+    from allrep.evaluate.multiverse import correct_per_split, universes
+
+    uni = universes(plan).drop_duplicates(["tuning", "members", "fusion_set", "fusion_rule"])
+    commit, date = git_commit(), pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+    rows = []
+    for ds in plan["claims"]:
+        for u in uni.itertuples(index=False):
+            p = probs[(ds, u.tuning)]
+            per = correct_per_split(p, u.members, u.fusion_set.split(" + "), u.fusion_rule)
+            name = f"{EXPLORATORY}: {u.tuning} heads, {u.members} member(s), {u.fusion_rule} of {u.fusion_set}"
+            for r in per.itertuples(index=False):
+                ids = p[p["repeat"] == r.repeat]["id"].unique()
+                rows.append(dict(dataset=ds, protocol=plan["protocol"], split_seed=seed,
+                                 split_set=ledger._split_set(seed, plan["protocol"], r.repeat, ids), repeat=r.repeat,
+                                 models=name, commit=commit, date=date, k=r.k, n=r.n, look=EXPLORATORY,
+                                 digest=hashlib.sha256(f"{name}|{r.k}|{r.n}".encode()).hexdigest()[:16], added=EXPLORATORY,
+                                 note=f"robustness analysis, plan {plan_commit()[:12]}"))
+    return pd.DataFrame(rows)
+
+
+def run(say=print) -> pd.DataFrame:
+    """Score every recombined universe (module doc); returns the multiverse table."""
+    plan = load_plan()
+    cfg, probs, tests = inputs(plan)
+    mv = multiverse(probs, tests, plan, cfg.verdict)
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(FOLDER / "multiverse.csv", mv.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(FOLDER / "what_moves.csv", what_moves(mv).to_csv(index=False))
+    path = places.ledger_path(cfg)
+    rows = _scorings(plan, probs, cfg.seed)
+    seen = set(zip(*(ledger.read(path)[c] for c in ("models", "split_set", "digest"))))
+    new = rows[[(m, s, d) not in seen for m, s, d in zip(rows["models"], rows["split_set"], rows["digest"])]]
+    ledger.append(path, new)
+    say(f"robustness: {len(mv)} universe rows in {places.relative(FOLDER / 'multiverse.csv')}; "
+        f"{len(new)} exploratory ledger rows added")
+    return mv
