@@ -212,6 +212,7 @@ def _cmd_predict(a) -> int:
 def _cmd_digests(a) -> int:
     from allrep.profile import load_profile
     from allrep.record import digests
+    from allrep.record.places import relative
 
     cfg = load_profile(a.profile)
     mine = digests.stage_digests(cfg)
@@ -222,7 +223,7 @@ def _cmd_digests(a) -> int:
     for line in digests.report(mine, recorded) or [f"no committed record ({digests.record_path(cfg).name})"]:
         print(line)
     if a.record:
-        print(f"recorded: {digests.add_record(cfg, mine)}")
+        print(f"recorded: {relative(digests.add_record(cfg, mine))}")
     return 0
 
 

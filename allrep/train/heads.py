@@ -202,7 +202,12 @@ class HeadsTrainer:
 
     def get(self, k: int) -> dict:
         """Slot k's current weights (name -> array)."""
-        return {n: np.array(getattr(self.layer, ATTRS[n]).numpy()[k]) for n in self.names}
+        return self.get_many([k])[k]
+
+    def get_many(self, ks) -> dict:
+        """Some slots' current weights (k -> name -> array), each stacked variable read once."""
+        full = {n: getattr(self.layer, ATTRS[n]).numpy() for n in self.names}
+        return {k: {n: np.array(full[n][k]) for n in self.names} for k in ks}
 
     def set(self, weights: dict) -> None:
         """Some slots' weights at once (k -> a :meth:`get` dict)."""
@@ -213,20 +218,32 @@ class HeadsTrainer:
                 w[k] = wk[n]
             var.assign(w)
 
+    def buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The trainer's one input block (batch_size, K, T, C) and label block (batch_size, K), reused by every
+        step and prediction: a fresh block of the larger recipes' size (hundreds of MB) per call costs more than
+        the arithmetic. Callers fill every slot they use and zero the rest."""
+        if not hasattr(self, "_x"):
+            B, (T, C) = self.batch_size, self.shape
+            self._x, self._y = np.zeros((B, self.K, T, C), np.float32), np.zeros((B, self.K), np.int64)
+        return self._x, self._y
+
     def predict(self, Xs) -> list:
-        """Slot k's (n_k, 2) probabilities on ``Xs[k]`` (``None``: an idle slot), in padded blocks of
-        ``batch_size`` rows."""
-        B, (T, C) = self.batch_size, self.shape
-        Xs = [np.zeros((1, T, C), np.float32) if x is None else x for x in Xs]
-        n = max(len(x) for x in Xs)
-        total = -(-n // B) * B
-        pad = [np.concatenate([x, np.zeros((total - len(x), *x.shape[1:]), np.float32)]) if len(x) < total else x
-               for x in Xs]
+        """Slot k's (n_k, 2) probabilities on ``Xs[k]`` (``None``: an idle slot), in blocks of ``batch_size`` rows
+        (a slot's rows past its end, and an idle slot's, are zeros; each block is filled in place)."""
+        B = self.batch_size
+        n = max((len(x) for x in Xs if x is not None), default=1)
         out, ones = [], self._masks(np.ones)
-        for i in range(0, total, B):
-            out.append(np.asarray(self.model.predict_on_batch([np.stack([x[i:i + B] for x in pad], axis=1), *ones])))
-        P = np.concatenate(out)  # (total, K, 2)
-        return [P[:len(x), k] for k, x in enumerate(Xs)]
+        block, _ = self.buffers()
+        for i in range(0, -(-n // B) * B, B):
+            for k, x in enumerate(Xs):
+                part = None if x is None else x[i:i + B]
+                m = 0 if part is None else len(part)
+                if m:
+                    block[:m, k] = part
+                block[m:, k] = 0.0
+            out.append(np.asarray(self.model.predict_on_batch([block, *ones])))
+        P = np.concatenate(out)  # (blocks * B, K, 2)
+        return [P[:1 if x is None else len(x), k] for k, x in enumerate(Xs)]
 
     def step(self, x, y) -> None:
         """One optimiser step of every slot on its batch: x (B, K, T, C), y (B, K)."""
@@ -368,21 +385,27 @@ def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: flo
         if tr is None or all(h is None for h in heads):
             return
         tr.load(new)
-        T, C = tr.shape
-        x = np.zeros((batch_size, K, T, C), np.float32)
-        y = np.zeros((batch_size, K), np.int64)
+        x, y = tr.buffers()
         for k, h in enumerate(heads):
             if h is not None:
                 x[:, k], y[:, k] = h.batch()
+            else:
+                x[:, k], y[:, k] = 0.0, 0
         tr.step(x, y)
         ended = [k for k, h in enumerate(heads) if h is not None and h.advance()]
         if not ended:
             continue
         pv = tr.predict([h.task["X_val"] if h is not None and k in ended else None for k, h in enumerate(heads)])
-        finished = [k for k in ended if heads[k].scored(_nll(heads[k].task["y_val"], pv[k]), lambda k=k: tr.get(k))]
+        now = {}  # the ended slots' weights, read once (each stacked variable once) when a head first needs them
+
+        def weights(k):
+            if not now:
+                now.update(tr.get_many(ended))
+            return now[k]
+        finished = [k for k in ended if heads[k].scored(_nll(heads[k].task["y_val"], pv[k]), lambda k=k: weights(k))]
         if not finished:
             continue
-        live = {k: tr.get(k) for k in finished}  # the slots go on to new heads; put each best state in to predict
+        live = {k: weights(k) for k in finished}  # the slots go on to new heads; put each best state in to predict
         tr.set({k: heads[k].best_w or live[k] for k in finished})
         pv = tr.predict([heads[k].task["X_val"] if k in finished else None for k in range(K)])
         pt = tr.predict([heads[k].task.get("X_test") if k in finished else None for k in range(K)])
