@@ -13,7 +13,11 @@
   cached features (scripts/bench_heads.py), with the arithmetic rate head training reaches beside a
   large matmul's on the same cores;
 * ``smoke_workers``: wall time of the smoke profile from an empty cache, serial and on a local Dask
-  cluster of 1 and 2 workers.
+  cluster of 1 and 2 workers;
+* ``head_profile``: where a head's training time goes per recipe (the registered 4 x 64, the base 16 x 256, and
+  16 x 1,280 with a learned projection; scripts/profile_heads.py): the engine's parts, one step at 1 and 16
+  stacked heads, plain ``keras.Model.fit``, with the code of commit PROFILE_BEFORE and today's on TensorFlow,
+  and today's on JAX when ``--jax-python`` names a Python that has JAX and Keras.
 
 ``--parts`` picks what to measure; the other keys of an existing file are kept, each with its date.
 
@@ -37,7 +41,9 @@ def main(argv=None):
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--parts", nargs="*", default=["backbones", "predict", "head_training", "smoke_workers"])
+    ap.add_argument("--parts", nargs="*", default=["backbones", "predict", "head_training", "smoke_workers",
+                                                   "head_profile"])
+    ap.add_argument("--jax-python", default=None, help="a Python with jax and keras, for head_profile on JAX")
     ap.add_argument("--trials", type=int, default=3, help="tuning trials per search in head_training")
     a = ap.parse_args(argv)
     from allrep import repro
@@ -101,6 +107,9 @@ def main(argv=None):
     if "smoke_workers" in a.parts:
         out["smoke_workers"] = dict(_smoke_workers(), when=when, commit=env["commit"])
         print("smoke_workers", out["smoke_workers"], flush=True)
+    if "head_profile" in a.parts:
+        out["head_profile"] = dict(_head_profile(a.jax_python), when=when, commit=env["commit"])
+        print("head_profile", out["head_profile"], flush=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(f"wrote {dest}")
@@ -134,6 +143,38 @@ def _head_training(cfg, trials: int) -> dict:
     res["speedup"] = {k: round(res["after"][k]["heads_per_second"] / res["before"][k]["heads_per_second"], 2)
                       for k in kinds}
     res["commit_before"] = BEFORE
+    return res
+
+
+PROFILE_BEFORE = "0dc1fc5"  # the engine before its reused input blocks
+
+
+def _head_profile(jax_python: str | None) -> dict:
+    """scripts/profile_heads.py in fresh processes: the package of PROFILE_BEFORE and today's on TensorFlow, and
+    today's on JAX (``jax_python``), one after the other on the same cores."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    script = root / "scripts" / "profile_heads.py"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    res = {}
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", str(root), "archive", PROFILE_BEFORE, "allrep", "profiles"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        runs = [("before", sys.executable, old, "tensorflow"), ("after", sys.executable, str(root), "tensorflow")]
+        if jax_python:
+            runs.append(("after_jax", jax_python, str(root), "jax"))
+        for label, python, path, backend in runs:
+            r = subprocess.run([python, str(script)], env=dict(env, PYTHONPATH=path, KERAS_BACKEND=backend), cwd=path,
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"profile_heads {label} failed:\n{r.stderr[-3000:]}")
+            res[label] = json.loads(r.stdout.strip().splitlines()[-1])
+    res["speedup"] = {n: round(res["after"]["recipes"][n]["heads_per_second"] / res["before"]["recipes"][n]["heads_per_second"], 2)
+                      for n in res["after"]["recipes"]}
+    res["commit_before"] = PROFILE_BEFORE
     return res
 
 

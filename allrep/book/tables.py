@@ -156,7 +156,7 @@ def book_tables(cfg: Profile) -> dict[str, str]:
 
 def digests_markdown(profile: str = "smoke") -> str:
     """The committed per-stage digests of ``profile``'s run (allrep.record.digests), one row per CPU recorded:
-    per stage, the first 12 hex digits of its digest, so equal stages read equal across rows."""
+    per stage, the first 8 hex digits of its digest, so equal stages read equal across rows."""
     from allrep.profile import load_profile
     from allrep.record import digests
 
@@ -165,10 +165,11 @@ def digests_markdown(profile: str = "smoke") -> str:
         return f"*(no digests recorded yet: `allrep digests --profile {profile} --record` after a {profile} run)*\n"
     rows = []
     for r in recs:
-        row = {"CPU": r["cpu"].get("model", "unknown"), "vector ISA": " ".join(
-            f for f in r["cpu"].get("flags", []) if f.startswith(("avx512f", "avx2", "amx")))}
+        flags = set(r["cpu"].get("flags", []))
+        row = {"CPU": r["cpu"].get("model", "unknown"),
+               "widest vectors": " ".join(f for f in ("avx2", "avx512f", "amx_tile") if f in flags) or "none"}
         for stage in digests.STAGES:
-            row[stage] = digests.stage_sha256(r, stage)[:12]
+            row[stage] = digests.stage_sha256(r, stage)[:8]
         rows.append(row)
     return markdown_table(pd.DataFrame(rows)) + "\n"
 
@@ -296,7 +297,41 @@ def benchmark_markdown(path: Path) -> str:
     return (f"Measured {b['when']} on {env['cpus']} CPUs ({env['os']} {env['machine']}, accelerator: "
             f"{env['accelerator']}), Keras {env['keras']} "
             f"on {env['backend']}.\n\n" + markdown_table(df) + "\n" + _predict_line(b.get("predict"))
-            + _head_training_md(b.get("head_training")) + _workers_md(b.get("smoke_workers")))
+            + _head_training_md(b.get("head_training")) + _head_profile_md(b.get("head_profile"))
+            + _workers_md(b.get("smoke_workers")))
+
+
+PROFILE_RECIPES = {"registered": "registered, 4 x 64", "base": "base, 16 x 256, projection 128",
+                   "projection": "16 x 1,280, projection 64"}
+
+
+def _head_profile_md(h: dict | None) -> str:
+    """Where head training's time goes, per recipe (scripts/profile_heads.py): heads per second before and after,
+    the engine's parts, one step at 1 and at 16 stacked heads (milliseconds per head), plain Keras fit, and JAX."""
+    if not h:
+        return ""
+    a, speed, parts_rows = h["after"], [], []
+    for name, label in PROFILE_RECIPES.items():
+        r, b = a["recipes"][name], h["before"]["recipes"][name]
+        parts = r["parts"]
+        total = sum(parts.values())
+        row = {"recipe": label, "before (heads/s)": b["heads_per_second"], "after (heads/s)": r["heads_per_second"],
+               "after / before": h["speedup"][name], "Keras fit (heads/s)": r["keras_fit_heads_per_second"]}
+        if "after_jax" in h:
+            row["engine on JAX (heads/s)"] = h["after_jax"]["recipes"][name]["heads_per_second"]
+        speed.append(row)
+        parts_rows.append({"recipe": label, "training steps": f"{parts['training step'] / total:.0%}",
+                           "validation predictions": f"{parts['validation predictions'] / total:.0%}",
+                           "ms per head-step, alone": round(1000 * r["step_seconds_K1"], 1),
+                           "ms per head-step, 16 stacked": round(1000 * r["step_seconds_K16"] / 16, 1),
+                           "GFLOP/s, 16 stacked": r["step_gflops_per_second"]})
+    return (f"\n**Where head training's time goes** (measured {h['when']}; `scripts/profile_heads.py`: "
+            f"{a['heads']} heads per recipe, {a['epochs']} epochs each, one ALL-IDB2 split's size with 8 views; "
+            f"*before* is the code of commit {h['commit_before']}). A large float32 matmul runs at "
+            f"{a['matmul_gflops_per_second']} GFLOP/s on these cores, and one optimiser step that does nothing "
+            f"costs {1000 * a['dispatch_seconds_per_step_K16']:.1f} ms. Heads per second:\n\n"
+            + markdown_table(pd.DataFrame(speed)) + "\n\nWhere the engine's time goes (shares of its time), and one "
+            "optimiser step alone and stacked:\n\n" + markdown_table(pd.DataFrame(parts_rows)) + "\n")
 
 
 def _head_training_md(h: dict | None) -> str:
