@@ -36,3 +36,12 @@ def test_each_stage_digest_moves_with_its_own_content_only(tmp_path, monkeypatch
     assert digests.compare(base, _run(tmp_path / "d", monkeypatch, weights="w2")) == ["heads/mobilenetv2"]
     assert digests.compare(base, _run(tmp_path / "e", monkeypatch, reduction="r2")) == ["reduction/mobilenetv2"]
     assert digests.compare(base, _run(tmp_path / "f", monkeypatch, prob="0.26")) == ["probabilities/probabilities"]
+
+
+def test_wall_time_columns_do_not_enter_a_digest(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("seed,epochs_run,train_seconds\n3,2,25.9\n")
+    b.write_text("seed,epochs_run,train_seconds\n3,2,32.5\n")
+    assert digests._file_sha(a) == digests._file_sha(b)
+    b.write_text("seed,epochs_run,train_seconds\n3,3,25.9\n")
+    assert digests._file_sha(a) != digests._file_sha(b)

@@ -10,6 +10,9 @@ A run's work goes through stages, each feeding the next; a digest per stage show
 * ``probabilities``: the members' and plain heads' test and validation probabilities, and the from-scratch ones;
 * ``results``: everything else the run scored (fusion, uncertainty, claims, held-out calls), the files' bytes.
 
+A CSV is digested without its wall-time columns (``train_seconds``: a from-scratch member's), which differ on
+every execution.
+
 The cache is read as it is, so a digest describes one run only when its cache held that run alone (the smoke
 run's fresh cache, for instance). :func:`compare` names the stages whose digests differ.
 """
@@ -64,6 +67,18 @@ def _heads(root: Path | None) -> tuple[dict, dict]:
     return reduction, heads
 
 
+def _file_sha(f: Path) -> str:
+    """sha256 of a results file; of a CSV without its wall-time columns (named ``*seconds``), which no
+    re-execution reproduces."""
+    if f.suffix == ".csv":
+        import pandas as pd
+
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        df = df.drop(columns=[c for c in df.columns if c.endswith("seconds")])
+        return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
+    return hashlib.sha256(f.read_bytes()).hexdigest()
+
+
 def _files(results: Path, names) -> dict:
     out = {}
     for name in names:
@@ -71,7 +86,7 @@ def _files(results: Path, names) -> dict:
         files = sorted(f for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
         if files:
             out[name] = dict(items=len(files), sha256=_sha(
-                f"{f.relative_to(results).as_posix()} {hashlib.sha256(f.read_bytes()).hexdigest()}" for f in files))
+                f"{f.relative_to(results).as_posix()} {_file_sha(f)}" for f in files))
     return out
 
 
