@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs this module, so its module fixture (final models, about 80 s) is trained once, not per worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("final-models")]
 
 
 @pytest.fixture(scope="module")
