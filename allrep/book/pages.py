@@ -485,11 +485,16 @@ def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
     return base
 
 
+FACTOR_NAMES = {"tuning": "heads (tuned or untuned)", "members": "members", "fusion_set": "fusion set",
+                "fusion_rule": "fusion rule", "icc": "intra-group correlation",
+                "not_reproduced_below": "null of not reproduced"}
+
+
 def robustness_tables(base: Path) -> dict:
     """The exploratory robustness analysis (allrep.record.robustness) as the book shows it: one sentence per claim
     (``robustness_sentence.md``, for the intro), the page's tables (``robustness.md``), and its specification
     curve written to ``base/robustness_curve.png``."""
-    from allrep.evaluate.claims import PAPER_CLAIMS
+    from allrep.evaluate.claims import PAPER_CLAIMS, VERDICTS
     from allrep.evaluate.multiverse import sentence
     from allrep.record import robustness
 
@@ -502,12 +507,15 @@ def robustness_tables(base: Path) -> dict:
     order = [d for d in plan["claims"] if d in set(mv["dataset"])]
     said = "; ".join(sentence(mv, d, DATASET_NAMES[d]) for d in order)
     reg = mv[mv["registered"]].set_index("dataset")
-    counts = (mv.groupby(["dataset", "verdict"]).size().unstack(fill_value=0).reindex(order)
+    counts = (mv.groupby(["dataset", "verdict"]).size().unstack(fill_value=0).reindex(index=order, columns=list(VERDICTS),
+                                                                                       fill_value=0)
               .rename(index=DATASET_NAMES).reset_index().rename(columns={"dataset": "claim"}))
+    counts.columns.name = None
     counts.insert(1, "universes", mv.groupby("dataset").size().reindex(order).to_numpy())
     counts.insert(2, "registered", [f"{reg.loc[d, 'k']}/{reg.loc[d, 'n']} {reg.loc[d, 'verdict']}" for d in order])
     moves = pd.read_csv(robustness.FOLDER / "what_moves.csv")
     moves["dataset"] = moves["dataset"].map(DATASET_NAMES)
+    moves["factor"] = moves["factor"].map(FACTOR_NAMES).fillna(moves["factor"])
     moves = moves.rename(columns={"dataset": "claim", "levels": "other levels", "verdict_changes": "verdict changes",
                                   "changed_by": "levels that change it (verdict)"})
     from allrep.book.plots import specification_curve
