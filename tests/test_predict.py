@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-# one xdist worker runs this module, so its module fixture (final models, about 80 s) is trained once, not per worker
+# one xdist worker runs this module, so its fixture (final models, about 80 s) is trained once, not per worker
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("final-models")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept for the session: the group's tests need not run back to back
 def final(data_root, weights_dir, tmp_path_factory):
     """Final MobileNetV2 models of IDB2 trained without one photograph group, which is then predicted."""
     import os
