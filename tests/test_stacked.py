@@ -113,12 +113,3 @@ def test_a_head_is_the_same_whatever_the_callers_numeric_environment():
         return out.stdout.split()[-1]
 
     assert len({digest(None), digest("0"), digest("1")}) == 1
-
-
-def test_the_stack_size_is_fixed_by_the_input_shape_alone():
-    """Stacks of 16 for the recipes the runs use (their committed bytes come from 16-slot stacks), one head at a
-    time above LONE_ABOVE values per sample, where stacking costs more per head than it saves."""
-    from allrep.train.heads import SLOTS, slots_for
-
-    assert slots_for(4, 64) == slots_for(9, 64) == slots_for(16, 256) == slots_for(16, 16) == SLOTS == 16
-    assert slots_for(16, 1280) == slots_for(64, 1280) == slots_for(16, 257) == 1

@@ -336,20 +336,11 @@ class Tasks:
         self.results[tid] = result
 
 
-SLOTS = 16  # heads per stacked model for the usual head shapes: see run_pool
-LONE_ABOVE = 4096  # positions x channels above which a head trains alone (slots_for)
-
-
-def slots_for(seq_len: int, channels: int) -> int:
-    """The number of slots of a stack of heads of this input shape, fixed by the shape alone: :data:`SLOTS`, or 1
-    for inputs larger than :data:`LONE_ABOVE` values per sample, whose step costs more per head in a stack than
-    alone (measured: 16 x 1,280 with a learned projection, 16.1 ms per head-step stacked, 12.0 alone; 16 x 256,
-    9.2 and 10.5; 4 x 64, 0.9 and 3.0; scripts/profile_heads.py)."""
-    return 1 if int(seq_len) * int(channels) > LONE_ABOVE else SLOTS
+SLOTS = 16  # heads per stacked model, fixed: see run_pool
 
 
 def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: float = 0.0,
-             keep_weights: bool = False, slots: int | None = None, reuse: bool = True) -> None:
+             keep_weights: bool = False, slots: int = SLOTS, reuse: bool = True) -> None:
     """Train every head ``source`` hands out, ``slots`` at a time in one stacked model.
 
     ``source.next()`` returns ``(tid, task)`` or ``None`` (nothing ready now); ``source.done(tid, result)``
@@ -362,25 +353,19 @@ def run_pool(source, epochs: int, patience: int, batch_size: int, min_delta: flo
     validation NLL after every epoch, its best weights kept, and it stops after ``patience`` epochs without
     an improvement larger than ``min_delta`` or at ``epochs``.
 
-    The number of slots is fixed by the heads' input shape (:func:`slots_for`; ``slots`` overrides it),
-    however many heads there are: the compiled step of a
+    The number of slots is fixed (:data:`SLOTS`), however many heads there are: the compiled step of a
     stack of K heads computes each head bit for bit alike whatever slot it has and whoever its
     neighbours are, but another K fuses the arithmetic differently (round-off of about 1e-7). With K
     fixed, a head's result does not depend on how the heads were grouped (one process or units on a
     cluster give the same files; tests/test_stacked.py). Idle slots cost their share of each step.
     """
-    first = source.next()
-    if first is None:
-        return
-    X0 = first[1]["X_train"]
-    K = int(slots or slots_for(X0.shape[1], X0.shape[2]))
-    pending = [first]  # handed out before the stack's size was known
+    K = int(slots)
     heads, tr, arch = [None] * K, None, None
     while True:
         new = {}
         for k in range(K):
             if heads[k] is None:
-                nxt = pending.pop() if pending else source.next()
+                nxt = source.next()
                 if nxt is None:
                     break
                 tid, task = nxt
