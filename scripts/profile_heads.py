@@ -68,9 +68,10 @@ def engine(n_heads, epochs, T, C, P) -> dict:
                     stack[-1] += dt
         return wrapper
 
-    saved = {n: H.HeadsTrainer.__dict__[n] for n in ("step", "predict", "load", "get", "set", "_masks")}
+    saved = {n: H.HeadsTrainer.__dict__[n] for n in ("step", "predict", "load", "get", "get_many", "set", "_masks")
+             if n in H.HeadsTrainer.__dict__}
     parts = dict(step="training step", predict="validation predictions", load="weights traffic",
-                 get="weights traffic", set="weights traffic", _masks="dropout masks")
+                 get="weights traffic", get_many="weights traffic", set="weights traffic", _masks="dropout masks")
     for n, fn in saved.items():
         setattr(H.HeadsTrainer, n, timed(parts[n], fn))
     try:

@@ -29,10 +29,10 @@ def _run(tmp_path, monkeypatch, feature=0.5, weights="w1", reduction="r1", prob=
 def test_each_stage_digest_moves_with_its_own_content_only(tmp_path, monkeypatch):
     base = _run(tmp_path / "a", monkeypatch)
     assert set(base["stages"]) == set(digests.STAGES) and base["cpu"]["machine"]
-    assert base["stages"]["features"]["mobilenetv2"]["items"] == 1
+    assert base["stages"]["features"]["mobilenetv2-abc-96"]["items"] == 1
     assert base["stages"]["results"] == {"claims.csv": base["stages"]["results"]["claims.csv"]}  # no timings
     assert digests.compare(base, _run(tmp_path / "b", monkeypatch)) == []  # the same content elsewhere
-    assert digests.compare(base, _run(tmp_path / "c", monkeypatch, feature=0.25)) == ["features/mobilenetv2"]
+    assert digests.compare(base, _run(tmp_path / "c", monkeypatch, feature=0.25)) == ["features/mobilenetv2-abc-96"]
     assert digests.compare(base, _run(tmp_path / "d", monkeypatch, weights="w2")) == ["heads/mobilenetv2"]
     assert digests.compare(base, _run(tmp_path / "e", monkeypatch, reduction="r2")) == ["reduction/mobilenetv2"]
     assert digests.compare(base, _run(tmp_path / "f", monkeypatch, prob="0.26")) == ["probabilities/probabilities"]

@@ -3,7 +3,8 @@
 A run's work goes through stages, each feeding the next; a digest per stage shows where two executions
 (serial and on Dask workers, or on two CPUs) first part:
 
-* ``features``: every cached backbone feature map (the arrays, not the files' bytes), per backbone;
+* ``features``: every cached backbone feature map (the arrays, not the files' bytes), per feature cache
+  (backbone, weights, input size);
 * ``reduction``: every split's channel reduction as its heads recorded it (``reduction_sha256``), per backbone;
 * ``heads``: every trained head's best weights (``weights_sha256``), per backbone;
 * ``tuning``: the searches' choices (the run's ``tuning/`` files);
@@ -51,7 +52,7 @@ def _features(root: Path | None) -> dict:
             with np.load(f) as z:
                 a = np.ascontiguousarray(z["features"])
             parts += [f.name, str(a.dtype), str(a.shape), hashlib.sha256(a.tobytes()).hexdigest()]
-        out[d.name.split("-", 1)[0]] = dict(items=len(parts) // 4, sha256=_sha(parts))
+        out[d.name] = dict(items=len(parts) // 4, sha256=_sha(parts))  # backbone-weights-size[-pool]: one per cache
     return out
 
 

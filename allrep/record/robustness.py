@@ -49,7 +49,7 @@ def load_plan(root=PROJECT_ROOT) -> dict:
                           "before scoring any universe")
     if git("show", f"{sha}:{PLAN_REL}", root=root).strip() != PLAN.read_text().strip():
         raise AllrepError(f"{PLAN_REL} differs from the plan committed in {sha[:12]}: a plan is fixed "
-                          "before scoring; write a new plan in a new commit")
+                          "before scoring: restore it (`git checkout {sha[:12]} -- {PLAN_REL}`); a different plan is a different analysis")
     return yaml.safe_load(PLAN.read_text())
 
 

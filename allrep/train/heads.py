@@ -231,7 +231,7 @@ class HeadsTrainer:
         """Slot k's (n_k, 2) probabilities on ``Xs[k]`` (``None``: an idle slot), in blocks of ``batch_size`` rows
         (a slot's rows past its end, and an idle slot's, are zeros; each block is filled in place)."""
         B = self.batch_size
-        n = max((len(x) for x in Xs if x is not None), default=1)
+        n = max([len(x) for x in Xs if x is not None] + [1])  # at least one block, as every slot gets a row
         out, ones = [], self._masks(np.ones)
         block, _ = self.buffers()
         for i in range(0, -(-n // B) * B, B):
