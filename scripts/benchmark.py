@@ -27,7 +27,10 @@ asserts a speed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -116,29 +119,39 @@ def main(argv=None):
 
 
 BEFORE = "3d86d16"  # the last commit before the member engine
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def _package_at(commit: str):
+    """A temporary folder holding the package and profiles of ``commit`` (git archive)."""
+    with tempfile.TemporaryDirectory() as folder:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "allrep", "profiles"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield folder
+
+
+def _last_json_line(command: list, env: dict, package: str) -> dict:
+    """Run a measuring script in a fresh process with ``package`` first on the path; its last line, parsed."""
+    r = subprocess.run(command, env=dict(env, PYTHONPATH=package, TF_CPP_MIN_LOG_LEVEL="3"), cwd=package,
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"{Path(command[1]).name} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def _head_training(cfg, trials: int) -> dict:
     """scripts/bench_heads.py with today's package and with the one of commit BEFORE, one after the other,
     in fresh processes on the same cached features."""
-    import os
-    import subprocess
 
-    root = Path(__file__).resolve().parent.parent
-    script = root / "scripts" / "bench_heads.py"
-    env = dict(os.environ, ALLREP_CACHE=str(Path(os.environ.get("ALLREP_CACHE", root / ".cache")).resolve()),
-               TF_CPP_MIN_LOG_LEVEL="3")
+    script = ROOT / "scripts" / "bench_heads.py"
+    env = dict(os.environ, ALLREP_CACHE=str(Path(os.environ.get("ALLREP_CACHE", ROOT / ".cache")).resolve()))
     res = {}
-    with tempfile.TemporaryDirectory() as old:
-        archive = subprocess.run(["git", "-C", str(root), "archive", BEFORE, "allrep", "profiles"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
-        for impl, path in (("before", old), ("after", str(root))):
-            r = subprocess.run([sys.executable, str(script), "--impl", impl, "--profile", cfg.name, "--trials", str(trials)],
-                               env=dict(env, PYTHONPATH=path), cwd=path, capture_output=True, text=True)
-            if r.returncode:
-                raise SystemExit(f"bench_heads {impl} failed:\n{r.stderr[-3000:]}")
-            res[impl] = json.loads(r.stdout.strip().splitlines()[-1])
+    with _package_at(BEFORE) as old:
+        for impl, path in (("before", old), ("after", str(ROOT))):
+            res[impl] = _last_json_line([sys.executable, str(script), "--impl", impl, "--profile", cfg.name,
+                                         "--trials", str(trials)], env, path)
     kinds = ("tuning_trials", "ensemble_members", "plain_heads")
     res["speedup"] = {k: round(res["after"][k]["heads_per_second"] / res["before"][k]["heads_per_second"], 2)
                       for k in kinds}
@@ -152,26 +165,15 @@ PROFILE_BEFORE = "0dc1fc5"  # the engine before its reused input blocks
 def _head_profile(jax_python: str | None) -> dict:
     """scripts/profile_heads.py in fresh processes: the package of PROFILE_BEFORE and today's on TensorFlow, and
     today's on JAX (``jax_python``), one after the other on the same cores."""
-    import os
-    import subprocess
 
-    root = Path(__file__).resolve().parent.parent
-    script = root / "scripts" / "profile_heads.py"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    script = ROOT / "scripts" / "profile_heads.py"
     res = {}
-    with tempfile.TemporaryDirectory() as old:
-        archive = subprocess.run(["git", "-C", str(root), "archive", PROFILE_BEFORE, "allrep", "profiles"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
-        runs = [("before", sys.executable, old, "tensorflow"), ("after", sys.executable, str(root), "tensorflow")]
+    with _package_at(PROFILE_BEFORE) as old:
+        runs = [("before", sys.executable, old, "tensorflow"), ("after", sys.executable, str(ROOT), "tensorflow")]
         if jax_python:
-            runs.append(("after_jax", jax_python, str(root), "jax"))
+            runs.append(("after_jax", jax_python, str(ROOT), "jax"))
         for label, python, path, backend in runs:
-            r = subprocess.run([python, str(script)], env=dict(env, PYTHONPATH=path, KERAS_BACKEND=backend), cwd=path,
-                               capture_output=True, text=True)
-            if r.returncode:
-                raise SystemExit(f"profile_heads {label} failed:\n{r.stderr[-3000:]}")
-            res[label] = json.loads(r.stdout.strip().splitlines()[-1])
+            res[label] = _last_json_line([python, str(script)], dict(os.environ, KERAS_BACKEND=backend), path)
     res["speedup"] = {n: round(res["after"]["recipes"][n]["heads_per_second"] / res["before"]["recipes"][n]["heads_per_second"], 2)
                       for n in res["after"]["recipes"]}
     res["commit_before"] = PROFILE_BEFORE
@@ -181,7 +183,6 @@ def _head_profile(jax_python: str | None) -> dict:
 def _smoke_workers() -> dict:
     """Wall seconds of `allrep run --profile smoke` from an empty cache and scratch folder: serial, and on
     a LocalCluster of 1 and of 2 workers (same data, weights and machine)."""
-    import os
     import subprocess
 
     out = {}
