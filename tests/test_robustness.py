@@ -41,7 +41,7 @@ def test_the_multiverse_file_is_what_the_plan_and_the_registered_predictions_giv
     at least 24 universes per claim, per-split k that add up to k."""
     plan = robustness.load_plan()
     cfg, probs, tests = robustness.inputs(plan)
-    mv = mvmod.multiverse(probs, tests, plan, cfg.verdict)
+    mv = mvmod.multiverse(mvmod.scorings(probs, plan), tests, plan, cfg.verdict)
     committed = pd.read_csv(robustness.FOLDER / "multiverse.csv")
     assert (mv.groupby("dataset").size() >= 24).all()
     pd.testing.assert_frame_equal(mv[["dataset", "universe", "k", "n", "verdict"]],

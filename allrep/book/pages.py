@@ -498,7 +498,7 @@ def robustness_tables(base: Path) -> dict:
     from allrep.evaluate.multiverse import sentence
     from allrep.record import robustness
 
-    path = robustness.FOLDER / "multiverse.csv"
+    path = robustness.FOLDER / robustness.MULTIVERSE
     if not path.is_file():
         none = "*(the robustness analysis has not been run: `allrep robustness`)*\n"
         return {"robustness_sentence.md": none, "robustness.md": none}
@@ -513,7 +513,7 @@ def robustness_tables(base: Path) -> dict:
     counts.columns.name = None
     counts.insert(1, "universes", mv.groupby("dataset").size().reindex(order).to_numpy())
     counts.insert(2, "registered", [f"{reg.loc[d, 'k']}/{reg.loc[d, 'n']} {reg.loc[d, 'verdict']}" for d in order])
-    moves = pd.read_csv(robustness.FOLDER / "what_moves.csv")
+    moves = pd.read_csv(robustness.FOLDER / robustness.WHAT_MOVES)
     moves["dataset"] = moves["dataset"].map(DATASET_NAMES)
     moves["factor"] = moves["factor"].map(FACTOR_NAMES).fillna(moves["factor"])
     moves = moves.rename(columns={"dataset": "claim", "levels": "other levels", "verdict_changes": "verdict changes",

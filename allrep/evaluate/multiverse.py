@@ -78,23 +78,29 @@ def verdict_at(k: int, n: int, n_eff: float, paper_pct: float, delta: float, alp
     return lo, hi, v
 
 
-def multiverse(probs: dict, test_rows: dict, plan: dict, rule) -> pd.DataFrame:
+SCORING = ["tuning", "members", "fusion_set", "fusion_rule"]  # the factors that change a prediction
+
+
+def scorings(probs: dict, plan: dict) -> dict:
+    """Every distinct scoring of the plan, computed once: (dataset, tuning, members, fusion set, rule) -> its
+    :func:`correct_per_split` frame (the rule's ICC and null change no prediction)."""
+    uni = universes(plan).drop_duplicates(SCORING)
+    return {(ds, *key): correct_per_split(probs[(ds, key[0])], key[1], key[2].split(" + "), key[3])
+            for ds in plan["claims"] for key in uni[SCORING].itertuples(index=False, name=None)}
+
+
+def multiverse(scored: dict, test_rows: dict, plan: dict, rule) -> pd.DataFrame:
     """One row per universe and claim: its factors, pooled k and n, accuracy, the rule's bounds and verdict, and
-    the per-split k (``k_split_0``...). ``probs``: (dataset, tuning) -> test probabilities of the plan's protocol
-    (the tuned ensembles' for ``search``, the plain reference's for ``untuned``); ``test_rows``: dataset -> the
-    split rows of its test parts (columns id, group) for the effective n; ``rule``: the verdict settings
-    (delta, alpha)."""
+    the per-split k (``k_split_0``...). ``scored``: :func:`scorings` of the registered run's test probabilities
+    of the plan's protocol (the tuned ensembles' for ``search``, the plain reference's for ``untuned``);
+    ``test_rows``: dataset -> the split rows of its test parts (columns id, group) for the effective n; ``rule``:
+    the verdict settings (delta, alpha)."""
     uni = universes(plan)
     rows = []
     for ds in plan["claims"]:
-        cache, neff = {}, {}
+        neff = {icc: effective_n(test_rows[ds], icc) for icc in uni["icc"].unique()}
         for u in uni.itertuples(index=False):
-            key = (u.tuning, u.members, u.fusion_set, u.fusion_rule)
-            if key not in cache:
-                cache[key] = correct_per_split(probs[(ds, u.tuning)], u.members, u.fusion_set.split(" + "), u.fusion_rule)
-            per = cache[key]
-            if u.icc not in neff:
-                neff[u.icc] = effective_n(test_rows[ds], u.icc)
+            per = scored[(ds, u.tuning, u.members, u.fusion_set, u.fusion_rule)]
             k, n = int(per["k"].sum()), int(per["n"].sum())
             lo, hi, v = verdict_at(k, n, neff[u.icc], PAPER_CLAIMS[ds], rule.delta, rule.alpha, u.not_reproduced_below)
             rows.append(dict(dataset=ds, **u._asdict(), k=k, n=n, accuracy=k / n, effective_n=neff[u.icc],

@@ -27,7 +27,7 @@ import numpy as np
 
 from allrep.cache import folder
 from allrep.io import atomic_write_text
-from allrep.profile import PROJECT_ROOT, Profile
+from allrep.profile import Profile
 from allrep.record import places
 from allrep.repro import cpu
 
@@ -121,9 +121,12 @@ def compare(a: dict, b: dict) -> list[str]:
     return out
 
 
+FOLDER = places.DIGESTS
+
+
 def record_path(cfg: Profile) -> Path:
-    """The committed digests of ``cfg``'s run, one record per CPU it was measured on (``results/digests/``)."""
-    return PROJECT_ROOT / "results" / "digests" / f"{cfg.name}.json"
+    """The committed digests of ``cfg``'s run, one record per CPU it was measured on (:data:`FOLDER`)."""
+    return FOLDER / f"{cfg.name}.json"
 
 
 def _machine(rec: dict) -> tuple:

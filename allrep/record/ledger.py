@@ -75,7 +75,7 @@ def is_test_file(rel: str) -> bool:
     return not any(rel.endswith(x) for x in _SKIP) and any(Path(rel).match(g) for g in TEST_FILES)
 
 
-def _split_set(seed, protocol, rep, ids) -> str:
+def split_set(seed, protocol, rep, ids) -> str:
     return hashlib.sha256(f"{seed}|{protocol}|{rep}|{','.join(sorted(ids))}".encode()).hexdigest()[:10]
 
 
@@ -91,7 +91,7 @@ def scorings(df: pd.DataFrame, rel: str, seed) -> list[dict]:
     calls). Frames without the prediction columns give none."""
     if {"id", "label", "predicted", "p_all_fused"} <= set(df.columns):
         ds = Path(rel).name.split("_", 1)[0]
-        return [dict(dataset=ds, protocol=HELD_OUT, split_seed=seed, split_set=_split_set(seed, HELD_OUT, 0, df["id"]),
+        return [dict(dataset=ds, protocol=HELD_OUT, split_seed=seed, split_set=split_set(seed, HELD_OUT, 0, df["id"]),
                      repeat=0, models=_model_name("results/" + rel), k=int((df["predicted"] == df["label"]).sum()),
                      n=len(df), digest=_digest(df))]
     if not {"protocol", "repeat", "dataset", "id", "label", "p_all"} <= set(df.columns):
@@ -103,7 +103,7 @@ def scorings(df: pd.DataFrame, rel: str, seed) -> list[dict]:
         mean = g.groupby(["id", "label"])["p_all"].mean().reset_index()
         k = int((predict_label(mean["p_all"]) == mean["label"].to_numpy()).sum())
         models = _model_name("results/" + rel) + ("" if recipe is None else f" ({recipe})")
-        rows.append(dict(dataset=ds, protocol=protocol, split_seed=seed, split_set=_split_set(seed, protocol, rep, g["id"].unique()),
+        rows.append(dict(dataset=ds, protocol=protocol, split_seed=seed, split_set=split_set(seed, protocol, rep, g["id"].unique()),
                          repeat=int(rep), models=models, k=k, n=len(mean), digest=_digest(g)))
     return rows
 

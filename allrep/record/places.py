@@ -12,6 +12,11 @@ from pathlib import Path
 from allrep.profile import PROJECT_ROOT, Profile
 from allrep.record.runs import run_of
 
+# the project's own folders beside the development run's results, whatever the profile: the exploratory robustness
+# analysis of the registered run (allrep.record.robustness) and the per-CPU run digests (allrep.record.digests)
+ROBUSTNESS = PROJECT_ROOT / "results" / "robustness"
+DIGESTS = PROJECT_ROOT / "results" / "digests"
+
 
 def scratch_root() -> Path:
     return Path(os.environ.get("ALLREP_SCRATCH", PROJECT_ROOT / "scratch"))

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from allrep.errors import AllrepError
-from allrep.evaluate.multiverse import multiverse, what_moves
+from allrep.evaluate.multiverse import multiverse, scorings, what_moves
 from allrep.io import atomic_write_text
 from allrep.profile import PROJECT_ROOT, load_profile
 from allrep.record import ledger, places
@@ -24,10 +24,11 @@ from allrep.record.history import git
 from allrep.record.runs import registered
 from allrep.repro import git_commit
 
-FOLDER = PROJECT_ROOT / "results" / "robustness"
-PLAN_REL = "results/robustness/plan.yaml"  # where the plan is committed
-PLAN = PROJECT_ROOT / PLAN_REL
+FOLDER = places.ROBUSTNESS
+PLAN = FOLDER / "plan.yaml"
+PLAN_REL = PLAN.relative_to(PROJECT_ROOT).as_posix()  # where the plan is committed
 PLAN_MESSAGE = "Robustness plan"
+MULTIVERSE, WHAT_MOVES = "multiverse.csv", "what_moves.csv"  # beside the plan
 EXPLORATORY = "exploratory"
 HEADS = {"search": "", "untuned": "_plain"}  # tuning level -> the registered run's probabilities file suffix
 
@@ -69,25 +70,20 @@ def inputs(plan: dict):
     return cfg, probs, tests
 
 
-def _scorings(plan: dict, probs: dict, seed: int) -> pd.DataFrame:
+def _ledger_rows(plan: dict, probs: dict, scored: dict, seed: int) -> pd.DataFrame:
     """One ledger row per distinct scoring (heads, members, fusion set, rule) and outer split."""
-    from allrep.evaluate.multiverse import correct_per_split, universes
-
-    uni = universes(plan).drop_duplicates(["tuning", "members", "fusion_set", "fusion_rule"])
     commit, date = git_commit(), pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+    note = f"robustness analysis, plan {plan_commit()[:12]}"
     rows = []
-    for ds in plan["claims"]:
-        for u in uni.itertuples(index=False):
-            p = probs[(ds, u.tuning)]
-            per = correct_per_split(p, u.members, u.fusion_set.split(" + "), u.fusion_rule)
-            name = f"{EXPLORATORY}: {u.tuning} heads, {u.members} member(s), {u.fusion_rule} of {u.fusion_set}"
-            for r in per.itertuples(index=False):
-                ids = p[p["repeat"] == r.repeat]["id"].unique()
-                rows.append(dict(dataset=ds, protocol=plan["protocol"], split_seed=seed,
-                                 split_set=ledger._split_set(seed, plan["protocol"], r.repeat, ids), repeat=r.repeat,
-                                 models=name, commit=commit, date=date, k=r.k, n=r.n, look=EXPLORATORY,
-                                 digest=hashlib.sha256(f"{name}|{r.k}|{r.n}".encode()).hexdigest()[:16], added=EXPLORATORY,
-                                 note=f"robustness analysis, plan {plan_commit()[:12]}"))
+    for (ds, tuning, members, fusion_set, rule), per in scored.items():
+        p = probs[(ds, tuning)]
+        name = f"{EXPLORATORY}: {tuning} heads, {members} member(s), {rule} of {fusion_set}"
+        for r in per.itertuples(index=False):
+            rows.append(dict(dataset=ds, protocol=plan["protocol"], split_seed=seed, repeat=r.repeat,
+                             split_set=ledger.split_set(seed, plan["protocol"], r.repeat, p[p["repeat"] == r.repeat]["id"].unique()),
+                             models=name, commit=commit, date=date, k=r.k, n=r.n, look=EXPLORATORY,
+                             digest=hashlib.sha256(f"{name}|{r.k}|{r.n}".encode()).hexdigest()[:16], added=EXPLORATORY,
+                             note=note))
     return pd.DataFrame(rows)
 
 
@@ -95,15 +91,16 @@ def run(say=print) -> pd.DataFrame:
     """Score every recombined universe (module doc); returns the multiverse table."""
     plan = load_plan()
     cfg, probs, tests = inputs(plan)
-    mv = multiverse(probs, tests, plan, cfg.verdict)
+    scored = scorings(probs, plan)
+    mv = multiverse(scored, tests, plan, cfg.verdict)
     FOLDER.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(FOLDER / "multiverse.csv", mv.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(FOLDER / "what_moves.csv", what_moves(mv).to_csv(index=False))
+    atomic_write_text(FOLDER / MULTIVERSE, mv.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(FOLDER / WHAT_MOVES, what_moves(mv).to_csv(index=False))
     path = places.ledger_path(cfg)
-    rows = _scorings(plan, probs, cfg.seed)
+    rows = _ledger_rows(plan, probs, scored, cfg.seed)
     seen = set(zip(*(ledger.read(path)[c] for c in ("models", "split_set", "digest"))))
     new = rows[[(m, s, d) not in seen for m, s, d in zip(rows["models"], rows["split_set"], rows["digest"])]]
     ledger.append(path, new)
-    say(f"robustness: {len(mv)} universe rows in {places.relative(FOLDER / 'multiverse.csv')}; "
+    say(f"robustness: {len(mv)} universe rows in {places.relative(FOLDER / MULTIVERSE)}; "
         f"{len(new)} exploratory ledger rows added")
     return mv

@@ -118,6 +118,10 @@ STEPS = (
 STEP_NAMES = tuple(s.name for s in STEPS)
 
 # results files no notebook step writes: name -> (template under the results folder, its writer)
+def _results(path: Path) -> str:
+    return path.relative_to(PROJECT_ROOT / "results").as_posix()
+
+
 OTHER_OUTPUTS = {
     "timings": ("timings/runs.json", "the runner (allrep run): one entry per run that executed something"),
     "recipe_study": ("recipe/study.csv", "scripts/recipe_study.py (the recipe study's evidence)"),
@@ -126,10 +130,10 @@ OTHER_OUTPUTS = {
     "seal": (SEAL_FILE, "allrep seal: the checksummed record of a finished run (allrep.record.seal)"),
     # the project's, beside the development run's files: the exploratory robustness analysis of the registered
     # run (allrep.record.robustness) and the smoke run's per-stage digests per CPU (allrep.record.digests)
-    "robustness_plan": ("robustness/plan.yaml", "the robustness plan, committed before any universe was scored"),
-    "multiverse": ("robustness/multiverse.csv", "allrep robustness: every universe of the plan, scored"),
-    "what_moves": ("robustness/what_moves.csv", "allrep robustness: the verdict changes per factor"),
-    "digests": ("digests/smoke.json", "allrep digests --profile smoke --record: per-stage digests per CPU"),
+    "robustness_plan": (_results(places.ROBUSTNESS / "plan.yaml"), "the robustness plan, committed before any universe was scored"),
+    "multiverse": (_results(places.ROBUSTNESS / "multiverse.csv"), "allrep robustness: every universe, scored"),
+    "what_moves": (_results(places.ROBUSTNESS / "what_moves.csv"), "allrep robustness: verdict changes per factor"),
+    "digests": (_results(places.DIGESTS / "smoke.json"), "allrep digests --profile smoke --record: per-stage digests per CPU"),
 }
 PROJECT_OUTPUTS = ("robustness_plan", "multiverse", "what_moves", "digests")  # under results/ only, whatever the profile
 
