@@ -228,8 +228,10 @@ def _cmd_digests(a) -> int:
 
 
 def _cmd_robustness(a) -> int:
-    from allrep.record import robustness
+    from allrep.record import robustness, universes
 
+    if a.train is not None:
+        universes.train_all(a.train or None, names=a.universe or None)
     robustness.run()
     return 0
 
@@ -301,7 +303,10 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--record", action="store_true", help="keep this CPU's record in results/digests/PROFILE.json")
     x.set_defaults(fn=_cmd_digests)
     r = sub.add_parser("robustness", help="the exploratory multiverse of the registered verdicts (the committed "
-                       "plan's recombined universes; results/robustness/)")
+                       "plans' universes; results/robustness/)")
+    r.add_argument("--train", nargs="*", metavar="CLAIM", help="first train the trained universes (all claims, or "
+                   "these), resuming from the cache; without it, only score what is trained")
+    r.add_argument("--universe", action="append", help="train only this trained universe (repeatable)")
     r.set_defaults(fn=_cmd_robustness)
     k = sub.add_parser("seal", help="seal a finished run (never overwritten), or check the seals")
     k.add_argument("profile", nargs="?", help="the run to seal or check (--check without it: every sealed run)")

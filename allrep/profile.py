@@ -73,7 +73,7 @@ class Training:
     epochs: int = 40
     batch_size: int = 32
     patience: int = 8
-    pca: int = 0  # 0: raw channels; k: top-k principal axes of the *training* features
+    pca: int = 0  # 0: raw channels; k: top-k principal axes of the *training* features; -1: every channel standardised
     whiten: bool = True  # principal axes scaled to unit variance (False: one common scale)
     pool: int = 1  # further k x k average pooling of the cached feature map (1: none)
     min_delta: float = 0.0  # a validation-NLL improvement this small does not reset early stopping

@@ -5,6 +5,8 @@ from conftest import ROOT
 
 from allrep.evaluate.scores import PROB_COLUMNS
 from allrep.profile import load_profile
+from allrep.train import members
+from allrep.train.recipe import plain_settings
 
 
 def test_plain_heads_cover_every_split_and_early_stopping_ends_them():
@@ -61,15 +63,15 @@ def test_confirmatory_plain_reference_is_five_untuned_heads_of_the_ensembles_rec
     from allrep.steps import step32_plain as step
 
     cfg, paper = load_profile("confirmatory"), load_profile("paper")
-    head, ts = step.settings(cfg)
+    head, ts = plain_settings(cfg)
     assert cfg.plain.members == cfg.ensemble.members == 5
     assert head == cfg.head and ts == cfg.training
-    h, t = step.settings(paper)
+    h, t = plain_settings(paper)
     assert paper.plain.members == 1 and h == paper.plain.head and t.min_delta == paper.plain.min_delta
     assert t.pca == paper.plain.training.pca
-    assert step.member_seed(paper, "IDB2", "grouped", 3, "mobilenetv2", 0) == \
+    assert members.plain_seed(paper, "IDB2", "grouped", 3, "mobilenetv2", 0) == \
         seed_for(paper.seed, "plain", "IDB2", "grouped", 3, "mobilenetv2")
-    seeds = {step.member_seed(cfg, "IDB2", "grouped", r, "mobilenetv2", m) for r in range(10) for m in range(5)}
+    seeds = {members.plain_seed(cfg, "IDB2", "grouped", r, "mobilenetv2", m) for r in range(10) for m in range(5)}
     assert len(seeds) == 50
     split = pd.read_csv(ROOT / "preregistration" / "splits" / "IDB2_grouped.csv")
     ctx = SimpleNamespace(cfg=cfg, backbone="mobilenetv2", dataset="IDB2",

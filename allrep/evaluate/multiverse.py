@@ -1,10 +1,13 @@
 """The exploratory multiverse of the verdicts: every pre-specified universe scored with the verdict rule.
 
-A universe is one level of every factor of the committed plan (``results/robustness/plan.yaml``): which heads
-(the tuned ensemble or the untuned plain reference), how many members (five, or member 0 alone), which backbones
+A universe is one level of every factor of the committed plan (``results/robustness/plan.yaml`` and its
+amendment ``plan_trained.yaml``): which heads were trained (the registered run's, or a trained universe's: one
+change of representation, reduction, views or seeds), from which base (the tuned ensemble or the untuned plain
+reference), how many members (five, or member 0 alone), which backbones
 are fused and by which rule (:func:`allrep.evaluate.fusion.fuse`), the rule's intra-group correlation (its
 effective n) and the null of "not reproduced" (the claim, or the claim minus half the margin). Recombined
-universes need no training: they re-score the registered run's committed test probabilities. Computes and
+universes need no training: they re-score the registered run's committed test probabilities; trained universes
+(:mod:`allrep.record.universes`) are crossed with the same recombined levels. Computes and
 returns; writes nothing (:mod:`allrep.record.robustness` does).
 """
 from __future__ import annotations
@@ -16,9 +19,11 @@ import pandas as pd
 from allrep.evaluate.claims import PAPER_CLAIMS, VERDICTS, bounds, effective_n
 from allrep.evaluate.fusion import fuse
 
-FACTORS = ("tuning", "members", "fusion_set", "fusion_rule", "icc", "not_reproduced_below")
+FACTORS = ("training", "tuning", "members", "fusion_set", "fusion_rule", "icc", "not_reproduced_below")
+REGISTERED = "registered"  # the training level of the recombined universes: the registered run's own heads
 _PLAN_KEY = {"not_reproduced_below": "null"}  # the plan names the last factor "null"
 NULLS = ("claim", "claim_minus_half_margin")
+RECOMBINED = FACTORS[1:]  # what the recombined section of the plan varies
 
 
 def _get(section: dict, factor: str):
@@ -27,26 +32,38 @@ def _get(section: dict, factor: str):
     return section[key] if key in section else section[None]
 
 
-def universes(plan: dict) -> pd.DataFrame:
-    """Every universe of the plan's ``recombined`` factors, one row each (a single backbone has one rule: sum),
-    with ``registered`` marking the plan's registered universe and ``universe`` a stable name."""
+def universes(plan: dict, trained: dict | None = None) -> pd.DataFrame:
+    """Every universe of the plan, one row each, with ``registered`` marking the plan's registered universe and
+    ``universe`` a stable name: first the ``recombined`` factors crossed (training "registered"; a single
+    backbone has one rule: sum), then each trained universe of the amendment ``trained``
+    (``plan_trained.yaml``; its tuning is the base it starts from) crossed with every recombined level but tuning."""
     f = plan["recombined"]
+    levels = {x: _get(f, x) for x in RECOMBINED}
+    heads = [(REGISTERED, t) for t in levels["tuning"]] + [(u["name"], u["from"]) for u in (trained or {}).get("universes", [])]
     rows = []
-    for tuning, members, fset, rule, icc, null in itertools.product(
-            *(_get(f, x) for x in FACTORS)):
+    for (training, tuning), members, fset, rule, icc, null in itertools.product(heads, *(levels[x] for x in RECOMBINED[1:])):
         if len(fset) == 1 and rule != "sum":
             continue
         if null not in NULLS:
             raise ValueError(f"unknown null {null!r}: choose one of {NULLS}")
-        rows.append(dict(tuning=tuning, members=int(members), fusion_set=" + ".join(fset), fusion_rule=rule,
-                         icc=float(icc), not_reproduced_below=null))
+        rows.append(dict(training=training, tuning=tuning, members=int(members), fusion_set=" + ".join(fset),
+                         fusion_rule=rule, icc=float(icc), not_reproduced_below=null))
     df = pd.DataFrame(rows)
     reg = plan["registered"]
-    df["registered"] = ((df["tuning"] == reg["tuning"]) & (df["members"] == int(reg["members"]))
+    df["registered"] = ((df["training"] == REGISTERED) & (df["tuning"] == reg["tuning"]) & (df["members"] == int(reg["members"]))
                         & (df["fusion_set"] == " + ".join(reg["fusion_set"])) & (df["fusion_rule"] == reg["fusion_rule"])
                         & (df["icc"] == float(reg["icc"])) & (df["not_reproduced_below"] == _get(reg, "not_reproduced_below")))
     df.insert(0, "universe", [f"U{i:03d}" for i in range(len(df))])
     return df
+
+
+def for_claim(uni: pd.DataFrame, dataset: str, trained: dict | None, available) -> pd.DataFrame:
+    """The universes of one claim: the recombined ones, and the trained universes the amendment gives it whose
+    heads are trained (``available``: (dataset, training) pairs with probabilities)."""
+    given = set((trained or {}).get("claims", {}).get(dataset, []))
+    have = uni["training"].map(lambda t: t in given and (dataset, t) in available)
+    keep = (uni["training"] == REGISTERED) | have
+    return uni[keep]
 
 
 def correct_per_split(probs: pd.DataFrame, members: int, fusion_set: list[str], rule: str) -> pd.DataFrame:
@@ -78,29 +95,34 @@ def verdict_at(k: int, n: int, n_eff: float, paper_pct: float, delta: float, alp
     return lo, hi, v
 
 
-SCORING = ["tuning", "members", "fusion_set", "fusion_rule"]  # the factors that change a prediction
+SCORING = ["training", "tuning", "members", "fusion_set", "fusion_rule"]  # the factors that change a prediction
 
 
-def scorings(probs: dict, plan: dict) -> dict:
-    """Every distinct scoring of the plan, computed once: (dataset, tuning, members, fusion set, rule) -> its
-    :func:`correct_per_split` frame (the rule's ICC and null change no prediction)."""
-    uni = universes(plan).drop_duplicates(SCORING)
-    return {(ds, *key): correct_per_split(probs[(ds, key[0])], key[1], key[2].split(" + "), key[3])
-            for ds in plan["claims"] for key in uni[SCORING].itertuples(index=False, name=None)}
+def scorings(probs: dict, plan: dict, trained: dict | None = None) -> dict:
+    """Every distinct scoring of the plan, computed once: (dataset, training, tuning, members, fusion set, rule)
+    -> its :func:`correct_per_split` frame (the rule's ICC and null change no prediction). ``probs``: (dataset,
+    training, tuning) -> test probabilities (the registered run's for training "registered")."""
+    uni = universes(plan, trained).drop_duplicates(SCORING)
+    out = {}
+    for ds in plan["claims"]:
+        for key in for_claim(uni, ds, trained, {(d, t) for d, t, _ in probs})[SCORING].itertuples(index=False, name=None):
+            out[(ds, *key)] = correct_per_split(probs[(ds, key[0], key[1])], key[2], key[3].split(" + "), key[4])
+    return out
 
 
-def multiverse(scored: dict, test_rows: dict, plan: dict, rule) -> pd.DataFrame:
+def multiverse(scored: dict, test_rows: dict, plan: dict, rule, trained: dict | None = None) -> pd.DataFrame:
     """One row per universe and claim: its factors, pooled k and n, accuracy, the rule's bounds and verdict, and
-    the per-split k (``k_split_0``...). ``scored``: :func:`scorings` of the registered run's test probabilities
-    of the plan's protocol (the tuned ensembles' for ``search``, the plain reference's for ``untuned``);
-    ``test_rows``: dataset -> the split rows of its test parts (columns id, group) for the effective n; ``rule``:
-    the verdict settings (delta, alpha)."""
-    uni = universes(plan)
+    the per-split k (``k_split_0``...). ``scored``: :func:`scorings` (the universes a claim has: the recombined
+    ones and its trained ones with heads); ``test_rows``: dataset -> the split rows of its test parts (columns id,
+    group) for the effective n; ``rule``: the verdict settings (delta, alpha)."""
+    uni = universes(plan, trained)
     rows = []
     for ds in plan["claims"]:
         neff = {icc: effective_n(test_rows[ds], icc) for icc in uni["icc"].unique()}
         for u in uni.itertuples(index=False):
-            per = scored[(ds, u.tuning, u.members, u.fusion_set, u.fusion_rule)]
+            per = scored.get((ds, u.training, u.tuning, u.members, u.fusion_set, u.fusion_rule))
+            if per is None:  # a trained universe this claim does not have (or not yet trained)
+                continue
             k, n = int(per["k"].sum()), int(per["n"].sum())
             lo, hi, v = verdict_at(k, n, neff[u.icc], PAPER_CLAIMS[ds], rule.delta, rule.alpha, u.not_reproduced_below)
             rows.append(dict(dataset=ds, **u._asdict(), k=k, n=n, accuracy=k / n, effective_n=neff[u.icc],

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from allrep.errors import AllrepError
-from allrep.evaluate.multiverse import multiverse, scorings, what_moves
+from allrep.evaluate.multiverse import REGISTERED, multiverse, scorings, what_moves
 from allrep.io import atomic_write_text
 from allrep.profile import PROJECT_ROOT, load_profile
 from allrep.record import ledger, places
@@ -28,7 +28,7 @@ FOLDER = places.ROBUSTNESS
 PLAN = FOLDER / "plan.yaml"
 PLAN_REL = PLAN.relative_to(PROJECT_ROOT).as_posix()  # where the plan is committed
 PLAN_MESSAGE = "Robustness plan"
-MULTIVERSE, WHAT_MOVES = "multiverse.csv", "what_moves.csv"  # beside the plan
+MULTIVERSE, WHAT_MOVES, MISSING = "multiverse.csv", "what_moves.csv", "missing.csv"  # beside the plan
 EXPLORATORY = "exploratory"
 HEADS = {"search": "", "untuned": "_plain"}  # tuning level -> the registered run's probabilities file suffix
 
@@ -54,8 +54,12 @@ def load_plan(root=PROJECT_ROOT) -> dict:
     return yaml.safe_load(PLAN.read_text())
 
 
-def inputs(plan: dict):
-    """The registered run's test probabilities per (dataset, tuning) and test rows per dataset."""
+def inputs(plan: dict, trained: dict | None = None):
+    """The test probabilities per (dataset, training, tuning): the registered run's (training "registered") and
+    every trained universe's whose heads are trained (:mod:`allrep.record.universes`); and the test rows per
+    dataset."""
+    from allrep.record import universes as trained_universes
+
     cfg = load_profile(registered().profile)
     out = places.output_dir(cfg)
     backbones = sorted({b for fs in plan["recombined"]["fusion_set"] for b in fs})
@@ -64,10 +68,29 @@ def inputs(plan: dict):
         for tuning, suffix in HEADS.items():
             df = pd.concat([pd.read_csv(out / "probabilities" / f"{ds}_{bb}{suffix}.csv") for bb in backbones],
                            ignore_index=True)
-            probs[(ds, tuning)] = df[df["protocol"] == plan["protocol"]]
+            probs[(ds, REGISTERED, tuning)] = df[df["protocol"] == plan["protocol"]]
+        for u in (trained or {}).get("universes", []):
+            path = trained_universes.probabilities_path(ds, u["name"])
+            if u["name"] in trained["claims"].get(ds, []) and path.is_file():
+                probs[(ds, u["name"], u["from"])] = pd.read_csv(path)
         split = pd.read_csv(out / "splits" / f"{ds}_{plan['protocol']}.csv")
         tests[ds] = split[split["role"] == "test"]
     return cfg, probs, tests
+
+
+def missing(plan: dict, trained: dict, probs: dict) -> pd.DataFrame:
+    """The trained universes a claim was given but has no heads for, and the cells the amendment cut."""
+    rows = [dict(dataset=ds, universe=name, why="not trained within the budget")
+            for ds in plan["claims"] for name in trained["claims"].get(ds, [])
+            if not any(k[0] == ds and k[1] == name for k in probs)]
+    rows += [dict(dataset="all", universe=c["name"], why=c["why"]) for c in trained.get("cut", [])]
+    return pd.DataFrame(rows, columns=["dataset", "universe", "why"])
+
+
+def scoring_name(training: str, tuning: str, members: int, rule: str, fusion_set: str) -> str:
+    """A scoring's name in the ledger (the registered heads' rows keep the form they were first written in)."""
+    heads = f"{tuning} heads" if training == REGISTERED else f"{training} heads (from {tuning})"
+    return f"{EXPLORATORY}: {heads}, {members} member(s), {rule} of {fusion_set}"
 
 
 def _ledger_rows(plan: dict, probs: dict, scored: dict, seed: int) -> pd.DataFrame:
@@ -75,9 +98,9 @@ def _ledger_rows(plan: dict, probs: dict, scored: dict, seed: int) -> pd.DataFra
     commit, date = git_commit(), pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     note = f"robustness analysis, plan {plan_commit()[:12]}"
     rows = []
-    for (ds, tuning, members, fusion_set, rule), per in scored.items():
-        p = probs[(ds, tuning)]
-        name = f"{EXPLORATORY}: {tuning} heads, {members} member(s), {rule} of {fusion_set}"
+    for (ds, training, tuning, members, fusion_set, rule), per in scored.items():
+        p = probs[(ds, training, tuning)]
+        name = scoring_name(training, tuning, members, rule, fusion_set)
         for r in per.itertuples(index=False):
             rows.append(dict(dataset=ds, protocol=plan["protocol"], split_seed=seed, repeat=r.repeat,
                              split_set=ledger.split_set(seed, plan["protocol"], r.repeat, p[p["repeat"] == r.repeat]["id"].unique()),
@@ -89,13 +112,16 @@ def _ledger_rows(plan: dict, probs: dict, scored: dict, seed: int) -> pd.DataFra
 
 def run(say=print) -> pd.DataFrame:
     """Score every recombined universe (module doc); returns the multiverse table."""
-    plan = load_plan()
-    cfg, probs, tests = inputs(plan)
-    scored = scorings(probs, plan)
-    mv = multiverse(scored, tests, plan, cfg.verdict)
+    from allrep.record import universes as trained_universes
+
+    plan, trained = load_plan(), trained_universes.load_plan()
+    cfg, probs, tests = inputs(plan, trained)
+    scored = scorings(probs, plan, trained)
+    mv = multiverse(scored, tests, plan, cfg.verdict, trained)
     FOLDER.mkdir(parents=True, exist_ok=True)
     atomic_write_text(FOLDER / MULTIVERSE, mv.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(FOLDER / WHAT_MOVES, what_moves(mv).to_csv(index=False))
+    atomic_write_text(FOLDER / MISSING, missing(plan, trained, probs).to_csv(index=False))
     path = places.ledger_path(cfg)
     rows = _ledger_rows(plan, probs, scored, cfg.seed)
     seen = set(zip(*(ledger.read(path)[c] for c in ("models", "split_set", "digest"))))

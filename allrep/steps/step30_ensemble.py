@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from allrep.evaluate.scores import PROB_COLUMNS, member_frame
-from allrep.profile import Head, Training, load_section
-from allrep.repro import seed_for
 from allrep.train import members
 from allrep.train.features import for_backbone
 
@@ -19,36 +17,22 @@ if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
     from allrep.runner.context import Context
 
 
-def tuned_heads(ctx: Context) -> dict[tuple[str, int], Head]:
-    """The head each split's own search chose (step 20), by (protocol, repeat)."""
-    best = ctx.read_csv("best")
-    fields = list(Head().to_dict())
-    return {(row["protocol"], int(row["repeat"])): load_section(Head, {k: row[k] for k in fields},
-                                                                   f"tuning/best_{ctx.backbone}_{ctx.dataset}.csv")
-            for row in best.to_dict("records")}
+def settings(ctx: Context) -> dict:
+    """(head, training) of each split by (protocol, repeat): the head its own search chose (step 20) and the
+    recipe its own choice adopted (:func:`allrep.train.recipe.split_settings`)."""
+    from allrep.train.recipe import split_settings
 
-
-def trainings(ctx: Context) -> dict[tuple[str, int], Training]:
-    """The training section of each split: the recipe its own choice adopted (step 20's ``recipe`` column,
-    with ``recipe_choice.enabled``), else the profile's."""
-    from allrep.train.recipe import candidate_settings
-
-    best = ctx.read_csv("best")
-    if "recipe" not in best:
-        return {(row["protocol"], int(row["repeat"])): ctx.cfg.training for row in best.to_dict("records")}
-    settings = candidate_settings(ctx.cfg)
-    return {(row["protocol"], int(row["repeat"])): settings[row["recipe"]][1] for row in best.to_dict("records")}
+    return split_settings(ctx.cfg, ctx.read_csv("best"), f"tuning/best_{ctx.backbone}_{ctx.dataset}.csv")
 
 
 def plans(ctx: Context) -> list[tuple[str, int, pd.DataFrame, int, members.Plan]]:
     """(protocol, repeat, split, member, plan) of every member of every split."""
-    cfg, heads, ts = ctx.cfg, tuned_heads(ctx), trainings(ctx)
+    cfg, hs = ctx.cfg, settings(ctx)
     out = []
     for protocol, r, split in ctx.each_split():
         for m in range(cfg.ensemble.members):
-            seed = seed_for(cfg.seed, "member", ctx.dataset, protocol, r, ctx.backbone, m)
-            out.append((protocol, r, split, m, members.plan(ctx.backbone, split, heads[(protocol, r)], ts[(protocol, r)],
-                                                            seed)))
+            seed = members.ensemble_seed(cfg, ctx.dataset, protocol, r, ctx.backbone, m)
+            out.append((protocol, r, split, m, members.plan(ctx.backbone, split, *hs[(protocol, r)], seed)))
     return out
 
 

@@ -9,38 +9,25 @@ book says so.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from allrep.evaluate.scores import PROB_COLUMNS, member_frame
-from allrep.repro import seed_for
 from allrep.train import members
 from allrep.train.features import for_backbone
+from allrep.train.recipe import plain_settings
 
 if TYPE_CHECKING:  # the runner passes it in; steps sit below the runner
     from allrep.runner.context import Context
 
 
-def settings(cfg) -> tuple:
-    """(head, training) of the plain reference (module doc)."""
-    if cfg.plain.use_head:
-        return cfg.head, cfg.training
-    return cfg.plain.head, replace(cfg.plain.training, min_delta=cfg.plain.min_delta)
-
-
-def member_seed(cfg, dataset: str, protocol: str, r: int, backbone: str, m: int) -> int:
-    """Member ``m``'s seed; member 0 keeps the seed of the one-member reference (its results unchanged)."""
-    return seed_for(cfg.seed, "plain", dataset, protocol, r, backbone, *([m] if m else []))
-
-
 def plans(ctx: Context) -> list[tuple[str, int, int, pd.DataFrame, members.Plan]]:
     """(protocol, repeat, member, split, plan) of every plain head of every split."""
     cfg = ctx.cfg
-    head, ts = settings(cfg)
+    head, ts = plain_settings(cfg)
     return [(protocol, r, m, split, members.plan(ctx.backbone, split, head, ts,
-                                                 member_seed(cfg, ctx.dataset, protocol, r, ctx.backbone, m)))
+                                                 members.plain_seed(cfg, ctx.dataset, protocol, r, ctx.backbone, m)))
             for protocol, r, split in ctx.each_split() for m in range(cfg.plain.members)]
 
 

@@ -77,10 +77,14 @@ def repool(X, k: int):
     return P.reshape(n, -1, c)
 
 
+STANDARDISED = -1  # Training.pca: every channel kept, centred and scaled to unit variance (no principal axes)
+
+
 class Reduction:
     """The recipe's fixed input reduction, fitted on training features only: ``pool`` further pools the
     cached map, then the channels go onto ``k`` principal axes (``whiten``: each scaled to unit
-    variance; otherwise one common scale). No label and no validation or test image is used to fit it.
+    variance; otherwise one common scale), or, with ``k`` = :data:`STANDARDISED`, every channel is kept and
+    standardised. No label and no validation or test image is used to fit it.
     Saved with a final model (:meth:`state`), so prediction applies exactly what training did."""
 
     def __init__(self, pool: int = 1, mean=None, comp=None, scale=None):
@@ -89,6 +93,10 @@ class Reduction:
     @classmethod
     def fit(cls, X_train, pool: int = 1, k: int = 0, whiten: bool = True) -> Reduction:
         X = repool(X_train, pool)
+        if k == STANDARDISED:  # every channel centred and scaled to unit variance on the training part
+            flat = X.reshape(-1, X.shape[-1])
+            mean, sd = flat.mean(0, dtype=np.float64), flat.std(0, dtype=np.float64)
+            return cls(pool, mean.astype(np.float32), None, (sd + 1e-6).astype(np.float32))
         if not k or k >= X.shape[-1]:
             return cls(pool)
         from sklearn.utils.extmath import randomized_svd
@@ -108,13 +116,15 @@ class Reduction:
     def __call__(self, X):
         X = repool(X, self.pool)
         if self.comp is None:
-            return X
+            return X if self.mean is None else (X.astype(np.float32) - self.mean) / self.scale
         C, k = self.comp.shape
         return (((X.reshape(-1, C).astype(np.float32) - self.mean) @ self.comp) / self.scale).reshape(*X.shape[:-1], k)
 
     def state(self) -> dict:
-        return dict(pool=np.int64(self.pool), **({} if self.comp is None else
-                                                 dict(mean=self.mean, comp=self.comp, scale=self.scale)))
+        if self.mean is None:
+            return dict(pool=np.int64(self.pool))
+        return dict(pool=np.int64(self.pool), mean=self.mean, **({} if self.comp is None else dict(comp=self.comp)),
+                    scale=self.scale)
 
     def sha256(self) -> str:
         """sha256 of :meth:`state` (:func:`weights_digest`): the per-stage digest of a split's reduction."""
@@ -122,7 +132,9 @@ class Reduction:
 
     @classmethod
     def from_state(cls, z) -> Reduction:
-        return cls(int(z["pool"]), *((z["mean"], z["comp"], z["scale"]) if "comp" in z else ()))
+        if "mean" not in z:
+            return cls(int(z["pool"]))
+        return cls(int(z["pool"]), z["mean"], z["comp"] if "comp" in z else None, z["scale"])
 
 
 def _nll(y, p2) -> float:

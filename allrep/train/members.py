@@ -34,7 +34,7 @@ from allrep.cache import folder
 from allrep.io import atomic_save_npz, atomic_write_json
 from allrep.profile import Head, Profile, Training
 from allrep.progress import head_done
-from allrep.repro import digest
+from allrep.repro import digest, seed_for
 
 ALGO = "engine-1-slots16"  # per-head epochs, a pool of 16 slots compiled with XLA (allrep.train.heads.run_pool)
 
@@ -56,6 +56,17 @@ class Plan:
 
     def ids(self, role: str) -> list[str]:
         return [i for i, r, _ in self.rows if r == role]
+
+
+def ensemble_seed(cfg: Profile, dataset: str, protocol: str, r: int, backbone: str, m: int, replicate: int = 0) -> int:
+    """Ensemble member ``m``'s seed (initialisation and data order) on split (protocol, r); ``replicate`` k > 0:
+    the k-th training-seed replicate's (the robustness analysis), a seed no registered member has."""
+    return seed_for(cfg.seed, "member", dataset, protocol, r, backbone, m, *([f"replicate-{replicate}"] if replicate else []))
+
+
+def plain_seed(cfg: Profile, dataset: str, protocol: str, r: int, backbone: str, m: int) -> int:
+    """Plain reference head ``m``'s seed; member 0 keeps the seed of the one-member reference."""
+    return seed_for(cfg.seed, "plain", dataset, protocol, r, backbone, *([m] if m else []))
 
 
 def plan(backbone: str, split: pd.DataFrame, head: Head, training: Training, seed: int, test: bool = True,

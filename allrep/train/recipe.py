@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from allrep.evaluate.metrics import per_image_nll
-from allrep.profile import Candidate, Head, Profile, Training
+from allrep.profile import Candidate, Head, Profile, Training, load_section
 from allrep.progress import bar
 from allrep.repro import seed_for
 from allrep.train.heads import ended_by
@@ -169,6 +169,26 @@ def paired_choice(nll_per_image: dict[str, np.ndarray]) -> dict:
 def candidate_settings(cfg: Profile) -> dict[str, tuple[Head, Training]]:
     """Each nested candidate's (head, training): the profile's ``head:``/``training:`` with its changes."""
     return {n: apply(cfg.head, cfg.training, c) for n, c in cfg.recipe_choice.candidates.items()}
+
+
+def plain_settings(cfg: Profile) -> tuple[Head, Training]:
+    """(head, training) of the plain reference (step 32): with ``plain.use_head`` the profile's ``head:`` and
+    ``training:`` themselves (the values the tuner starts from), otherwise ``plain:``'s fixed settings."""
+    if cfg.plain.use_head:
+        return cfg.head, cfg.training
+    return cfg.plain.head, replace(cfg.plain.training, min_delta=cfg.plain.min_delta)
+
+
+def split_settings(cfg: Profile, best: pd.DataFrame, where: str) -> dict[tuple[str, int], tuple[Head, Training]]:
+    """Each split's ensemble settings from its search's best row (step 20's ``best`` table, read from ``where``),
+    by (protocol, repeat): the head its own search chose, and the training section of the recipe its own choice
+    adopted (the ``recipe`` column, with ``recipe_choice.enabled``), else the profile's ``training:``."""
+    settings = candidate_settings(cfg) if "recipe" in best else {}
+    head_fields = list(Head().to_dict())
+    return {(row["protocol"], int(row["repeat"])):
+            (load_section(Head, {k: row[k] for k in head_fields}, where),
+             settings[row["recipe"]][1] if settings else cfg.training)
+            for row in best.to_dict("records")}
 
 
 def choice_plans(cfg: Profile, backbone: str, split: pd.DataFrame, seed: int) -> dict:
