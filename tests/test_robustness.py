@@ -6,7 +6,7 @@ import pytest
 
 from allrep.evaluate import multiverse as mvmod
 from allrep.profile import PROJECT_ROOT
-from allrep.record import robustness
+from allrep.record import robustness, universes
 from allrep.record.history import git
 
 
@@ -39,9 +39,9 @@ def test_the_registered_universe_is_the_registered_verdict():
 def test_the_multiverse_file_is_what_the_plan_and_the_registered_predictions_give():
     """Recomputed from the plan and the committed probabilities: the committed table, universe by universe;
     at least 24 universes per claim, per-split k that add up to k."""
-    plan = robustness.load_plan()
-    cfg, probs, tests = robustness.inputs(plan)
-    mv = mvmod.multiverse(mvmod.scorings(probs, plan), tests, plan, cfg.verdict)
+    plan, trained = robustness.load_plan(), universes.load_plan()
+    cfg, probs, tests = robustness.inputs(plan, trained)
+    mv = mvmod.multiverse(mvmod.scorings(probs, plan, trained), tests, plan, cfg.verdict, trained)
     committed = pd.read_csv(robustness.FOLDER / "multiverse.csv")
     assert (mv.groupby("dataset").size() >= 24).all()
     pd.testing.assert_frame_equal(mv[["dataset", "universe", "k", "n", "verdict"]],
@@ -51,13 +51,19 @@ def test_the_multiverse_file_is_what_the_plan_and_the_registered_predictions_giv
 
 
 def test_universes_cover_the_plan_and_mark_one_registered():
-    plan = robustness.load_plan()
-    u = mvmod.universes(plan)
+    """The recombined factors crossed, then each trained universe crossed with every recombined level but tuning;
+    the recombined universes keep the names they were first scored under."""
+    plan, trained = robustness.load_plan(), universes.load_plan()
+    u = mvmod.universes(plan, trained)
     f = plan["recombined"]
     singles = sum(len(s) == 1 for s in f["fusion_set"])
     per = (len(f["fusion_set"]) - singles) * len(f["fusion_rule"]) + singles
-    assert len(u) == len(f["tuning"]) * len(f["members"]) * per * len(f["icc"]) * 2
+    assert len(u) == (len(f["tuning"]) + len(trained["universes"])) * len(f["members"]) * per * len(f["icc"]) * 2
     assert u["registered"].sum() == 1 and u["universe"].is_unique
+    pd.testing.assert_frame_equal(u[u["training"] == "registered"].drop(columns="training").reset_index(drop=True),
+                                  mvmod.universes(plan).drop(columns="training"))
+    for t in trained["universes"]:
+        assert set(u.loc[u["training"] == t["name"], "tuning"]) == {t["from"]}
 
 
 def test_the_null_variant_gives_a_100_percent_claim_an_inconclusive_zone():

@@ -45,3 +45,24 @@ def test_the_final_models_validation_part_never_holds_a_held_out_image():
     assert set(fs.loc[fs["role"] == "test", "group"]) == set(groups)
     assert not set(fs.loc[fs["role"] != "test", "group"]) & set(groups)  # tuning, stopping, maps, threshold
     assert (fs["role"] == "val").sum() > 0
+
+
+def test_the_final_models_reuse_the_decisions_of_the_outer_split_holding_the_held_out_groups():
+    """Per backbone: the head the split's own search chose and its recipe's training section (confirmatory: the
+    recipe chosen inside that split), read from step 20's table of the split the held-out groups come from."""
+    from types import SimpleNamespace
+
+    from allrep.train.recipe import candidate_settings
+
+    cfg = load_profile("confirmatory")
+    out = ROOT / "results" / "confirmatory" / "tuning"
+    ctx = SimpleNamespace(cfg=cfg, read_csv=lambda name, backbone, dataset: pd.read_csv(out / f"best_{backbone}_{dataset}.csv"))
+    repeat = cfg.recipe_study.repeat
+    got = step.decided(ctx, "IDB2", repeat)
+    assert sorted(got) == sorted(cfg.use_backbones)
+    for bb, (head, ts, recipe, where) in got.items():
+        row = pd.read_csv(out / f"best_{bb}_IDB2.csv").query("protocol == 'grouped' and repeat == @repeat").iloc[0]
+        assert (head.learning_rate, head.weight_decay, head.dropout) == (row["learning_rate"], row["weight_decay"], row["dropout"])
+        assert recipe == row["recipe"] and ts == candidate_settings(cfg)[recipe][1]
+        assert f"outer split {repeat}" in where
+    assert {r for *_, r, _ in got.values()} >= {"development"}

@@ -485,7 +485,7 @@ def write_tables(cfg: Profile, folder: Path | None = None) -> Path:
     return base
 
 
-FACTOR_NAMES = {"tuning": "heads (tuned or untuned)", "members": "members", "fusion_set": "fusion set",
+FACTOR_NAMES = {"training": "trained heads (registered or a trained universe)", "tuning": "heads (tuned or untuned)", "members": "members", "fusion_set": "fusion set",
                 "fusion_rule": "fusion rule", "icc": "intra-group correlation",
                 "not_reproduced_below": "null of not reproduced"}
 
@@ -501,7 +501,7 @@ def robustness_tables(base: Path) -> dict:
     path = robustness.FOLDER / robustness.MULTIVERSE
     if not path.is_file():
         none = "*(the robustness analysis has not been run: `allrep robustness`)*\n"
-        return {"robustness_sentence.md": none, "robustness.md": none}
+        return {"robustness_sentence.md": none, "robustness.md": none, "robustness_trained.md": none}
     mv = pd.read_csv(path)
     plan = robustness.load_plan()
     order = [d for d in plan["claims"] if d in set(mv["dataset"])]
@@ -525,11 +525,44 @@ def robustness_tables(base: Path) -> dict:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+    trained = _trained_tables(mv, plan, order)
     sentence_md = (f"**Exploratory robustness** ({{doc}}`robustness`; scored after the registered verdicts, by a plan "
                    f"committed before any universe was scored): {said[0].upper() + said[1:]}.\n")
     return {"robustness_sentence.md": sentence_md,
             "robustness.md": markdown_table(counts) + "\n\n**What moves each verdict**, one factor at a time from the "
-            "registered universe (the other factors at its levels):\n\n" + markdown_table(moves) + "\n"}
+            "registered universe (the other factors at its levels):\n\n" + markdown_table(moves) + "\n",
+            "robustness_trained.md": trained}
+
+
+def _trained_tables(mv: pd.DataFrame, plan: dict, order: list[str]) -> str:
+    """The trained universes at the registered recombined levels (k/n, verdict, k against the re-trained registered
+    settings), the missing and cut cells, and what training them cost."""
+    from allrep.evaluate.multiverse import trained_summary
+    from allrep.record import robustness, universes
+
+    t = trained_summary(mv, plan)
+    t = t.assign(order=t["dataset"].map({d: i for i, d in enumerate(order)})).sort_values("order", kind="stable")
+    table = pd.DataFrame({
+        "claim": t["dataset"].map(DATASET_NAMES), "heads": t["training"], "from": t["tuning"],
+        "correct": [f"{k}/{n}" for k, n in zip(t["k"], t["n"])], "accuracy": [f"{100 * a:.2f}%" for a in t["accuracy"]],
+        "bounds": [f"{100 * lo:.1f}-{100 * hi:.1f}%" for lo, hi in zip(t["bound_low"], t["bound_high"])],
+        "verdict": t["verdict"],
+        "k - retrained": ["" if pd.isna(x) else f"{int(x):+d}" for x in t["k_minus_reference"]],
+        "per-split k": t["split_k_range"]})
+    out = markdown_table(table) + "\n"
+    missing = robustness.FOLDER / robustness.MISSING
+    if missing.is_file() and len(m := pd.read_csv(missing)):
+        m["dataset"] = m["dataset"].map(DATASET_NAMES).fillna(m["dataset"])
+        out += "\n**Not in the analysis** (planned, and reported rather than replaced):\n\n" + markdown_table(
+            m.rename(columns={"dataset": "claim"})) + "\n"
+    if universes.TIMINGS.is_file():
+        rec = json.loads(universes.TIMINGS.read_text())
+        rows = [dict(work=k, seconds=v["seconds"], heads=v.get("heads_trained", ""), images=v.get("images", ""),
+                     cpus=v.get("cpus", "")) for k, v in rec.items()]
+        total = sum(v["seconds"] for v in rec.values())
+        out += (f"\n**What they cost**, as recorded when each was trained (features only where they were not cached "
+                f"yet): {total / 60:.1f} minutes in all.\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
+    return out
 
 
 # a scratch profile's book: the committed pages, with the headline run's paths pointed at its one run

@@ -16,6 +16,7 @@ and its time (``trained_timings.json``). Scoring them is :mod:`allrep.record.rob
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, replace
 
@@ -174,7 +175,7 @@ def features(dataset: str, say=print) -> None:
 
 def _record(key: str, entry: dict) -> None:
     record = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
-    record[key] = entry
+    record[key] = dict(entry, cpus=os.cpu_count())
     FOLDER.mkdir(parents=True, exist_ok=True)
     atomic_write_json(TIMINGS, dict(sorted(record.items())))
 

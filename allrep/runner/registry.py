@@ -112,7 +112,7 @@ STEPS = (
          inputs=dict(scores="fusion/scores.csv", summary="fusion/summary.csv", meta=_META, best=_BEST, splits=_SPLITS),
          outputs=dict(claims="claims.csv")),
     Step("70_using_models", "Using the models", (*FINAL_SECTIONS, "recipe_study"),
-         inputs=dict(splits="splits/{dataset}_grouped.csv"),
+         inputs=dict(splits="splits/{dataset}_grouped.csv", best=_BEST),
          outputs=dict(predictions_IDB1="using/IDB1_held_out.csv", predictions_IDB2="using/IDB2_held_out.csv")),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)

@@ -4,8 +4,10 @@ image except a few held-out photograph groups (``allrep train-final``, :mod:`all
 p(ALL) per backbone and fused, predictive entropy, mutual information and the referral flag.
 
 The held-out groups are nested: they are drawn from the test part of the grouped repeat whose training
-part the recipe study folded (``recipe_study.repeat``), so no decision of the recipe saw them, and the
-final models' tuning, early stopping, calibration and referral threshold use a validation part carved
+part the recipe study folded (``recipe_study.repeat``), so no decision of the recipe saw them. The final models'
+recipe and tuned head are the ones that outer split chose inside its own training part (step 20), reused rather
+than searched again (the search and the recipe choice were most of this step's cost), so no decision saw the
+held-out images either; their early stopping, calibration and referral threshold use a validation part carved
 from the other images."""
 from __future__ import annotations
 
@@ -36,11 +38,29 @@ def held_out_groups(split: pd.DataFrame, repeat: int, seed: int, per_class: int 
     return out
 
 
+def decided(ctx: Context, dataset: str, repeat: int) -> dict:
+    """backbone -> (head, training, recipe, where) that grouped outer split ``repeat`` chose inside itself (step 20's
+    search and recipe choice on its training part): reused by the final models, whose held-out groups lie in that
+    split's test part, so no decision saw them."""
+    from allrep.train.recipe import split_settings
+
+    out = {}
+    for bb in ctx.cfg.use_backbones:
+        best = ctx.read_csv("best", backbone=bb, dataset=dataset)
+        head, ts = split_settings(ctx.cfg, best, f"tuning/best_{bb}_{dataset}.csv")[("grouped", repeat)]
+        row = best[(best["protocol"] == "grouped") & (best["repeat"] == repeat)].iloc[0]
+        out[bb] = (head, ts, str(row["recipe"]) if "recipe" in best else "profile",
+                   f"chosen inside grouped outer split {repeat} (step 20), whose test part holds the held-out groups")
+    return out
+
+
 def held_out(ctx: Context, dataset: str) -> dict:
-    """Train the final models of ``dataset`` without its held-out groups and classify those images by file."""
+    """Train the final models of ``dataset`` without its held-out groups, reusing the decisions of the outer split
+    they were drawn from (:func:`decided`), and classify those images by file."""
     cfg = ctx.cfg
-    groups = held_out_groups(ctx.read_csv("splits", dataset=dataset), cfg.recipe_study.repeat, cfg.seed)
-    folder = train_final(cfg, dataset, groups)
+    repeat = cfg.recipe_study.repeat
+    groups = held_out_groups(ctx.read_csv("splits", dataset=dataset), repeat, cfg.seed)
+    folder = train_final(cfg, dataset, groups, decided(ctx, dataset, repeat))
     pr = Predictor(cfg, dataset)
     items = {it.id: it for it in manifest(dataset)}
     ids = sorted(pr.m["held_out"])

@@ -48,8 +48,13 @@ def final_split(dataset: str, cfg: Profile, hold_out=()) -> pd.DataFrame:
     return df.assign(role=role)
 
 
-def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
-    """Train and save the final models of ``dataset`` (see the module doc); returns their folder."""
+def train_final(cfg: Profile, dataset: str, hold_out=(), decided: dict | None = None) -> Path:
+    """Train and save the final models of ``dataset`` (see the module doc); returns their folder.
+
+    ``decided``: backbone -> (head, training, recipe name, where) already chosen inside an outer split whose test
+    part holds every held-out image (step 70: the split its held-out groups are drawn from), so none of those
+    decisions saw them; the recipe choice and the search are then reused, not run again, and only the members
+    train. Without it (``allrep train-final``), both run on this split's validation part."""
     from allrep.train import members, tuning
     from allrep.train.heads import Reduction
     from allrep.train.stacked import to_head
@@ -71,7 +76,9 @@ def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
         fc = for_backbone(cfg, bb)
         name = f"final-{cfg.name}-{dataset}-{bb}"
         arch, ts, recipe_name = cfg.head, cfg.training, "profile"
-        if cfg.recipe_choice.enabled:  # the recipe chosen inside this split too, on its validation part
+        if decided:
+            arch, ts, recipe_name, hp_source = decided[bb]
+        elif cfg.recipe_choice.enabled:  # the recipe chosen inside this split too, on its validation part
             from allrep.train.recipe import choose_in_split
 
             choice = choose_in_split(cfg, bb, split, seed_for(cfg.seed, "final-recipe", dataset, bb))
@@ -82,10 +89,13 @@ def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
         red = Reduction.fit(a["train"][0], ts.pool, ts.pca, ts.whiten)  # what the engine fits; saved for prediction
         seq_len, channels = red(a["train"][0][:1]).shape[1:]
         del a
-        found = {name: (bb, split, seed_for(cfg.seed, "final-tune", dataset, bb))}
-        search = tuning.tune_splits({name: found[name][2]}, arch, ts, cfg.tuning.trials, cfg.tuning.initial_points,
-                                    folder("tuning"), tuning.Trials(cfg, found, ts))
-        hp = search[name]["best"]
+        if decided:
+            hp = arch
+        else:
+            found = {name: (bb, split, seed_for(cfg.seed, "final-tune", dataset, bb))}
+            search = tuning.tune_splits({name: found[name][2]}, arch, ts, cfg.tuning.trials, cfg.tuning.initial_points,
+                                        folder("tuning"), tuning.Trials(cfg, found, ts))
+            hp, hp_source = search[name]["best"], "searched on this split's validation part"
         seeds = [seed_for(cfg.seed, "final", dataset, bb, m) for m in range(M)]
         res = members.fetch(cfg, [members.plan(bb, split, hp, ts, s, test=has_test, keep_weights=True) for s in seeds])
         dest = out / bb
@@ -96,7 +106,8 @@ def train_final(cfg: Profile, dataset: str, hold_out=()) -> Path:
         p_val[bb] = np.mean([r["p_val"] for r in res], axis=0)
         cal = calibrate(p_val[bb])
         manifest["backbones"][bb] = dict(
-            weights=fc.w.to_dict(), hp=hp.to_dict(), recipe=recipe_name, seq_len=int(seq_len), channels=int(channels),
+            weights=fc.w.to_dict(), hp=hp.to_dict(), hp_source=hp_source, recipe=recipe_name, seq_len=int(seq_len),
+            channels=int(channels),
             temperature=cal["T"], calibration_map=cal["map"], seeds=seeds,
             epochs_run=[int(r["epochs_run"]) for r in res], best_epoch=[int(r["best_epoch"]) for r in res],
             held_out_members=[[float(x) for x in r["p_test"]] for r in res] if has_test else [])
