@@ -19,6 +19,11 @@
   stacked heads, plain ``keras.Model.fit``, with the code of commit PROFILE_BEFORE and today's on TensorFlow,
   and today's on JAX when ``--jax-python`` names a Python that has JAX and Keras.
 
+* ``final_models``: step 70's final models of one dataset for the registered design (its committed splits and
+  step 20 tables, a throw-away members cache beside the shared features): with the recipe choice and search run
+  again on the final split (the code before the reuse), and reusing the decisions of the outer split the
+  held-out groups come from (today's step 70).
+
 ``--parts`` picks what to measure; the other keys of an existing file are kept, each with its date.
 
 The book's reproduce page shows the file. Timings are not tests: nothing here
@@ -48,6 +53,7 @@ def main(argv=None):
                                                    "head_profile"])
     ap.add_argument("--jax-python", default=None, help="a Python with jax and keras, for head_profile on JAX")
     ap.add_argument("--trials", type=int, default=3, help="tuning trials per search in head_training")
+    ap.add_argument("--final-dataset", default="IDB2", help="the dataset of final_models")
     a = ap.parse_args(argv)
     from allrep import repro
     from allrep.profile import load_profile
@@ -113,6 +119,9 @@ def main(argv=None):
     if "head_profile" in a.parts:
         out["head_profile"] = dict(_head_profile(a.jax_python), when=when, commit=env["commit"])
         print("head_profile", out["head_profile"], flush=True)
+    if "final_models" in a.parts:
+        out["final_models"] = dict(_final_models(a.final_dataset), when=when, commit=env["commit"])
+        print("final_models", out["final_models"], flush=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(f"wrote {dest}")
@@ -197,6 +206,51 @@ def _smoke_workers() -> dict:
             out[label] = round(time.perf_counter() - t0, 1)
     out["ratio_1_to_2_workers"] = round(out["workers_1"] / out["workers_2"], 2)
     return out
+
+
+def _final_models(dataset: str) -> dict:
+    """Seconds of step 70's final models of ``dataset`` in the registered design, searched again and reused (module
+    doc), each from an empty members cache (the features are shared and not timed)."""
+    import os
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from allrep.cache import folder
+    from allrep.profile import load_profile
+    from allrep.record import places
+    from allrep.record.runs import registered
+    from allrep.steps import step70_using_models as step
+    from allrep.train.features import for_backbone
+    from allrep.train.final import train_final
+
+    cfg = load_profile(registered().profile)
+    out_dir = places.output_dir(cfg)
+    ctx = SimpleNamespace(cfg=cfg, read_csv=lambda name, backbone, dataset: pd.read_csv(
+        out_dir / "tuning" / f"best_{backbone}_{dataset}.csv"))
+    repeat = cfg.recipe_study.repeat
+    groups = step.held_out_groups(pd.read_csv(out_dir / "splits" / f"{dataset}_grouped.csv"), repeat, cfg.seed)
+    from allrep.data.dataset import manifest
+
+    for bb in cfg.use_backbones:  # features first, untimed
+        for_backbone(cfg, bb).ensure(list(manifest(dataset)), cfg.features.views)
+    features, before = folder("features"), os.environ.get("ALLREP_CACHE")
+    res = dict(dataset=dataset, profile=cfg.name, backbones=list(cfg.use_backbones))
+    try:
+        for label, decided in (("searched_again", None), ("reused", step.decided(ctx, dataset, repeat))):
+            with tempfile.TemporaryDirectory() as tmp:
+                os.symlink(features, Path(tmp) / "features")
+                os.environ["ALLREP_CACHE"] = tmp  # allrep.cache reads it at every call
+                t0 = time.perf_counter()
+                train_final(cfg, dataset, groups, decided)
+                res[f"{label}_seconds"] = round(time.perf_counter() - t0, 1)
+            print(label, res, flush=True)
+    finally:
+        os.environ.pop("ALLREP_CACHE", None)
+        if before is not None:
+            os.environ["ALLREP_CACHE"] = before
+    res["ratio"] = round(res["searched_again_seconds"] / res["reused_seconds"], 2)
+    return res
 
 
 def _predict_speed(cfg, n: int = 10, dataset: str = "IDB2") -> dict | None:
