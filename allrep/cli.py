@@ -230,6 +230,8 @@ def _cmd_digests(a) -> int:
 def _cmd_robustness(a) -> int:
     from allrep.record import robustness, universes
 
+    if a.universe and a.train is None:
+        raise AllrepError("--universe names what --train trains: add --train (all claims, or the claims to train)")
     if a.train is not None:
         universes.train_all(a.train or None, names=a.universe or None)
     robustness.run()

@@ -298,7 +298,18 @@ def benchmark_markdown(path: Path) -> str:
             f"{env['accelerator']}), Keras {env['keras']} "
             f"on {env['backend']}.\n\n" + markdown_table(df) + "\n" + _predict_line(b.get("predict"))
             + _head_training_md(b.get("head_training")) + _head_profile_md(b.get("head_profile"))
-            + _workers_md(b.get("smoke_workers")))
+            + _final_models_md(b.get("final_models")) + _workers_md(b.get("smoke_workers")))
+
+
+def _final_models_md(f: dict | None) -> str:
+    """Step 70's final models of one dataset, with the search run again and with the outer split's reused."""
+    if not f:
+        return ""
+    return (f"\n**Step 70's final models** (measured {f['when']}, commit {f['commit']}; `scripts/benchmark.py --parts "
+            f"final_models`): the {f['dataset']} models of the {f['profile']} design, {len(f['backbones'])} backbones, "
+            f"from an empty members cache, took {f['searched_again_seconds']:.0f} s with the recipe choice and search "
+            f"run again on the final split, and {f['reused_seconds']:.0f} s reusing the decisions of the outer split "
+            f"the held-out groups come from ({f['ratio']:.1f} times faster).\n")
 
 
 PROFILE_RECIPES = {"registered": "registered, 4 x 64", "base": "base, 16 x 256, projection 128",

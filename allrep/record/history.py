@@ -13,3 +13,22 @@ def git(*args: str, root: Path | str = PROJECT_ROOT, binary: bool = False):
     """``git args...`` in ``root``; its standard output (bytes with ``binary``). Raises CalledProcessError."""
     out = subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=not binary)
     return out.stdout
+
+
+def plan_commit(path: str, message: str, root: Path | str = PROJECT_ROOT, last: bool = False) -> str | None:
+    """The commit that added ``path`` (relative to the project) under a message starting with ``message`` or, with
+    ``last``, the last commit that changed it, every one of which must start with ``message`` (a plan changes only
+    by a committed amendment); None when no such commit exists. The one owner of a committed plan's commit."""
+    from allrep.errors import AllrepError
+
+    log = [line.partition(" ") for line in git("log", "--format=%H %s", "--", path, root=root).splitlines()]
+    if last:
+        silent = [sha[:12] for sha, _, subject in log if not subject.startswith(message)]
+        if silent:
+            raise AllrepError(f"{path} was changed in {', '.join(silent)} by a commit whose message does not start "
+                              f"with {message!r}: every change of a plan is an amendment, committed before scoring")
+        return log[0][0] if log else None
+    for sha, _, subject in log[::-1]:
+        if subject.startswith(message):
+            return sha
+    return None

@@ -20,6 +20,7 @@ from allrep.evaluate.multiverse import REGISTERED, multiverse, scorings, what_mo
 from allrep.io import atomic_write_text
 from allrep.profile import PROJECT_ROOT, load_profile
 from allrep.record import ledger, places
+from allrep.record import history
 from allrep.record.history import git
 from allrep.record.runs import registered
 from allrep.repro import git_commit
@@ -35,11 +36,7 @@ HEADS = {"search": "", "untuned": "_plain"}  # tuning level -> the registered ru
 
 def plan_commit(root=PROJECT_ROOT) -> str | None:
     """The commit that added the plan (its message starts with :data:`PLAN_MESSAGE`); None when there is none."""
-    for line in git("log", "--format=%H %s", "--", PLAN_REL, root=root).splitlines()[::-1]:
-        sha, _, subject = line.partition(" ")
-        if subject.startswith(PLAN_MESSAGE):
-            return sha
-    return None
+    return history.plan_commit(PLAN_REL, PLAN_MESSAGE, root)
 
 
 def load_plan(root=PROJECT_ROOT) -> dict:

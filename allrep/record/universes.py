@@ -29,13 +29,13 @@ from allrep.evaluate.scores import PROB_COLUMNS, member_frame
 from allrep.io import atomic_write_json, atomic_write_text
 from allrep.profile import PROJECT_ROOT, Head, Profile, Training, load_profile, load_section
 from allrep.record import places
+from allrep.record import history
 from allrep.record.history import git
 from allrep.record.runs import registered
 
 FOLDER = places.ROBUSTNESS
 PLAN = FOLDER / "plan_trained.yaml"
 PLAN_REL = PLAN.relative_to(PROJECT_ROOT).as_posix()
-PLAN_MESSAGE = "Robustness plan"
 TRAINED = FOLDER / "trained"
 TIMINGS = FOLDER / "trained_timings.json"
 BASES = ("search", "untuned")  # a trained universe starts from the registered ensembles or their plain reference
@@ -43,15 +43,13 @@ BASES = ("search", "untuned")  # a trained universe starts from the registered e
 
 def plan_commit(root=PROJECT_ROOT) -> str | None:
     """The commit of the amendment in force: the last that changed it (each such commit's message starts with
-    :data:`PLAN_MESSAGE`; :func:`load_plan` refuses otherwise); None when none did."""
-    log = [line.partition(" ") for line in git("log", "--format=%H %s", "--", PLAN_REL, root=root).splitlines()]
-    if not log:
-        return None
-    silent = [sha[:12] for sha, _, subject in log if not subject.startswith(PLAN_MESSAGE)]
-    if silent:
-        raise AllrepError(f"{PLAN_REL} was changed in {', '.join(silent)} by a commit whose message does not start "
-                          f"with {PLAN_MESSAGE!r}: every change of a plan is an amendment, committed before scoring")
-    return log[0][0]
+    the plan's message; a silent change is refused); None when none did."""
+    from allrep.record.robustness import PLAN_MESSAGE
+
+    return history.plan_commit(PLAN_REL, PLAN_MESSAGE, root, last=True)
+
+
+KEYS = {"name", "from", "training", "head", "views", "seed_replicate"}  # what a trained universe may set
 
 
 def load_plan(root=PROJECT_ROOT) -> dict:
@@ -66,8 +64,14 @@ def load_plan(root=PROJECT_ROOT) -> dict:
     plan = yaml.safe_load(PLAN.read_text())
     names = [u["name"] for u in plan["universes"]]
     for u in plan["universes"]:
-        if u["from"] not in BASES:
-            raise AllrepError(f"trained universe {u['name']!r}: from must be one of {BASES}, not {u['from']!r}")
+        if set(u) - KEYS:
+            raise AllrepError(f"trained universe {u.get('name')!r} sets {', '.join(sorted(set(u) - KEYS))}: a universe "
+                              f"sets only {', '.join(sorted(KEYS))}")
+        if u.get("from") not in BASES:
+            raise AllrepError(f"trained universe {u['name']!r}: from must be one of {BASES}, not {u.get('from')!r}")
+        if u.get("seed_replicate") and u["from"] != "search":
+            raise AllrepError(f"trained universe {u['name']!r}: seed replicates are of the registered ensembles "
+                              "(from: search)")
     for ds, listed in plan["claims"].items():
         unknown = sorted(set(listed) - set(names))
         if unknown:
@@ -124,8 +128,34 @@ def plans(cfg: Profile, u: dict, dataset: str, backbone: str, protocol: str) -> 
     return out
 
 
+def cells_changed(cfg: Profile, u: dict, dataset: str, protocol: str) -> dict:
+    """How many (outer split, backbone) cells the universe's change actually changes: a cell whose split's own
+    recipe already has the universe's level (``base`` recipe splits under ``pca_256_whitened``) trains the
+    unchanged pipeline's heads."""
+    base = {"name": "base", "from": u["from"]}
+    n = changed = 0
+    for bb in cfg.use_backbones:
+        ours = plans(profile_for(cfg, u), u, dataset, bb, protocol)
+        theirs = plans(cfg, base, dataset, bb, protocol)
+        for r in sorted({row[0] for row in ours}):
+            a = [(p.head, p.training, p.seed) for rr, _, _, p in ours if rr == r]
+            b = [(p.head, p.training, p.seed) for rr, _, _, p in theirs if rr == r]
+            n += 1
+            changed += a != b or "views" in u
+    return dict(cells=n, cells_changed=changed)
+
+
 def probabilities_path(dataset: str, name: str):
     return TRAINED / f"{dataset}_{name}.csv"
+
+
+def written() -> list:
+    """The trained universes' files that exist for a (claim, universe) the plan gives: probabilities and record."""
+    if not PLAN.is_file():
+        return []
+    plan = yaml.safe_load(PLAN.read_text())
+    paths = [probabilities_path(ds, n) for ds, names in plan["claims"].items() for n in names]
+    return [q for p in paths for q in (p, p.with_suffix(".json")) if q.is_file()]
 
 
 def train(name: str, dataset: str, protocol: str, say=print) -> pd.DataFrame:
@@ -151,10 +181,18 @@ def train(name: str, dataset: str, protocol: str, say=print) -> pd.DataFrame:
     probs = pd.concat(frames, ignore_index=True)[PROB_COLUMNS]
     TRAINED.mkdir(parents=True, exist_ok=True)
     atomic_write_text(probabilities_path(dataset, name), probs.to_csv(index=False))
+    atomic_write_json(probabilities_path(dataset, name).with_suffix(".json"),
+                      dict(universe=u, amendment=plan_commit()[:12], registered_profile=base.name,
+                           **cells_changed(base, u, dataset, protocol)))
     seconds = round(time.perf_counter() - t0, 1)
-    if missing:  # a rerun from the cache trains nothing and keeps the time of the run that trained the heads
-        _record(f"heads/{dataset}/{name}", dict(seconds=seconds, heads=len(all_plans), heads_trained=len(missing),
-                                                cache_at_start=at_start))
+    if missing:  # a run that trained every head replaces the record; a resumed one adds its part to it
+        key, entry = f"heads/{dataset}/{name}", dict(seconds=seconds, heads=len(all_plans), heads_trained=len(missing),
+                                                     cache_at_start=at_start, amendment=plan_commit()[:12])
+        before = _records().get(key)
+        if before and len(missing) < len(all_plans):
+            entry.update(seconds=round(before["seconds"] + seconds, 1),
+                         heads_trained=before["heads_trained"] + len(missing), runs=before.get("runs", 1) + 1)
+        _record(key, entry)
     say(f"{dataset}/{name}: {len(all_plans)} heads ({len(missing)} trained) in {seconds:.0f} s")
     return probs
 
@@ -173,8 +211,12 @@ def features(dataset: str, say=print) -> None:
             say(f"{dataset}/{bb}: features of {computed} images in {time.perf_counter() - t0:.0f} s")
 
 
+def _records() -> dict:
+    return json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
+
+
 def _record(key: str, entry: dict) -> None:
-    record = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
+    record = _records()
     record[key] = dict(entry, cpus=os.cpu_count())
     FOLDER.mkdir(parents=True, exist_ok=True)
     atomic_write_json(TIMINGS, dict(sorted(record.items())))
@@ -182,8 +224,15 @@ def _record(key: str, entry: dict) -> None:
 
 def train_all(datasets=None, names=None, say=print) -> None:
     """Every trained universe of the plan (or of ``names``), claim by claim in the plan's order (of ``datasets``)."""
+    from allrep.record import robustness
+
     plan = load_plan()
-    protocol = yaml.safe_load((FOLDER / "plan.yaml").read_text())["protocol"]
+    protocol = robustness.load_plan()["protocol"]
+    for bad, known, what in ((datasets, plan["claims"], "claim"), (names, [u["name"] for u in plan["universes"]],
+                                                                   "trained universe")):
+        unknown = sorted(set(bad or ()) - set(known))
+        if unknown:
+            raise AllrepError(f"unknown {what} {', '.join(unknown)}: choose from {', '.join(known)}")
     for ds, listed in plan["claims"].items():
         if datasets and ds not in datasets:
             continue

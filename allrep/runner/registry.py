@@ -134,8 +134,14 @@ OTHER_OUTPUTS = {
     "multiverse": (_results(places.ROBUSTNESS / "multiverse.csv"), "allrep robustness: every universe, scored"),
     "what_moves": (_results(places.ROBUSTNESS / "what_moves.csv"), "allrep robustness: verdict changes per factor"),
     "digests": (_results(places.DIGESTS / "smoke.json"), "allrep digests --profile smoke --record: per-stage digests per CPU"),
+    "robustness_trained_plan": (_results(places.ROBUSTNESS / "plan_trained.yaml"),
+                                "the trained universes' amendment of the plan, committed before any was trained"),
+    "robustness_missing": (_results(places.ROBUSTNESS / "missing.csv"), "allrep robustness: planned universes not scored"),
+    "robustness_timings": (_results(places.ROBUSTNESS / "trained_timings.json"),
+                           "allrep robustness --train: what each trained universe cost"),
 }
-PROJECT_OUTPUTS = ("robustness_plan", "multiverse", "what_moves", "digests")  # under results/ only, whatever the profile
+PROJECT_OUTPUTS = ("robustness_plan", "multiverse", "what_moves", "digests", "robustness_trained_plan",
+                   "robustness_missing", "robustness_timings")  # under results/ only, whatever the profile
 
 
 def other_output(name: str, cfg: Profile) -> Path:
@@ -149,8 +155,12 @@ def other_output(name: str, cfg: Profile) -> Path:
 
 
 def all_outputs(cfg: Profile) -> set[Path]:
-    """Every results file the registry declares for ``cfg``: each step variant's outputs and :data:`OTHER_OUTPUTS`."""
-    out = {other_output(n, cfg) for n in OTHER_OUTPUTS}
+    """Every results file the registry declares for ``cfg``: each step variant's outputs, :data:`OTHER_OUTPUTS` and
+    the trained universes' files that exist (:func:`allrep.record.universes.written`: one family, of which the
+    universes not yet trained are reported missing by the analysis, not declared)."""
+    from allrep.record import universes
+
+    out = {other_output(n, cfg) for n in OTHER_OUTPUTS} | set(universes.written())
     for s in STEPS:
         for v in s.variants(cfg):
             out |= set(declared(cfg, s, v, "outputs"))

@@ -94,9 +94,12 @@ class Reduction:
     def fit(cls, X_train, pool: int = 1, k: int = 0, whiten: bool = True) -> Reduction:
         X = repool(X_train, pool)
         if k == STANDARDISED:  # every channel centred and scaled to unit variance on the training part
-            flat = X.reshape(-1, X.shape[-1])
-            mean, sd = flat.mean(0, dtype=np.float64), flat.std(0, dtype=np.float64)
-            return cls(pool, mean.astype(np.float32), None, (sd + 1e-6).astype(np.float32))
+            from sklearn.preprocessing import StandardScaler  # its rule: a constant channel keeps scale 1
+
+            sc = StandardScaler().fit(X.reshape(-1, X.shape[-1]).astype(np.float64))
+            return cls(pool, sc.mean_.astype(np.float32), None, sc.scale_.astype(np.float32))
+        if k < 0:
+            raise ValueError(f"training.pca must be {STANDARDISED} (standardised), 0 (raw) or a number of axes, not {k}")
         if not k or k >= X.shape[-1]:
             return cls(pool)
         from sklearn.utils.extmath import randomized_svd

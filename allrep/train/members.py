@@ -36,7 +36,8 @@ from allrep.profile import Head, Profile, Training
 from allrep.progress import head_done
 from allrep.repro import digest, seed_for
 
-ALGO = "engine-1-slots16"  # per-head epochs, a pool of 16 slots compiled with XLA (allrep.train.heads.run_pool)
+ALGO = "engine-2-slots16"  # per-head epochs, a pool of 16 slots compiled with XLA (allrep.train.heads.run_pool); 2: the
+# engine's heads no longer equal those of the registered run for the same plan (measured), so none is reused for one
 
 
 @dataclass(frozen=True)
