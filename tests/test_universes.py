@@ -127,3 +127,73 @@ def test_the_standardised_reduction_centres_and_scales_every_channel():
     again = Reduction.from_state(red.state())
     assert np.array_equal(again(X), red(X)) and red.sha256() == again.sha256()
     assert Reduction.from_state(Reduction.fit(X, 1, 0).state()).mean is None  # raw channels stay raw
+
+
+def _row(training, tuning, k, splits, **kw):
+    base = dict(dataset="IDB2", training=training, tuning=tuning, members=5,
+                fusion_set="efficientnetb3 + inceptionv3 + mobilenetv2", fusion_rule="sum", icc=0.1,
+                not_reproduced_below="claim", k=k, n=520, accuracy=k / 520, bound_low=0.9, bound_high=0.99,
+                verdict="inconclusive", k_split_0=splits[0], k_split_1=splits[1])
+    return {**base, **kw}
+
+
+def test_trained_summary_compares_each_universe_with_its_own_base():
+    """A tuned universe against `retrained`, an untuned one against the registered plain reference; rows off the
+    registered recombined levels are left out."""
+    from allrep.evaluate.multiverse import trained_summary
+    from allrep.record import robustness
+
+    mv = pd.DataFrame([_row("registered", "search", 503, (250, 253)), _row("registered", "untuned", 490, (240, 250)),
+                       _row("retrained", "search", 505, (252, 253)), _row("sequence_4x4_all_channels", "search", 498, (240, 258)),
+                       _row("sequence_4x4_untuned", "untuned", 480, (230, 250)),
+                       _row("retrained", "search", 400, (200, 200), members=1)])
+    t = trained_summary(mv, robustness.load_plan()).set_index("training")
+    assert len(t) == 5 and pd.isna(t.loc["registered", "k_minus_base"]).all()
+    assert t.loc["retrained", "k_minus_base"] == 0 and t.loc["sequence_4x4_all_channels", "k_minus_base"] == -7
+    assert t.loc["sequence_4x4_untuned", "k_minus_base"] == -10
+    assert t.loc["sequence_4x4_untuned", "base"] == "registered untuned"
+    assert t.loc["sequence_4x4_all_channels", "split_k_range"] == "240-258"
+
+
+def test_a_claim_scores_only_the_trained_universes_it_is_given_and_has():
+    from allrep.evaluate import multiverse as mvmod
+    from allrep.record import robustness
+
+    plan, trained = robustness.load_plan(), universes.load_plan()
+    uni = mvmod.universes(plan, trained)
+    available = {("IDB1", "seed_1"), ("IDB1", "seed_2"), ("IDB2", "seed_2")}
+    idb1 = mvmod.for_claim(uni, "IDB1", trained, available)
+    assert set(idb1["training"]) == {"registered", "seed_1"}  # seed_2 exists for IDB1 but the plan does not give it
+    assert set(mvmod.for_claim(uni, "IDB2", trained, available)["training"]) == {"registered", "seed_2"}
+    probs = {("IDB2", "registered", "search"): None, ("IDB2", "seed_2", "search"): None}
+    m = robustness.missing(plan, trained, probs)
+    assert "seed_2" not in set(m.loc[m["dataset"] == "IDB2", "universe"])
+    assert set(m.loc[m["dataset"] == "IDB1", "universe"]) == set(trained["claims"]["IDB1"])
+    assert "sequence_8x8_all_channels" in set(m["universe"])
+
+
+def test_bad_universe_input_is_one_line(monkeypatch, tmp_path):
+    from allrep.errors import AllrepError
+
+    with pytest.raises(AllrepError, match="unknown claim"):
+        universes.train_all(["IDB3"])
+    with pytest.raises(AllrepError, match="unknown trained universe"):
+        universes.train_all(["IDB2"], names=["sequence_16x16"])
+    with pytest.raises(AllrepError, match="unknown trained universe"):
+        universes.universe(universes.load_plan(), "nope")
+    from allrep.train.heads import Reduction
+
+    with pytest.raises(ValueError, match="training.pca must be"):
+        Reduction.fit(np.zeros((4, 4, 8), np.float32), 1, -2)
+
+
+def test_a_constant_channel_keeps_scale_one():
+    from allrep.train.heads import STANDARDISED, Reduction
+
+    X = np.random.default_rng(1).normal(size=(20, 4, 3)).astype(np.float32)
+    X[..., 1] = 0.0
+    red = Reduction.fit(X, 1, STANDARDISED)
+    assert red.scale[1] == 1.0
+    Y = X.copy()
+    Y[..., 1] = 0.5
+    assert np.allclose(red(Y)[..., 1], 0.5)

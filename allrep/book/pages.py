@@ -503,6 +503,9 @@ def robustness_tables(base: Path) -> dict:
         none = "*(the robustness analysis has not been run: `allrep robustness`)*\n"
         return {"robustness_sentence.md": none, "robustness.md": none, "robustness_trained.md": none}
     mv = pd.read_csv(path)
+    if "training" not in mv:
+        raise AllrepError(f"{places.relative(path)} predates the trained universes (no training column): re-score it "
+                          "with `allrep robustness`")
     plan = robustness.load_plan()
     order = [d for d in plan["claims"] if d in set(mv["dataset"])]
     said = "; ".join(sentence(mv, d, DATASET_NAMES[d]) for d in order)
@@ -542,12 +545,19 @@ def _trained_tables(mv: pd.DataFrame, plan: dict, order: list[str]) -> str:
 
     t = trained_summary(mv, plan)
     t = t.assign(order=t["dataset"].map({d: i for i, d in enumerate(order)})).sort_values("order", kind="stable")
+    cells = {}
+    for ds, name in zip(t["dataset"], t["training"]):
+        meta = universes.probabilities_path(ds, name).with_suffix(".json")
+        if meta.is_file():
+            m = json.loads(meta.read_text())
+            cells[(ds, name)] = f"{m['cells_changed']}/{m['cells']}"
     table = pd.DataFrame({
         "claim": t["dataset"].map(DATASET_NAMES), "heads": t["training"], "from": t["tuning"],
+        "cells changed": [cells.get((ds, n), "") for ds, n in zip(t["dataset"], t["training"])],
         "correct": [f"{k}/{n}" for k, n in zip(t["k"], t["n"])], "accuracy": [f"{100 * a:.2f}%" for a in t["accuracy"]],
         "bounds": [f"{100 * lo:.1f}-{100 * hi:.1f}%" for lo, hi in zip(t["bound_low"], t["bound_high"])],
-        "verdict": t["verdict"],
-        "k - retrained": ["" if pd.isna(x) else f"{int(x):+d}" for x in t["k_minus_reference"]],
+        "verdict": t["verdict"], "base": t["base"],
+        "k - base": ["" if pd.isna(x) else f"{int(x):+d}" for x in t["k_minus_base"]],
         "per-split k": t["split_k_range"]})
     out = markdown_table(table) + "\n"
     missing = robustness.FOLDER / robustness.MISSING
@@ -557,8 +567,8 @@ def _trained_tables(mv: pd.DataFrame, plan: dict, order: list[str]) -> str:
             m.rename(columns={"dataset": "claim"})) + "\n"
     if universes.TIMINGS.is_file():
         rec = json.loads(universes.TIMINGS.read_text())
-        rows = [dict(work=k, seconds=v["seconds"], heads=v.get("heads_trained", ""), images=v.get("images", ""),
-                     cpus=v.get("cpus", "")) for k, v in rec.items()]
+        rows = [dict(work=k, seconds=v["seconds"], heads=v.get("heads", ""), trained=v.get("heads_trained", ""),
+                     images=v.get("images", ""), cpus=v.get("cpus", "")) for k, v in rec.items()]
         total = sum(v["seconds"] for v in rec.values())
         out += (f"\n**What they cost**, as recorded when each was trained (features only where they were not cached "
                 f"yet): {total / 60:.1f} minutes in all.\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")

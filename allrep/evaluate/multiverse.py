@@ -161,15 +161,21 @@ def what_moves(mv: pd.DataFrame) -> pd.DataFrame:
 def trained_summary(mv: pd.DataFrame, plan: dict, reference: str = "retrained") -> pd.DataFrame:
     """Per claim and heads (the registered run's, each trained universe's): the universe at the registered levels of
     every recombined factor but tuning (each trained universe keeps its own base), with k, n, accuracy, verdict, the
-    change in k against ``reference`` (the registered settings re-trained) and the spread of its per-split k."""
+    change in k against its base re-scored here (``reference``, the registered settings re-trained, for a tuned
+    universe; the registered plain reference for an untuned one) and the range of its per-split k."""
     reg = plan["registered"]
     at = ((mv["members"] == int(reg["members"])) & (mv["fusion_set"] == " + ".join(reg["fusion_set"]))
           & (mv["fusion_rule"] == reg["fusion_rule"]) & (mv["icc"] == float(reg["icc"]))
           & (mv["not_reproduced_below"] == _get(reg, "not_reproduced_below")))
     d = mv[at].copy()
-    ref = d[d["training"] == reference].set_index("dataset")["k"]
-    d["k_minus_reference"] = [int(k - ref[ds]) if ds in ref.index else pd.NA for ds, k in zip(d["dataset"], d["k"])]
+    base = {(ds, "search"): k for ds, k in zip(d.loc[d["training"] == reference, "dataset"], d.loc[d["training"] == reference, "k"])}
+    plain = d[(d["training"] == REGISTERED) & (d["tuning"] != reg["tuning"])]
+    base.update({(ds, t): k for ds, t, k in zip(plain["dataset"], plain["tuning"], plain["k"])})
+    d["base"] = [("" if t == REGISTERED else reference if tu == reg["tuning"] else f"{REGISTERED} {tu}")
+                 for t, tu in zip(d["training"], d["tuning"])]
+    d["k_minus_base"] = [pd.NA if t == REGISTERED or (ds, tu) not in base else int(k - base[(ds, tu)])
+                         for ds, t, tu, k in zip(d["dataset"], d["training"], d["tuning"], d["k"])]
     splits = d.filter(like="k_split_")
     d["split_k_range"] = [f"{int(lo)}-{int(hi)}" for lo, hi in zip(splits.min(axis=1), splits.max(axis=1))]
-    return d[["dataset", "training", "tuning", "k", "n", "accuracy", "bound_low", "bound_high", "verdict",
-              "k_minus_reference", "split_k_range"]].reset_index(drop=True)
+    return d[["dataset", "training", "tuning", "k", "n", "accuracy", "bound_low", "bound_high", "verdict", "base",
+              "k_minus_base", "split_k_range"]].reset_index(drop=True)

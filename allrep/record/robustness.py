@@ -19,8 +19,7 @@ from allrep.errors import AllrepError
 from allrep.evaluate.multiverse import REGISTERED, multiverse, scorings, what_moves
 from allrep.io import atomic_write_text
 from allrep.profile import PROJECT_ROOT, load_profile
-from allrep.record import ledger, places
-from allrep.record import history
+from allrep.record import history, ledger, places
 from allrep.record.history import git
 from allrep.record.runs import registered
 from allrep.repro import git_commit
@@ -77,7 +76,7 @@ def inputs(plan: dict, trained: dict | None = None):
 
 def missing(plan: dict, trained: dict, probs: dict) -> pd.DataFrame:
     """The trained universes a claim was given but has no heads for, and the cells the amendment cut."""
-    rows = [dict(dataset=ds, universe=name, why="not trained within the budget")
+    rows = [dict(dataset=ds, universe=name, why="not trained: the training stopped before it (the plan's order)")
             for ds in plan["claims"] for name in trained["claims"].get(ds, [])
             if not any(k[0] == ds and k[1] == name for k in probs)]
     rows += [dict(dataset="all", universe=c["name"], why=c["why"]) for c in trained.get("cut", [])]
@@ -92,8 +91,11 @@ def scoring_name(training: str, tuning: str, members: int, rule: str, fusion_set
 
 def _ledger_rows(plan: dict, probs: dict, scored: dict, seed: int) -> pd.DataFrame:
     """One ledger row per distinct scoring (heads, members, fusion set, rule) and outer split."""
+    from allrep.record import universes
+
     commit, date = git_commit(), pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     note = f"robustness analysis, plan {plan_commit()[:12]}"
+    trained_note = f"{note}, trained universes' amendment {(universes.plan_commit() or '')[:12]}"
     rows = []
     for (ds, training, tuning, members, fusion_set, rule), per in scored.items():
         p = probs[(ds, training, tuning)]
@@ -103,7 +105,7 @@ def _ledger_rows(plan: dict, probs: dict, scored: dict, seed: int) -> pd.DataFra
                              split_set=ledger.split_set(seed, plan["protocol"], r.repeat, p[p["repeat"] == r.repeat]["id"].unique()),
                              models=name, commit=commit, date=date, k=r.k, n=r.n, look=EXPLORATORY,
                              digest=hashlib.sha256(f"{name}|{r.k}|{r.n}".encode()).hexdigest()[:16], added=EXPLORATORY,
-                             note=note))
+                             note=note if training == REGISTERED else trained_note))
     return pd.DataFrame(rows)
 
 
@@ -121,8 +123,13 @@ def run(say=print) -> pd.DataFrame:
     atomic_write_text(FOLDER / MISSING, missing(plan, trained, probs).to_csv(index=False))
     path = places.ledger_path(cfg)
     rows = _ledger_rows(plan, probs, scored, cfg.seed)
-    seen = set(zip(*(ledger.read(path)[c] for c in ("models", "split_set", "digest"))))
-    new = rows[[(m, s, d) not in seen for m, s, d in zip(rows["models"], rows["split_set"], rows["digest"])]]
+    old = ledger.read(path)
+    seen = dict(zip(zip(old["models"], old["split_set"]), old["digest"]))
+    moved = [(m, s) for m, s, d in zip(rows["models"], rows["split_set"], rows["digest"]) if seen.get((m, s), d) != d]
+    if moved:  # the same scoring with another count: its heads changed since the ledger recorded it
+        raise AllrepError(f"{len(moved)} exploratory scorings are in the ledger with other counts (first: {moved[0][0]}): "
+                          "a scoring is recorded once; a changed universe is a new universe of an amended plan")
+    new = rows[[(m, s) not in seen for m, s in zip(rows["models"], rows["split_set"])]]
     ledger.append(path, new)
     say(f"robustness: {len(mv)} universe rows in {places.relative(FOLDER / MULTIVERSE)}; "
         f"{len(new)} exploratory ledger rows added")

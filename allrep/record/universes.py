@@ -28,8 +28,7 @@ from allrep.errors import AllrepError
 from allrep.evaluate.scores import PROB_COLUMNS, member_frame
 from allrep.io import atomic_write_json, atomic_write_text
 from allrep.profile import PROJECT_ROOT, Head, Profile, Training, load_profile, load_section
-from allrep.record import places
-from allrep.record import history
+from allrep.record import history, places
 from allrep.record.history import git
 from allrep.record.runs import registered
 
@@ -56,6 +55,8 @@ def load_plan(root=PROJECT_ROOT) -> dict:
     """The amendment, refused when it was never committed under its message or has changed since."""
     sha = plan_commit(root)
     if sha is None:
+        from allrep.record.robustness import PLAN_MESSAGE
+
         raise AllrepError(f"no commit starting with {PLAN_MESSAGE!r} added {PLAN_REL}: commit the trained universes' "
                           "plan before training any of them")
     if git("show", f"{sha}:{PLAN_REL}", root=root).strip() != PLAN.read_text().strip():
