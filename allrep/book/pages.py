@@ -568,10 +568,13 @@ def _trained_tables(mv: pd.DataFrame, plan: dict, order: list[str]) -> str:
     if universes.TIMINGS.is_file():
         rec = json.loads(universes.TIMINGS.read_text())
         rows = [dict(work=k, seconds=v["seconds"], heads=v.get("heads", ""), trained=v.get("heads_trained", ""),
-                     images=v.get("images", ""), cpus=v.get("cpus", "")) for k, v in rec.items()]
+                     images=v.get("images", ""), cpus=v.get("cpus", ""), load=v.get("load_average", ""))
+                for k, v in rec.items()]
         total = sum(v["seconds"] for v in rec.values())
         out += (f"\n**What they cost**, as recorded when each was trained (features only where they were not cached "
-                f"yet): {total / 60:.1f} minutes in all.\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
+                f"yet): {total / 60:.1f} minutes of wall time in all. *load* is the machine's one-minute load average "
+                f"when the work ended (where recorded): above the number of CPUs, it shared them with other work, and "
+                f"its seconds overstate its cost.\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
     return out
 
 

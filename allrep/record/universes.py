@@ -218,7 +218,7 @@ def _records() -> dict:
 
 def _record(key: str, entry: dict) -> None:
     record = _records()
-    record[key] = dict(entry, cpus=os.cpu_count())
+    record[key] = dict(entry, cpus=os.cpu_count(), load_average=round(os.getloadavg()[0], 1))  # above cpus: shared
     FOLDER.mkdir(parents=True, exist_ok=True)
     atomic_write_json(TIMINGS, dict(sorted(record.items())))
 
