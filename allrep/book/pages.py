@@ -551,13 +551,15 @@ def _trained_tables(mv: pd.DataFrame, plan: dict, order: list[str]) -> str:
         if meta.is_file():
             m = json.loads(meta.read_text())
             cells[(ds, name)] = f"{m['cells_changed']}/{m['cells']}"
-    table = pd.DataFrame({
-        "claim": t["dataset"].map(DATASET_NAMES), "heads": t["training"], "from": t["tuning"],
+    heads = [f"{n} ({tu})" if n == "registered" else n for n, tu in zip(t["training"], t["tuning"])]
+    table = pd.DataFrame({  # names with spaces, so a narrow column wraps them
+        "claim": t["dataset"].map(DATASET_NAMES), "heads": [h.replace("_", " ") for h in heads],
         "cells changed": [cells.get((ds, n), "") for ds, n in zip(t["dataset"], t["training"])],
-        "correct": [f"{k}/{n}" for k, n in zip(t["k"], t["n"])], "accuracy": [f"{100 * a:.2f}%" for a in t["accuracy"]],
+        "correct": [f"{k}/{n} ({100 * k / n:.2f}%)" for k, n in zip(t["k"], t["n"])],
         "bounds": [f"{100 * lo:.1f}-{100 * hi:.1f}%" for lo, hi in zip(t["bound_low"], t["bound_high"])],
-        "verdict": t["verdict"], "base": t["base"],
-        "k - base": ["" if pd.isna(x) else f"{int(x):+d}" for x in t["k_minus_base"]],
+        "verdict": t["verdict"],
+        "k - base": ["" if pd.isna(x) else f"{int(x):+d} ({b.replace('registered untuned', 'plain')})"
+                     for x, b in zip(t["k_minus_base"], t["base"])],
         "per-split k": t["split_k_range"]})
     out = markdown_table(table) + "\n"
     missing = robustness.FOLDER / robustness.MISSING
