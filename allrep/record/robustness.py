@@ -76,7 +76,7 @@ def inputs(plan: dict, trained: dict | None = None):
 
 def missing(plan: dict, trained: dict, probs: dict) -> pd.DataFrame:
     """The trained universes a claim was given but has no heads for, and the cells the amendment cut."""
-    rows = [dict(dataset=ds, universe=name, why="not trained: the training stopped before it (the plan's order)")
+    rows = [dict(dataset=ds, universe=name, why="not trained: the budget ended before it")
             for ds in plan["claims"] for name in trained["claims"].get(ds, [])
             if not any(k[0] == ds and k[1] == name for k in probs)]
     rows += [dict(dataset="all", universe=c["name"], why=c["why"]) for c in trained.get("cut", [])]
