@@ -233,7 +233,7 @@ def _cmd_robustness(a) -> int:
     if a.universe and a.train is None:
         raise AllrepError("--universe names what --train trains: add --train (all claims, or the claims to train)")
     if a.train is not None:
-        universes.train_all(a.train or None, names=a.universe or None)
+        universes.train_all(robustness.load_plan()["protocol"], a.train or None, names=a.universe or None)
     robustness.run()
     return 0
 

@@ -176,9 +176,9 @@ def test_bad_universe_input_is_one_line(monkeypatch, tmp_path):
     from allrep.errors import AllrepError
 
     with pytest.raises(AllrepError, match="unknown claim"):
-        universes.train_all(["IDB3"])
+        universes.train_all("grouped", ["IDB3"])
     with pytest.raises(AllrepError, match="unknown trained universe"):
-        universes.train_all(["IDB2"], names=["sequence_16x16"])
+        universes.train_all("grouped", ["IDB2"], names=["sequence_16x16"])
     with pytest.raises(AllrepError, match="unknown trained universe"):
         universes.universe(universes.load_plan(), "nope")
     from allrep.train.heads import Reduction

@@ -15,6 +15,9 @@ def git(*args: str, root: Path | str = PROJECT_ROOT, binary: bool = False):
     return out.stdout
 
 
+ROBUSTNESS_PLAN_MESSAGE = "Robustness plan"  # how a commit of the robustness plan or of an amendment begins
+
+
 def plan_commit(path: str, message: str, root: Path | str = PROJECT_ROOT, last: bool = False) -> str | None:
     """The commit that added ``path`` (relative to the project) under a message starting with ``message`` or, with
     ``last``, the last commit that changed it, every one of which must start with ``message`` (a plan changes only

@@ -16,6 +16,25 @@ from allrep.record.runs import run_of
 # analysis of the registered run (allrep.record.robustness) and the per-CPU run digests (allrep.record.digests)
 ROBUSTNESS = PROJECT_ROOT / "results" / "robustness"
 DIGESTS = PROJECT_ROOT / "results" / "digests"
+TRAINED_UNIVERSES = ROBUSTNESS / "trained"  # the trained universes' files (allrep.record.universes)
+
+
+def trained_universe_path(dataset: str, name: str) -> Path:
+    """The test probabilities of trained universe ``name`` on ``dataset`` (its record: the same name, ``.json``)."""
+    return TRAINED_UNIVERSES / f"{dataset}_{name}.csv"
+
+
+def trained_universe_files() -> list[Path]:
+    """The trained universes' files that exist for a (claim, universe) the amendment gives, probabilities and records
+    (read here, not through allrep.record.universes, so the runner's registry does not import the analysis)."""
+    import yaml
+
+    plan = ROBUSTNESS / "plan_trained.yaml"
+    if not plan.is_file():
+        return []
+    claims = yaml.safe_load(plan.read_text())["claims"]
+    paths = [trained_universe_path(ds, n) for ds, names in claims.items() for n in names]
+    return [q for p in paths for q in (p, p.with_suffix(".json")) if q.is_file()]
 
 
 def scratch_root() -> Path:

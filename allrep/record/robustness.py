@@ -27,7 +27,7 @@ from allrep.repro import git_commit
 FOLDER = places.ROBUSTNESS
 PLAN = FOLDER / "plan.yaml"
 PLAN_REL = PLAN.relative_to(PROJECT_ROOT).as_posix()  # where the plan is committed
-PLAN_MESSAGE = "Robustness plan"
+PLAN_MESSAGE = history.ROBUSTNESS_PLAN_MESSAGE
 MULTIVERSE, WHAT_MOVES, MISSING = "multiverse.csv", "what_moves.csv", "missing.csv"  # beside the plan
 EXPLORATORY = "exploratory"
 HEADS = {"search": "", "untuned": "_plain"}  # tuning level -> the registered run's probabilities file suffix

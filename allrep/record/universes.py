@@ -5,7 +5,7 @@ Amendment 1 of the robustness plan (``results/robustness/plan_trained.yaml``, co
 or its plain reference (``from: untuned``), with ONE change: the training section (``training:``: the pooling of
 the cached map, the channel reduction), the head (``head:``: the learned projection), the training views
 (``views:``) or the members' seeds (``seed_replicate:``). Everything the registered run decided inside a split
-(its recipe choice, its search's tuned head: ``results/confirmatory/tuning/best_*.csv``) and every member's seed
+(its recipe choice, its search's tuned head: the registered run's step 20 tables ``tuning/best_*.csv``) and every member's seed
 are reused, so a universe differs from the registered run by its change only: with no change, its plans are the
 registered members' plans, cache key for cache key (a test).
 
@@ -35,7 +35,7 @@ from allrep.record.runs import registered
 FOLDER = places.ROBUSTNESS
 PLAN = FOLDER / "plan_trained.yaml"
 PLAN_REL = PLAN.relative_to(PROJECT_ROOT).as_posix()
-TRAINED = FOLDER / "trained"
+TRAINED = places.TRAINED_UNIVERSES
 TIMINGS = FOLDER / "trained_timings.json"
 BASES = ("search", "untuned")  # a trained universe starts from the registered ensembles or their plain reference
 
@@ -43,9 +43,7 @@ BASES = ("search", "untuned")  # a trained universe starts from the registered e
 def plan_commit(root=PROJECT_ROOT) -> str | None:
     """The commit of the amendment in force: the last that changed it (each such commit's message starts with
     the plan's message; a silent change is refused); None when none did."""
-    from allrep.record.robustness import PLAN_MESSAGE
-
-    return history.plan_commit(PLAN_REL, PLAN_MESSAGE, root, last=True)
+    return history.plan_commit(PLAN_REL, history.ROBUSTNESS_PLAN_MESSAGE, root, last=True)
 
 
 KEYS = {"name", "from", "training", "head", "views", "seed_replicate"}  # what a trained universe may set
@@ -55,9 +53,7 @@ def load_plan(root=PROJECT_ROOT) -> dict:
     """The amendment, refused when it was never committed under its message or has changed since."""
     sha = plan_commit(root)
     if sha is None:
-        from allrep.record.robustness import PLAN_MESSAGE
-
-        raise AllrepError(f"no commit starting with {PLAN_MESSAGE!r} added {PLAN_REL}: commit the trained universes' "
+        raise AllrepError(f"no commit starting with {history.ROBUSTNESS_PLAN_MESSAGE!r} added {PLAN_REL}: commit the trained universes' "
                           "plan before training any of them")
     if git("show", f"{sha}:{PLAN_REL}", root=root).strip() != PLAN.read_text().strip():
         raise AllrepError(f"{PLAN_REL} differs from the plan committed in {sha[:12]}: restore it "
@@ -146,17 +142,8 @@ def cells_changed(cfg: Profile, u: dict, dataset: str, protocol: str) -> dict:
     return dict(cells=n, cells_changed=changed)
 
 
-def probabilities_path(dataset: str, name: str):
-    return TRAINED / f"{dataset}_{name}.csv"
-
-
-def written() -> list:
-    """The trained universes' files that exist for a (claim, universe) the plan gives: probabilities and record."""
-    if not PLAN.is_file():
-        return []
-    plan = yaml.safe_load(PLAN.read_text())
-    paths = [probabilities_path(ds, n) for ds, names in plan["claims"].items() for n in names]
-    return [q for p in paths for q in (p, p.with_suffix(".json")) if q.is_file()]
+probabilities_path = places.trained_universe_path  # the one owner of the files' names: record.places
+written = places.trained_universe_files
 
 
 def train(name: str, dataset: str, protocol: str, say=print) -> pd.DataFrame:
@@ -223,12 +210,10 @@ def _record(key: str, entry: dict) -> None:
     atomic_write_json(TIMINGS, dict(sorted(record.items())))
 
 
-def train_all(datasets=None, names=None, say=print) -> None:
-    """Every trained universe of the plan (or of ``names``), claim by claim in the plan's order (of ``datasets``)."""
-    from allrep.record import robustness
-
+def train_all(protocol: str, datasets=None, names=None, say=print) -> None:
+    """Every trained universe of the plan (or of ``names``), claim by claim in the plan's order (of ``datasets``), on
+    the outer splits of ``protocol`` (the robustness plan's)."""
     plan = load_plan()
-    protocol = robustness.load_plan()["protocol"]
     for bad, known, what in ((datasets, plan["claims"], "claim"), (names, [u["name"] for u in plan["universes"]],
                                                                    "trained universe")):
         unknown = sorted(set(bad or ()) - set(known))

@@ -156,11 +156,9 @@ def other_output(name: str, cfg: Profile) -> Path:
 
 def all_outputs(cfg: Profile) -> set[Path]:
     """Every results file the registry declares for ``cfg``: each step variant's outputs, :data:`OTHER_OUTPUTS` and
-    the trained universes' files that exist (:func:`allrep.record.universes.written`: one family, of which the
+    the trained universes' files that exist (:func:`allrep.record.places.trained_universe_files`: one family, of which the
     universes not yet trained are reported missing by the analysis, not declared)."""
-    from allrep.record import universes
-
-    out = {other_output(n, cfg) for n in OTHER_OUTPUTS} | set(universes.written())
+    out = {other_output(n, cfg) for n in OTHER_OUTPUTS} | set(places.trained_universe_files())
     for s in STEPS:
         for v in s.variants(cfg):
             out |= set(declared(cfg, s, v, "outputs"))
