@@ -158,3 +158,13 @@ def smoke(smoke_started):
 def smoke_pending(smoke_started):
     """For a test that has work of its own to do first: call it to wait for the smoke run."""
     return lambda: wait_for_smoke(smoke_started)
+
+
+def commits_not_after(sha: str, path: Path) -> list[str]:
+    """The commits that touched ``path`` and are not strictly after ``sha`` (the plan commit it must follow)."""
+    from allrep.profile import PROJECT_ROOT
+    from allrep.record.history import git
+
+    rel = Path(path).relative_to(PROJECT_ROOT).as_posix()
+    return [c for c in git("log", "--format=%H", "--", rel).split()
+            if c == sha or subprocess.run(["git", "merge-base", "--is-ancestor", sha, c], cwd=PROJECT_ROOT).returncode]

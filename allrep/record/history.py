@@ -35,3 +35,22 @@ def plan_commit(path: str, message: str, root: Path | str = PROJECT_ROOT, last: 
         if subject.startswith(message):
             return sha
     return None
+
+
+def committed_plan(path: str, message: str, what: str, current: Path | None = None, root: Path | str = PROJECT_ROOT,
+                   last: bool = False) -> dict:
+    """The YAML plan committed at ``path`` (relative to the project; :func:`plan_commit`), read from ``current``
+    (default: that path), refused in one line when it was never committed under ``message`` or differs from that
+    commit; ``what`` says what it precedes."""
+    import yaml
+
+    from allrep.errors import AllrepError
+
+    sha = plan_commit(path, message, root, last)
+    if sha is None:
+        raise AllrepError(f"no commit starting with {message!r} added {path}: commit the plan before {what}")
+    text = Path(current or Path(root) / path).read_text()
+    if git("show", f"{sha}:{path}", root=root).strip() != text.strip():
+        raise AllrepError(f"{path} differs from the plan committed in {sha[:12]}: a plan is fixed before {what}: "
+                          f"restore it (`git checkout {sha[:12]} -- {path}`); a different plan is a different analysis")
+    return yaml.safe_load(text)

@@ -13,14 +13,12 @@ from __future__ import annotations
 import hashlib
 
 import pandas as pd
-import yaml
 
 from allrep.errors import AllrepError
 from allrep.evaluate.multiverse import REGISTERED, multiverse, scorings, what_moves
 from allrep.io import atomic_write_text
 from allrep.profile import PROJECT_ROOT, load_profile
 from allrep.record import history, ledger, places
-from allrep.record.history import git
 from allrep.record.runs import registered
 from allrep.repro import git_commit
 
@@ -40,14 +38,7 @@ def plan_commit(root=PROJECT_ROOT) -> str | None:
 
 def load_plan(root=PROJECT_ROOT) -> dict:
     """The plan, refused when it was never committed under its message or has changed since."""
-    sha = plan_commit(root)
-    if sha is None:
-        raise AllrepError(f"no commit starting with {PLAN_MESSAGE!r} added {PLAN_REL}: commit the plan "
-                          "before scoring any universe")
-    if git("show", f"{sha}:{PLAN_REL}", root=root).strip() != PLAN.read_text().strip():
-        raise AllrepError(f"{PLAN_REL} differs from the plan committed in {sha[:12]}: a plan is fixed "
-                          "before scoring: restore it (`git checkout {sha[:12]} -- {PLAN_REL}`); a different plan is a different analysis")
-    return yaml.safe_load(PLAN.read_text())
+    return history.committed_plan(PLAN_REL, PLAN_MESSAGE, "scoring any universe", PLAN, root)
 
 
 def inputs(plan: dict, trained: dict | None = None):

@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict, replace
 
 import pandas as pd
-import yaml
 
 from allrep.cache import census
 from allrep.errors import AllrepError
@@ -29,7 +28,6 @@ from allrep.evaluate.scores import PROB_COLUMNS, member_frame
 from allrep.io import atomic_write_json, atomic_write_text
 from allrep.profile import PROJECT_ROOT, Head, Profile, Training, load_profile, load_section
 from allrep.record import history, places
-from allrep.record.history import git
 from allrep.record.runs import registered
 
 FOLDER = places.ROBUSTNESS
@@ -51,14 +49,8 @@ KEYS = {"name", "from", "training", "head", "views", "seed_replicate"}  # what a
 
 def load_plan(root=PROJECT_ROOT) -> dict:
     """The amendment, refused when it was never committed under its message or has changed since."""
-    sha = plan_commit(root)
-    if sha is None:
-        raise AllrepError(f"no commit starting with {history.ROBUSTNESS_PLAN_MESSAGE!r} added {PLAN_REL}: commit the trained universes' "
-                          "plan before training any of them")
-    if git("show", f"{sha}:{PLAN_REL}", root=root).strip() != PLAN.read_text().strip():
-        raise AllrepError(f"{PLAN_REL} differs from the plan committed in {sha[:12]}: restore it "
-                          f"(`git checkout {sha[:12]} -- {PLAN_REL}`); a different plan is a different analysis")
-    plan = yaml.safe_load(PLAN.read_text())
+    plan = history.committed_plan(PLAN_REL, history.ROBUSTNESS_PLAN_MESSAGE, "training any trained universe", PLAN, root,
+                                  last=True)
     names = [u["name"] for u in plan["universes"]]
     for u in plan["universes"]:
         if set(u) - KEYS:
@@ -143,7 +135,6 @@ def cells_changed(cfg: Profile, u: dict, dataset: str, protocol: str) -> dict:
 
 
 probabilities_path = places.trained_universe_path  # the one owner of the files' names: record.places
-written = places.trained_universe_files
 
 
 def train(name: str, dataset: str, protocol: str, say=print) -> pd.DataFrame:
