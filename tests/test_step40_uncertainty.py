@@ -1,26 +1,42 @@
 """Step 40: the uncertainty summary recomputed from committed probabilities."""
+import shutil
+
 import pandas as pd
+import pytest
 from conftest import ROOT, paper_context
 
+from allrep.record import places
 from allrep.steps import step40_uncertainty as step
 
+RECOMPUTED = ("calibration", "temperatures", "referral", "diversity")
 
-def test_summary_equals_the_committed_one(results_copy):
-    res = step.run(paper_context("40_uncertainty"))
+
+@pytest.fixture(scope="module")
+def rerun(tmp_path_factory):
+    """Step 40 run once into a copy of the committed results whose recomputed files were deleted first
+    (the step's result, the copy's folder): both tests read the one run."""
+    dst = tmp_path_factory.mktemp("step40") / "results"
+    shutil.copytree(ROOT / "results", dst)
+    for n in RECOMPUTED:
+        (dst / "uncertainty" / f"{n}.csv").unlink()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(places, "output_dir", lambda cfg: dst)
+        yield step.run(paper_context("40_uncertainty")), dst
+
+
+def test_summary_equals_the_committed_one(rerun):
+    res, results_copy = rerun
     committed = pd.read_csv(ROOT / "results" / "uncertainty" / "summary.csv")
     pd.testing.assert_frame_equal(pd.read_csv(results_copy / "uncertainty" / "summary.csv"), committed)
     assert len(res["summary"]) == 3 * 3 * 6  # datasets x backbones x (paper + 5 grouped)
     assert (res["summary"]["ece_equal_mass_low"] <= res["summary"]["ece_equal_mass_high"]).all()
 
 
-def test_calibration_is_fitted_on_validation_and_recomputes_byte_for_byte(results_copy):
+def test_calibration_is_fitted_on_validation_and_recomputes_byte_for_byte(rerun):
     from conftest import same_bytes
 
-    names = ("calibration", "temperatures", "referral", "diversity")
-    for n in names:
-        (results_copy / "uncertainty" / f"{n}.csv").unlink()
-    res = step.run(paper_context("40_uncertainty"))
-    for n in names:
+    res, results_copy = rerun
+    for n in RECOMPUTED:
         assert same_bytes(results_copy / "uncertainty" / f"{n}.csv", ROOT / "results" / "uncertainty" / f"{n}.csv"), n
     cal = res["calibration"]
     for tag in ("before", "after"):

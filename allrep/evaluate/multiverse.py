@@ -66,23 +66,30 @@ def for_claim(uni: pd.DataFrame, dataset: str, trained: dict | None, available) 
     return uni[keep]
 
 
-def correct_per_split(probs: pd.DataFrame, members: int, fusion_set: list[str], rule: str) -> pd.DataFrame:
-    """Per outer split (``repeat``): k correct and n test images of the fused decision. ``probs``: test
-    probabilities of one dataset and protocol (columns repeat, backbone, member, id, label, p_all); members 1
-    keeps member 0 of each backbone; each backbone's score is the mean over its kept members."""
-    p = probs[probs["backbone"].isin(fusion_set)]
-    if members == 1:
-        p = p[p["member"] == 0]
-    means = p.groupby(["repeat", "backbone", "id", "label"], sort=True)["p_all"].mean().reset_index()
-    out = []
-    for rep, part in means.groupby("repeat", sort=True):
-        wide = part.pivot(index=["id", "label"], columns="backbone", values="p_all")
-        if list(wide.columns) != sorted(fusion_set) or wide.isna().any().any():
-            raise ValueError(f"split {rep}: probabilities missing for {sorted(fusion_set)}")
-        y = wide.index.get_level_values("label").to_numpy()
-        decision = fuse(wide.to_numpy().T, rule) > 0.5
-        out.append(dict(repeat=int(rep), k=int((decision == (y == 1)).sum()), n=len(y)))
-    return pd.DataFrame(out)
+def member_means(probs: pd.DataFrame, members: int) -> pd.DataFrame:
+    """Each backbone's score per test image: the mean of its kept members' probabilities (``members`` 1 keeps
+    member 0), wide: index (repeat, id, label), one column per backbone. ``probs``: test probabilities of one
+    dataset and protocol (columns repeat, backbone, member, id, label, p_all)."""
+    p = probs[probs["member"] == 0] if members == 1 else probs
+    return p.groupby(["repeat", "id", "label", "backbone"], sort=True)["p_all"].mean().unstack("backbone")
+
+
+def correct_per_split(means: pd.DataFrame, fusion_set: list[str], rule: str) -> pd.DataFrame:
+    """Per outer split (``repeat``): k correct and n test images of the fused decision of the backbones
+    ``fusion_set``; ``means``: :func:`member_means` (computed once per set of heads, as every fusion set and
+    rule re-scores the same means)."""
+    cols = sorted(fusion_set)
+    if not set(cols) <= set(means.columns):
+        raise ValueError(f"probabilities missing for {sorted(set(cols) - set(means.columns))}")
+    wide = means[cols].dropna(how="all")  # an image only another backbone scored is not in this fusion
+    if wide.isna().any().any():
+        bad = sorted(wide.index[wide.isna().any(axis=1)].get_level_values("repeat").unique())
+        raise ValueError(f"split {bad[0]}: probabilities missing for {cols}")
+    y = wide.index.get_level_values("label").to_numpy()
+    right = (fuse(wide.to_numpy().T, rule) > 0.5) == (y == 1)
+    per = pd.DataFrame({"repeat": wide.index.get_level_values("repeat").astype(int), "right": right})
+    out = per.groupby("repeat", sort=True)["right"].agg(k="sum", n="size").reset_index()
+    return out.astype({"repeat": int, "k": int, "n": int})
 
 
 def verdict_at(k: int, n: int, n_eff: float, paper_pct: float, delta: float, alpha: float, null: str) -> tuple:
@@ -103,10 +110,13 @@ def scorings(probs: dict, plan: dict, trained: dict | None = None) -> dict:
     -> its :func:`correct_per_split` frame (the rule's ICC and null change no prediction). ``probs``: (dataset,
     training, tuning) -> test probabilities (the registered run's for training "registered")."""
     uni = universes(plan, trained).drop_duplicates(SCORING)
-    out = {}
+    out, means = {}, {}
     for ds in plan["claims"]:
         for key in for_claim(uni, ds, trained, {(d, t) for d, t, _ in probs})[SCORING].itertuples(index=False, name=None):
-            out[(ds, *key)] = correct_per_split(probs[(ds, key[0], key[1])], key[2], key[3].split(" + "), key[4])
+            heads = (ds, key[0], key[1], key[2])
+            if heads not in means:
+                means[heads] = member_means(probs[heads[:3]], key[2])
+            out[(ds, *key)] = correct_per_split(means[heads], key[3].split(" + "), key[4])
     return out
 
 
