@@ -374,7 +374,8 @@ def ledger_table(cfg: Profile) -> str:
         return "*(no test part scored yet)*\n"
     book = ledger.counts(ledger.read(path), runs_.development_seeds())
     book = book.assign(added_later=book["recorded_after_the_fact"] + book["exploratory"])
-    book = book.drop(columns=["commits", "recorded_after_the_fact", "exploratory"]).rename(columns={
+    drop = ["commits", "recorded_after_the_fact", "exploratory"] + ([] if book["benchmark"].any() else ["benchmark"])
+    book = book.drop(columns=drop).rename(columns={
         "split_seed": "seed", "outer_splits": "splits", "max_looks_per_split_and_model": "most looks per split and model"})
     return markdown_table(book) + "\n"
 

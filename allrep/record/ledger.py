@@ -40,6 +40,9 @@ COLUMNS = ["dataset", "protocol", "split_seed", "split_set", "repeat", "models",
 # not backfilled (allrep.record.seal), so the record of a sealed run can be completed without being changed.
 AMENDMENT_COLUMNS = ["added", "note"]
 HELD_OUT = "final"  # the protocol column of step 70's scorings: final models on their held-out photograph groups
+# The look (and ``added``) of a timing-only run's scorings (profile ``timing``, scripts/benchmark.py): counted, on
+# their own split seed, and never reported
+BENCHMARK = "benchmark"
 
 
 def _files_at(commit: str, root: Path) -> list[str]:
@@ -230,10 +233,20 @@ def record(ledger_path: Path, results: Path, written: list[Path], seed: int, roo
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def as_benchmark(rows: pd.DataFrame, note: str) -> pd.DataFrame:
+    """A timing-only run's rows (its own scratch ledger) as rows of the project's ledger: look and ``added``
+    :data:`BENCHMARK`, with ``note`` saying where they come from. They keep their split seed (the timing
+    profile's), so no run's counts and no seal include them."""
+    out = rows.copy()
+    out["look"], out["added"], out["note"] = BENCHMARK, BENCHMARK, note
+    return out
+
+
 def counts(ledger: pd.DataFrame, development_seeds=()) -> pd.DataFrame:
     """Per dataset, protocol and split seed: outer splits, new looks at each split's test part (the most
-    any split got, over all models), repeats, rows recorded after the fact, and a label (the development run's for ``development_seeds``,
-    else the registered run's)."""
+    any split got, over all models), repeats, rows recorded after the fact, exploratory and benchmark rows, and a
+    label (the development run's for ``development_seeds``, "benchmark" for a seed only timing runs scored, else the
+    registered run's)."""
     rows = []
     for (ds, protocol, seed), g in ledger.groupby(["dataset", "protocol", "split_seed"], sort=True, dropna=False):
         new = g[g["look"] == "new"]
@@ -242,6 +255,7 @@ def counts(ledger: pd.DataFrame, development_seeds=()) -> pd.DataFrame:
                          commits=int(new["commit"].nunique()), max_looks_per_split_and_model=int(per_split.max()) if len(per_split) else 0,
                          repeats=int((g["look"] == "repeat").sum()),
                          recorded_after_the_fact=int(g["added"].eq("backfill").sum()) if "added" in g.columns else 0,
-                exploratory=int(g["look"].eq("exploratory").sum()),
-                         label=development().label if seed in set(development_seeds) else registered().label))
+                         exploratory=int(g["look"].eq("exploratory").sum()), benchmark=int(g["look"].eq(BENCHMARK).sum()),
+                         label=development().label if seed in set(development_seeds)
+                         else BENCHMARK if g["look"].eq(BENCHMARK).all() else registered().label))
     return pd.DataFrame(rows)
