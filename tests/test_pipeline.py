@@ -56,16 +56,16 @@ def test_smoke_writes_to_scratch_only(monkeypatch, tmp_path):
     assert places.executed_dir(paper) == ROOT / "book" / "executed"
 
 
-def test_unknown_profile_and_step():
-    out = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", "nosuch"], capture_output=True,
-                         text=True)
-    assert out.returncode == 2 and "unknown profile 'nosuch'" in out.stderr and "Traceback" not in out.stderr
-    out = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--steps", "99_magic"], capture_output=True,
-                         text=True)
-    assert out.returncode == 2 and "unknown step" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--backbones", "resnet50"], capture_output=True,
-                         text=True)
-    assert out.returncode == 2 and "unknown backbone 'resnet50'" in out.stderr and "Traceback" not in out.stderr
+def test_unknown_profile_and_step(capsys):
+    """Each refused before anything runs, with one line and exit status 2 (in-process: the CLI's own main)."""
+    from allrep import cli
+
+    for argv, line in ((["run", "--profile", "nosuch"], "unknown profile 'nosuch'"),
+                       (["run", "--steps", "99_magic"], "unknown step"),
+                       (["run", "--backbones", "resnet50"], "unknown backbone 'resnet50'")):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert line in err and err.startswith("allrep: error: ") and "Traceback" not in err, argv
 
 
 # ----------------------------------------------------------------------------- the smoke pipeline (slow)
