@@ -25,9 +25,9 @@
   held-out groups come from (today's step 70).
 
 * ``registered_design``: ``allrep run --profile timing`` from an empty cache and scratch folder, serial: the
-  registered design's full work (every setting of the confirmatory profile, another split seed), the 45-minute
-  target's measure. Its test scorings enter the project's ledger marked ``benchmark`` with that seed; its scores
-  are never reported (not even here: only seconds).
+  registered design's full work (every setting of the confirmatory profile, another split seed). Its test
+  scorings enter the project's ledger marked ``benchmark`` with that seed; its scores are never reported (not
+  even here: only seconds).
 
 ``--parts`` picks what to measure; the other keys of an existing file are kept, each with its date.
 
@@ -267,33 +267,45 @@ TIMING = "timing"  # profiles/timing.yaml: the registered design on another spli
 
 def _registered_design(profile: str = TIMING) -> dict:
     """Wall seconds of ``allrep run --profile timing`` from an empty cache and scratch folder, serial, with each
-    step's seconds (its runs.json); the run's own ledger rows go into the project's ledger as benchmark rows
-    (:func:`allrep.record.ledger.as_benchmark`), also when the run failed part-way."""
+    step's seconds (its runs.json). Every test-prediction file the run left goes into the project's ledger as
+    benchmark rows (:func:`allrep.record.ledger.as_benchmark`), however the run ended: scored from the files, not
+    from the run's own ledger, which misses a step that failed part-way."""
     from allrep.profile import load_profile
-    from allrep.record import ledger
-    from allrep.record.places import ledger_path
+    from allrep.record import ledger, places
     from allrep.record.runs import development
+    from allrep.runner.registry import other_output
 
     cfg = load_profile(profile)
+    project_ledger = places.ledger_path(load_profile(development().profile))
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, ALLREP_CACHE=f"{tmp}/cache", ALLREP_SCRATCH=f"{tmp}/scratch", TF_CPP_MIN_LOG_LEVEL="3")
+        before = os.environ.get("ALLREP_SCRATCH")
+        os.environ["ALLREP_SCRATCH"] = env["ALLREP_SCRATCH"]  # places reads it at every call
+        try:
+            results, timings = places.output_dir(cfg), other_output("timings", cfg)
+        finally:
+            os.environ.pop("ALLREP_SCRATCH")
+            if before is not None:
+                os.environ["ALLREP_SCRATCH"] = before
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", profile], env=env,
-                           capture_output=True, text=True)
-        seconds = time.perf_counter() - t0
-        results = Path(tmp) / "scratch" / profile / "results"
-        rows = ledger.read(results / "ledger.csv")
-        note = f"scripts/benchmark.py registered_design (profile {profile}): timing only, never reported"
-        ledger.append(ledger_path(load_profile(development().profile)), ledger.as_benchmark(rows, note))
+        try:
+            r = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", profile], env=env,
+                               capture_output=True, text=True)
+        finally:  # interrupted or failed too: what it scored is counted
+            seconds = time.perf_counter() - t0
+            files = [p for p in results.rglob("*.csv") if ledger.is_test_file(p.relative_to(results).as_posix())]
+            rows = ledger.record(Path(tmp) / "benchmark_ledger.csv", results, files, cfg.seed, root=ROOT)
+            note = f"scripts/benchmark.py registered_design (profile {profile}): timing only, never reported"
+            ledger.append(project_ledger, ledger.as_benchmark(rows, note))
         if r.returncode:
             raise SystemExit(f"timing run failed after {seconds:.0f} s:\n{r.stderr[-3000:]}")
-        run = json.loads((results / "timings" / "runs.json").read_text())[-1]
+        run = json.loads(timings.read_text())[-1]
     per_step: dict[str, float] = {}
     for variant, sec in run["variants"].items():
         step = variant.split("__", 1)[0]
         per_step[step] = round(per_step.get(step, 0.0) + sec, 1)
     return dict(profile=profile, split_seed=cfg.seed, seconds=round(seconds, 1), minutes=round(seconds / 60, 1),
-                target_minutes=45, per_step=per_step, ledger_rows=len(rows), cpus=os.cpu_count(), workers=1)
+                per_step=per_step, ledger_rows=len(rows), cpus=os.cpu_count(), workers=1)
 
 
 def _predict_speed(cfg, n: int = 10, dataset: str = "IDB2") -> dict | None:

@@ -1,6 +1,10 @@
 """The timing profile (profiles/timing.yaml): the registered design on a split seed of its own, a scratch run
 whose test scorings the project's ledger counts as benchmark looks, apart from every run's counts."""
+import os
+from pathlib import Path
+
 import pandas as pd
+import pytest
 from conftest import ROOT
 
 from allrep.profile import load_profile, plain_dict
@@ -24,11 +28,16 @@ def test_a_timing_run_is_a_scratch_run():
     assert places.scratch_root() in places.output_dir(cfg).parents
 
 
+def _scored_frame(k: int) -> dict:
+    """One outer split of 4 test images of a probabilities file, k of them right (k >= 1)."""
+    return dict(dataset="IDB2", protocol="grouped", repeat=0, backbone="mobilenetv2", member=0,
+                id=[f"Im{i:03d}_1" for i in range(4)], label=[1, 1, 0, 0],
+                p_all=[0.9, 0.9 if k > 1 else 0.1, 0.1 if k > 2 else 0.9, 0.1 if k > 3 else 0.9])
+
+
 def _scored(seed: int, k: int) -> list[dict]:
-    """One outer split of 4 test images, k of them right, scored as the runner scores a probabilities file."""
-    df = pd.DataFrame(dict(dataset="IDB2", protocol="grouped", repeat=0, backbone="mobilenetv2", member=0,
-                           id=[f"Im{i:03d}_1" for i in range(4)], label=[1, 1, 0, 0],
-                           p_all=[0.9, 0.9 if k > 1 else 0.1, 0.1 if k > 2 else 0.9, 0.1 if k > 3 else 0.9]))
+    """:func:`_scored_frame` scored as the runner scores a probabilities file."""
+    df = pd.DataFrame(_scored_frame(k))
     return [dict(r, commit="c", date="d", look="new") for r in ledger.scorings(df, "probabilities/IDB2_mobilenetv2.csv", seed)]
 
 
@@ -43,3 +52,50 @@ def test_benchmark_rows_are_counted_on_their_own_seed_and_labelled_so():
     assert c.loc[timing.seed, "max_looks_per_split_and_model"] == 0  # not a look at a run's test part
     assert c.loc[registered.seed, "label"] != ledger.BENCHMARK and c.loc[registered.seed, "benchmark"] == 0
     assert c.loc[registered.seed, "max_looks_per_split_and_model"] == 1
+
+
+def _benchmark_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("returncode", [0, 1])
+def test_the_timing_run_s_scorings_enter_the_ledger_as_benchmark_rows_however_it_ends(tmp_path, monkeypatch, returncode):
+    """scripts/benchmark.py registered_design with the run faked: the test file it left is scored into the
+    project's ledger (here a copy) as benchmark rows on the timing seed, also when the run failed; its seconds
+    per step add up its variants."""
+    import json
+    import subprocess
+
+    bench = _benchmark_script()
+    project_ledger = tmp_path / "ledger.csv"
+    monkeypatch.setattr(places, "ledger_path", lambda cfg: project_ledger)
+
+    real = subprocess.run
+
+    def fake_run(cmd, env=None, **kw):  # the timing run faked; git and anything else run for real
+        if "allrep.cli" not in cmd:
+            return real(cmd, env=env, **kw)
+        assert cmd[-2:] == ["--profile", "timing"] and env["ALLREP_CACHE"] != os.environ.get("ALLREP_CACHE")
+        results = Path(env["ALLREP_SCRATCH"]) / "timing" / "results"
+        (results / "probabilities").mkdir(parents=True)
+        pd.DataFrame(_scored_frame(3)).to_csv(results / "probabilities" / "IDB2_mobilenetv2.csv", index=False)
+        (results / "timings").mkdir()
+        (results / "timings" / "runs.json").write_text(json.dumps([{"variants": {
+            "20_tuning__units": 60.0, "20_tuning__mobilenetv2_IDB2": 6.0, "30_ensemble__units": 30.0}}]))
+        return subprocess.CompletedProcess(cmd, returncode, "", "it broke")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    if returncode:
+        with pytest.raises(SystemExit, match="it broke"):
+            bench._registered_design()
+    else:
+        out = bench._registered_design()
+        assert out["per_step"] == {"20_tuning": 66.0, "30_ensemble": 30.0} and out["ledger_rows"] == 1
+    lg = ledger.read(project_ledger)
+    assert list(lg["look"]) == [ledger.BENCHMARK] and list(lg["k"]) == [3]
+    assert list(lg["split_seed"].astype(int)) == [load_profile("timing").seed]

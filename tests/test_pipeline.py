@@ -56,9 +56,16 @@ def test_smoke_writes_to_scratch_only(monkeypatch, tmp_path):
     assert places.executed_dir(paper) == ROOT / "book" / "executed"
 
 
-def test_unknown_profile_and_step(capsys):
-    """Each refused before anything runs, with one line and exit status 2 (in-process: the CLI's own main)."""
+def test_unknown_profile_and_step(capsys, monkeypatch):
+    """Each refused before anything runs, with one line and exit status 2 (in-process: the CLI's own main, whose
+    runner makes path settings absolute in the environment: restored afterwards)."""
     from allrep import cli
+
+    for var in ("ALLREP_DATA", "ALLREP_WEIGHTS_DIR", "ALLREP_CACHE", "ALLREP_SCRATCH", "TF_CPP_MIN_LOG_LEVEL"):
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
 
     for argv, line in ((["run", "--profile", "nosuch"], "unknown profile 'nosuch'"),
                        (["run", "--steps", "99_magic"], "unknown step"),

@@ -71,6 +71,8 @@ def member_means(probs: pd.DataFrame, members: int) -> pd.DataFrame:
     member 0), wide: index (repeat, id, label), one column per backbone. ``probs``: test probabilities of one
     dataset and protocol (columns repeat, backbone, member, id, label, p_all)."""
     p = probs[probs["member"] == 0] if members == 1 else probs
+    if p["p_all"].isna().any():  # else a fusion would take an image whose scores are all NaN for absent
+        raise ValueError(f"{int(p['p_all'].isna().sum())} test probabilities are missing (NaN)")
     return p.groupby(["repeat", "id", "label", "backbone"], sort=True)["p_all"].mean().unstack("backbone")
 
 
