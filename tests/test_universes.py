@@ -182,3 +182,14 @@ def test_a_constant_channel_keeps_scale_one():
     Y = X.copy()
     Y[..., 1] = 0.5
     assert np.allclose(red(Y)[..., 1], 0.5)
+
+
+def test_a_universe_s_timing_record_adds_a_resumed_run_and_keeps_an_interrupted_one():
+    """A run from nothing cached replaces the record; one that resumes adds its seconds and heads; an interrupted
+    one is recorded with the heads it finished, and the run that resumes after it adds to that."""
+    fresh = universes.heads_entry({"seconds": 99.0, "heads_trained": 150}, 10.04, 150, 150, 150, {})
+    assert (fresh["seconds"], fresh["heads_trained"], "runs" in fresh, "interrupted" in fresh) == (10.0, 150, False, False)
+    cut = universes.heads_entry(None, 40.0, 150, 150, 60, {}, interrupted=True)
+    assert (cut["seconds"], cut["heads_trained"], cut["interrupted"]) == (40.0, 60, True)
+    resumed = universes.heads_entry(cut, 50.0, 150, 90, 90, {})
+    assert (resumed["seconds"], resumed["heads_trained"], resumed["runs"], "interrupted" in resumed) == (90.0, 150, 2, False)

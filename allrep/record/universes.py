@@ -152,7 +152,14 @@ def train(name: str, dataset: str, protocol: str, say=print) -> pd.DataFrame:
     todo = {bb: plans(cfg, u, dataset, bb, protocol) for bb in base.use_backbones}
     all_plans = [p for rows in todo.values() for *_, p in rows]
     missing = members.missing(cfg, all_plans)
-    members.train(cfg, missing)
+    key = f"heads/{dataset}/{name}"
+    try:
+        members.train(cfg, missing)
+    except KeyboardInterrupt:  # the part an interrupted run trained is recorded, so a resumed one adds to it
+        done = len(missing) - len(members.missing(cfg, all_plans))
+        _record(key, heads_entry(_records().get(key), time.perf_counter() - t0, len(all_plans), len(missing), done,
+                                 at_start, interrupted=True))
+        raise
     frames = []
     for bb, rows in todo.items():
         for (r, split, m, _), res in zip(rows, members.fetch(cfg, [p for *_, p in rows], train_missing=False)):
@@ -164,14 +171,8 @@ def train(name: str, dataset: str, protocol: str, say=print) -> pd.DataFrame:
                       dict(universe=u, amendment=plan_commit()[:12], registered_profile=base.name,
                            **cells_changed(base, u, dataset, protocol)))
     seconds = round(time.perf_counter() - t0, 1)
-    if missing:  # a run that trained every head replaces the record; a resumed one adds its part to it
-        key, entry = f"heads/{dataset}/{name}", dict(seconds=seconds, heads=len(all_plans), heads_trained=len(missing),
-                                                     cache_at_start=at_start, amendment=plan_commit()[:12])
-        before = _records().get(key)
-        if before and len(missing) < len(all_plans):
-            entry.update(seconds=round(before["seconds"] + seconds, 1),
-                         heads_trained=before["heads_trained"] + len(missing), runs=before.get("runs", 1) + 1)
-        _record(key, entry)
+    if missing:
+        _record(key, heads_entry(_records().get(key), seconds, len(all_plans), len(missing), len(missing), at_start))
     say(f"{dataset}/{name}: {len(all_plans)} heads ({len(missing)} trained) in {seconds:.0f} s")
     return probs
 
@@ -188,6 +189,22 @@ def features(dataset: str, say=print) -> None:
         if computed:
             _record(f"features/{dataset}/{bb}", dict(seconds=round(time.perf_counter() - t0, 1), images=computed))
             say(f"{dataset}/{bb}: features of {computed} images in {time.perf_counter() - t0:.0f} s")
+
+
+def heads_entry(before: dict | None, seconds: float, heads: int, missing: int, trained: int, at_start: dict,
+                interrupted: bool = False) -> dict:
+    """A universe's timing record after a run that found ``missing`` of its ``heads`` untrained and trained
+    ``trained`` of them in ``seconds``: a run that started from none of them cached replaces the record ``before``;
+    a resumed one (some were cached) adds its seconds and heads to it; an interrupted one says so (the heads it
+    finished are cached, and the run that resumes adds to its record)."""
+    entry = dict(seconds=round(seconds, 1), heads=heads, heads_trained=trained, cache_at_start=at_start,
+                 amendment=plan_commit()[:12])
+    if before and missing < heads:
+        entry.update(seconds=round(before["seconds"] + seconds, 1), heads_trained=before["heads_trained"] + trained,
+                     runs=before.get("runs", 1) + 1)
+    if interrupted:
+        entry["interrupted"] = True
+    return entry
 
 
 def _records() -> dict:
