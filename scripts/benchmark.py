@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -242,22 +243,16 @@ def _final_models(dataset: str) -> dict:
 
     for bb in cfg.use_backbones:  # features first, untimed
         for_backbone(cfg, bb).ensure(list(manifest(dataset)), cfg.features.views)
-    features, before = folder("features"), os.environ.get("ALLREP_CACHE")
+    features = folder("features")
     res = dict(dataset=dataset, profile=cfg.name, backbones=list(cfg.use_backbones))
-    try:
-        # the reused path first: the one measured second finds the features in the page cache
-        for label, decided in (("reused", step.decided(ctx, dataset, repeat)), ("searched_again", None)):
-            with tempfile.TemporaryDirectory() as tmp:
-                os.symlink(features, Path(tmp) / "features")
-                os.environ["ALLREP_CACHE"] = tmp  # allrep.cache reads it at every call
-                t0 = time.perf_counter()
-                train_final(cfg, dataset, groups, decided)
-                res[f"{label}_seconds"] = round(time.perf_counter() - t0, 1)
-            print(label, res, flush=True)
-    finally:
-        os.environ.pop("ALLREP_CACHE", None)
-        if before is not None:
-            os.environ["ALLREP_CACHE"] = before
+    # the reused path first: the one measured second finds the features in the page cache
+    for label, decided in (("reused", step.decided(ctx, dataset, repeat)), ("searched_again", None)):
+        with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, ALLREP_CACHE=tmp):  # read at every call
+            os.symlink(features, Path(tmp) / "features")
+            t0 = time.perf_counter()
+            train_final(cfg, dataset, groups, decided)
+            res[f"{label}_seconds"] = round(time.perf_counter() - t0, 1)
+        print(label, res, flush=True)
     res["ratio"] = round(res["searched_again_seconds"] / res["reused_seconds"], 2)
     return res
 
@@ -279,14 +274,8 @@ def _registered_design(profile: str = TIMING) -> dict:
     project_ledger = places.ledger_path(load_profile(development().profile))
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, ALLREP_CACHE=f"{tmp}/cache", ALLREP_SCRATCH=f"{tmp}/scratch", TF_CPP_MIN_LOG_LEVEL="3")
-        before = os.environ.get("ALLREP_SCRATCH")
-        os.environ["ALLREP_SCRATCH"] = env["ALLREP_SCRATCH"]  # places reads it at every call
-        try:
+        with mock.patch.dict(os.environ, ALLREP_SCRATCH=env["ALLREP_SCRATCH"]):  # places reads it at every call
             results, timings = places.output_dir(cfg), other_output("timings", cfg)
-        finally:
-            os.environ.pop("ALLREP_SCRATCH")
-            if before is not None:
-                os.environ["ALLREP_SCRATCH"] = before
         t0 = time.perf_counter()
         try:
             r = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", profile], env=env,
