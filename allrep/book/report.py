@@ -6,6 +6,7 @@ run shares with the development run. Reporting only: the registered verdicts sta
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -132,15 +133,18 @@ def shared_with_development(cfg: Profile, development: Profile) -> dict:
 
 
 def amendment_code_changes(root=PROJECT_ROOT) -> pd.DataFrame:
-    """The amendment commits (message starting "Amendment") and the code each changed besides settings: the
+    """The amendment commits (subject "Amendment <n>: ...", nothing else that merely starts with the word) and the code each changed besides settings: the
     allrep modules, notebooks and scripts in its diff (from git; empty without the history)."""
     try:
-        log = git("log", "--reverse", "--format=%h%x09%s", "--grep=^Amendment", root=root)
+        log = git("log", "--reverse", "--format=%h%x09%s", "--extended-regexp", "--grep=^Amendment [0-9]+:",
+                  root=root)
     except (OSError, subprocess.CalledProcessError):
         return pd.DataFrame(columns=["commit", "amendment", "code changed"])
     rows = []
     for line in filter(None, log.splitlines()):
         commit, subject = line.split("\t", 1)
+        if not re.match(r"Amendment \d+:", subject):  # --grep also matches a line of the body
+            continue
         files = git("show", "--name-only", "--format=", commit, root=root).split()
         code = sorted(f for f in files if f.startswith(("allrep/", "notebooks/", "scripts/")) and
                       not f.startswith("allrep/resources/"))
