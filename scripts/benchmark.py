@@ -262,9 +262,13 @@ TIMING = "timing"  # profiles/timing.yaml: the registered design on another spli
 
 def _registered_design(profile: str = TIMING) -> dict:
     """Wall seconds of ``allrep run --profile timing`` from an empty cache and scratch folder, serial, with each
-    step's seconds (its runs.json). Every test-prediction file the run left goes into the project's ledger as
-    benchmark rows (:func:`allrep.record.ledger.as_benchmark`), however the run ended: scored from the files, not
-    from the run's own ledger, which misses a step that failed part-way."""
+    step's seconds (its runs.json). The run's output goes to ``scratch/benchmark_registered_design.log`` as it
+    runs. Stopped with Ctrl-C or SIGTERM, the run is stopped the same way (so it records the steps it finished and
+    the one it stopped in) and the result says ``interrupted``. Every test-prediction file the run left goes into
+    the project's ledger as benchmark rows (:func:`allrep.record.ledger.as_benchmark`), however the run ended:
+    scored from the files, not from the run's own ledger, which misses a step that failed part-way."""
+    import signal
+
     from allrep.profile import load_profile
     from allrep.record import ledger, places
     from allrep.record.runs import development
@@ -272,29 +276,51 @@ def _registered_design(profile: str = TIMING) -> dict:
 
     cfg = load_profile(profile)
     project_ledger = places.ledger_path(load_profile(development().profile))
+    log_path = places.scratch_root() / "benchmark_registered_design.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    stop = []
+
+    def _stop(signum, frame):  # remembered, and passed on to the run, which records what it finished and exits
+        stop.append(signum)
+        child.send_signal(signal.SIGINT)
+
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, ALLREP_CACHE=f"{tmp}/cache", ALLREP_SCRATCH=f"{tmp}/scratch", TF_CPP_MIN_LOG_LEVEL="3")
         with mock.patch.dict(os.environ, ALLREP_SCRATCH=env["ALLREP_SCRATCH"]):  # places reads it at every call
             results, timings = places.output_dir(cfg), other_output("timings", cfg)
         t0 = time.perf_counter()
         try:
-            r = subprocess.run([sys.executable, "-m", "allrep.cli", "run", "--profile", profile], env=env,
-                               capture_output=True, text=True)
+            with open(log_path, "w") as log:
+                # SIGINT restored to its default in the child: a run started from a shell that ignores it (a
+                # background job) still turns Ctrl-C into KeyboardInterrupt
+                child = subprocess.Popen([sys.executable, "-m", "allrep.cli", "run", "--profile", profile], env=env,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+                try:
+                    returncode = child.wait()
+                finally:
+                    for sig, handler in old.items():
+                        signal.signal(sig, handler)
         finally:  # interrupted or failed too: what it scored is counted
             seconds = time.perf_counter() - t0
             files = [p for p in results.rglob("*.csv") if ledger.is_test_file(p.relative_to(results).as_posix())]
             rows = ledger.record(Path(tmp) / "benchmark_ledger.csv", results, files, cfg.seed, root=ROOT)
             note = f"scripts/benchmark.py registered_design (profile {profile}): timing only, never reported"
             ledger.append(project_ledger, ledger.as_benchmark(rows, note))
-        if r.returncode:
-            raise SystemExit(f"timing run failed after {seconds:.0f} s:\n{r.stderr[-3000:]}")
-        run = json.loads(timings.read_text())[-1]
+        if returncode and not stop:
+            raise SystemExit(f"timing run failed after {seconds:.0f} s: see {log_path}")
+        run = json.loads(timings.read_text())[-1] if timings.is_file() else {"variants": {}}
     per_step: dict[str, float] = {}
     for variant, sec in run["variants"].items():
         step = variant.split("__", 1)[0]
         per_step[step] = round(per_step.get(step, 0.0) + sec, 1)
-    return dict(profile=profile, split_seed=cfg.seed, seconds=round(seconds, 1), minutes=round(seconds / 60, 1),
-                per_step=per_step, ledger_rows=len(rows), cpus=os.cpu_count(), workers=1)
+    out = dict(profile=profile, split_seed=cfg.seed, seconds=round(seconds, 1), minutes=round(seconds / 60, 1),
+               per_step=per_step, ledger_rows=len(rows), cpus=os.cpu_count(), workers=1)
+    if stop:
+        out["interrupted"] = True
+        out["stopped_in"] = [v.split("__", 1)[0] for v in run["variants"] if v.endswith("__stopped")]
+    return out
 
 
 def _predict_speed(cfg, n: int = 10, dataset: str = "IDB2") -> dict | None:

@@ -63,39 +63,55 @@ def _benchmark_script():
     return mod
 
 
-@pytest.mark.parametrize("returncode", [0, 1])
-def test_the_timing_run_s_scorings_enter_the_ledger_as_benchmark_rows_however_it_ends(tmp_path, monkeypatch, returncode):
+@pytest.mark.parametrize("ending", ["success", "failure", "stopped"])
+def test_the_timing_run_s_scorings_enter_the_ledger_as_benchmark_rows_however_it_ends(tmp_path, monkeypatch, ending):
     """scripts/benchmark.py registered_design with the run faked: the test file it left is scored into the
-    project's ledger (here a copy) as benchmark rows on the timing seed, also when the run failed; its seconds
-    per step add up its variants."""
+    project's ledger (here a copy) as benchmark rows on the timing seed, also when the run failed or the benchmark
+    was stopped (a real SIGTERM, passed on to the run as SIGINT); its seconds per step add up its variants."""
     import json
-    import subprocess
+    import signal
 
     bench = _benchmark_script()
     project_ledger = tmp_path / "ledger.csv"
     monkeypatch.setattr(places, "ledger_path", lambda cfg: project_ledger)
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path / "project_scratch"))
+    signals = []
 
-    real = subprocess.run
+    class FakeRun:  # the timing run faked
+        def __init__(self, cmd, env=None, stdout=None, **kw):
+            assert cmd[-2:] == ["--profile", "timing"] and env["ALLREP_CACHE"] != os.environ.get("ALLREP_CACHE")
+            results = Path(env["ALLREP_SCRATCH"]) / "timing" / "results"
+            (results / "probabilities").mkdir(parents=True)
+            pd.DataFrame(_scored_frame(3)).to_csv(results / "probabilities" / "IDB2_mobilenetv2.csv", index=False)
+            (results / "timings").mkdir()
+            last = {"30_ensemble__stopped": 12.0} if ending == "stopped" else {"30_ensemble__units": 30.0}
+            (results / "timings" / "runs.json").write_text(json.dumps([{"variants": {
+                "20_tuning__units": 60.0, "20_tuning__mobilenetv2_IDB2": 6.0, **last}}]))
+            stdout.write("the run's output\n")
 
-    def fake_run(cmd, env=None, **kw):  # the timing run faked; git and anything else run for real
-        if "allrep.cli" not in cmd:
-            return real(cmd, env=env, **kw)
-        assert cmd[-2:] == ["--profile", "timing"] and env["ALLREP_CACHE"] != os.environ.get("ALLREP_CACHE")
-        results = Path(env["ALLREP_SCRATCH"]) / "timing" / "results"
-        (results / "probabilities").mkdir(parents=True)
-        pd.DataFrame(_scored_frame(3)).to_csv(results / "probabilities" / "IDB2_mobilenetv2.csv", index=False)
-        (results / "timings").mkdir()
-        (results / "timings" / "runs.json").write_text(json.dumps([{"variants": {
-            "20_tuning__units": 60.0, "20_tuning__mobilenetv2_IDB2": 6.0, "30_ensemble__units": 30.0}}]))
-        return subprocess.CompletedProcess(cmd, returncode, "", "it broke")
+        def wait(self):
+            if ending == "stopped":
+                os.kill(os.getpid(), signal.SIGTERM)
+            return {"success": 0, "failure": 1, "stopped": -2}[ending]
 
-    monkeypatch.setattr(bench.subprocess, "run", fake_run)
-    if returncode:
-        with pytest.raises(SystemExit, match="it broke"):
+        def send_signal(self, sig):
+            signals.append(sig)
+
+    real = bench.subprocess.Popen
+    monkeypatch.setattr(bench.subprocess, "Popen",  # git and anything else run for real
+                        lambda cmd, **kw: FakeRun(cmd, **kw) if "allrep.cli" in cmd else real(cmd, **kw))
+    if ending == "failure":
+        with pytest.raises(SystemExit, match="timing run failed"):
             bench._registered_design()
     else:
         out = bench._registered_design()
-        assert out["per_step"] == {"20_tuning": 66.0, "30_ensemble": 30.0} and out["ledger_rows"] == 1
+        last = {"30_ensemble": 12.0} if ending == "stopped" else {"30_ensemble": 30.0}
+        assert out["per_step"] == {"20_tuning": 66.0, **last} and out["ledger_rows"] == 1
+        assert out.get("interrupted", False) == (ending == "stopped") and signals == (
+            [signal.SIGINT] if ending == "stopped" else [])
+        assert out.get("stopped_in", []) == (["30_ensemble"] if ending == "stopped" else [])
+    assert (tmp_path / "project_scratch" / "benchmark_registered_design.log").read_text() == "the run's output\n"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the benchmark's handlers are gone again
     lg = ledger.read(project_ledger)
     assert list(lg["look"]) == [ledger.BENCHMARK] and list(lg["k"]) == [3]
     assert list(lg["split_seed"].astype(int)) == [load_profile("timing").seed]

@@ -1,6 +1,8 @@
 """The runner's dispatch helpers that need no pipeline run."""
 import warnings
 
+import pytest
+
 import numpy as np
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Matern
@@ -32,3 +34,34 @@ def test_gaussian_process_warnings_are_counted_not_printed():
     assert [str(m) for m in shown] == ["another warning"]  # every other warning still shown
     assert gp_note("20_tuning", 1).startswith("20_tuning: 1 Gaussian-process fit of")
     assert "2 Gaussian-process fits" in gp_note("20_tuning", 2)
+
+
+def test_a_stopped_run_records_the_steps_it_finished_and_where_it_stopped(tmp_path, monkeypatch):
+    """Ctrl-C in the third step: runs.json still gets this run, its finished steps' seconds, the stopped step's
+    seconds so far and ``interrupted``; the interrupt reaches the caller."""
+    import json
+
+    import allrep.data.dataset as dataset
+    from allrep.profile import load_profile
+    from allrep.runner import pipeline
+    from allrep.runner.registry import STEPS, other_output
+
+    monkeypatch.setenv("ALLREP_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("ALLREP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(dataset, "require_verified", lambda quick: None)
+    monkeypatch.setattr(pipeline, "quiet_backend", lambda: None)
+    monkeypatch.setattr(pipeline, "is_current", lambda cfg, step, params: False)
+    done = []
+
+    def fake_step(cfg, runner, say, step, stale, todo, features_done, executed, times, t0):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(step.name)
+        times[f"{step.name}__units"] = 1.0
+
+    monkeypatch.setattr(pipeline, "_run_step", fake_step)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run("smoke")
+    run = json.loads(other_output("timings", load_profile("smoke")).read_text())[-1]
+    assert run["interrupted"] is True and run["profile"] == "smoke"
+    assert sorted(run["variants"]) == sorted([f"{done[0]}__units", f"{done[1]}__units", f"{sorted(s.name for s in STEPS)[2]}__stopped"])

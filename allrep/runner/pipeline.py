@@ -56,51 +56,78 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
     started = time.strftime("%Y-%m-%d %H:%M")
     cache_start = census()
     executed, skipped, times = [], [], {}
-    verified = features_done = False
-    with dispatch.session(workers, scheduler, desc=f"pipeline {cfg.name}") as runner:
-        say = log or runner.progress.write
-        for step in chosen:
-            variants = [p for s, p in todo if s is step]
-            stale = [p for p in variants if force or not is_current(cfg, step, p)]
-            for p in variants:
-                if p not in stale:
-                    skipped.append(f"{step.name} [{variant_id(p)}]")
-            if not stale:
-                continue
-            if not verified:
-                from allrep.data.dataset import require_verified
-
-                require_verified(quick=False)  # every checksum, once, before any unit or notebook reads an image
-                quiet_backend()  # then the backend, whose start-up lines never reach the terminal
-                verified = True
-            t0 = time.perf_counter()
-            if step.name in dispatch.FEATURE_STEPS and not features_done:
-                bbs = sorted({p["backbone"] for s, p in todo if s.name in dispatch.FEATURE_STEPS})
-                runner.features(cfg, dispatch.feature_units(cfg, bbs))
-                features_done = True
-            units = dispatch.step_units(cfg, step, stale)
-            runner.units(cfg, step, units)
-            if units or step.name in dispatch.FEATURE_STEPS:  # the work below the notebooks, as its own row
-                times[f"{step.name}__units"] = time.perf_counter() - t0
-            for (name, vid), dt in runner.notebooks(cfg, [(step, p) for p in stale], say).items():
-                times[f"{name}__{vid}"] = dt
-                executed.append(f"{name} [{vid}]")
-            record_scorings(cfg, step, stale)
+    workers_used, interrupted = workers or 1, True
+    try:
+        with dispatch.session(workers, scheduler, desc=f"pipeline {cfg.name}") as runner:
+            workers_used = runner.workers
+            _run_steps(cfg, runner, log or runner.progress.write, chosen, todo, force, executed, skipped, times)
+        interrupted = False
+    finally:  # a run stopped part-way (Ctrl-C, a failed notebook) still records the steps it finished
         total = time.perf_counter() - t_start
-        workers_used = runner.workers
-    _record_times(cfg, times, total, started, cache_start, workers_used)
+        _record_times(cfg, times, total, started, cache_start, workers_used, interrupted=interrupted)
     (log or print)(f"pipeline {cfg.name}: {len(executed)} executed, {len(skipped)} skipped, {total:.0f}s"
                    + (f" on {workers_used} workers" if workers_used > 1 else ""))
     return dict(executed=executed, skipped=skipped, seconds=total, workers=workers_used)
 
 
-def record_scorings(cfg: Profile, step: Step, variants: list[dict]) -> None:
+def _run_steps(cfg: Profile, runner, say, chosen: list, todo: list, force: bool, executed: list, skipped: list,
+               times: dict) -> None:
+    """Each chosen step's stale variants: its units on ``runner``, then its notebooks; seconds into ``times``."""
+    from allrep.runner import dispatch
+
+    verified = features_done = False
+    for step in chosen:
+        variants = [p for s, p in todo if s is step]
+        stale = [p for p in variants if force or not is_current(cfg, step, p)]
+        for p in variants:
+            if p not in stale:
+                skipped.append(f"{step.name} [{variant_id(p)}]")
+        if not stale:
+            continue
+        if not verified:
+            from allrep.data.dataset import require_verified
+
+            require_verified(quick=False)  # every checksum, once, before any unit or notebook reads an image
+            quiet_backend()  # then the backend, whose start-up lines never reach the terminal
+            verified = True
+        t0, began = time.perf_counter(), time.time()
+        try:
+            _run_step(cfg, runner, say, step, stale, todo, features_done, executed, times, t0)
+        except BaseException:  # the step in progress: its seconds so far, so a stopped run shows where it stopped,
+            times[f"{step.name}__stopped"] = time.perf_counter() - t0
+            record_scorings(cfg, step, stale, since=began)  # and the test files it wrote before it stopped
+            raise
+        features_done = features_done or step.name in dispatch.FEATURE_STEPS
+
+
+def _run_step(cfg: Profile, runner, say, step: Step, stale: list, todo: list, features_done: bool, executed: list,
+              times: dict, t0: float) -> None:
+    """One step's stale variants: the features first if it is the first feature step, its units, its notebooks."""
+    from allrep.runner import dispatch
+
+    if step.name in dispatch.FEATURE_STEPS and not features_done:
+        bbs = sorted({p["backbone"] for s, p in todo if s.name in dispatch.FEATURE_STEPS})
+        runner.features(cfg, dispatch.feature_units(cfg, bbs))
+    units = dispatch.step_units(cfg, step, stale)
+    runner.units(cfg, step, units)
+    if units or step.name in dispatch.FEATURE_STEPS:  # the work below the notebooks, as its own row
+        times[f"{step.name}__units"] = time.perf_counter() - t0
+    for (name, vid), dt in runner.notebooks(cfg, [(step, p) for p in stale], say).items():
+        times[f"{name}__{vid}"] = dt
+        executed.append(f"{name} [{vid}]")
+    record_scorings(cfg, step, stale)
+
+
+def record_scorings(cfg: Profile, step: Step, variants: list[dict], since: float | None = None) -> None:
     """The test-set ledger (:mod:`allrep.record.ledger`): a row per outer split of every test-prediction file the
-    executed ``variants`` declare as outputs. Here, in the runner's process, so Dask workers never race on it."""
+    executed ``variants`` declare as outputs (with ``since``, a time.time(): only those written after it, for a
+    step stopped part-way). Here, in the runner's process, so Dask workers never race on it."""
     from allrep.record import ledger
     from allrep.runner.registry import other_output
 
     written = sorted({p for v in variants for p in declared(cfg, step, v, "outputs")})
+    if since is not None:
+        written = [p for p in written if p.is_file() and p.stat().st_mtime >= since]
     ledger.record(other_output("ledger", cfg), places.output_dir(cfg), written, cfg.seed)
 
 
@@ -115,7 +142,7 @@ def _absolute_env() -> None:
 
 
 def _record_times(cfg: Profile, times: dict, total: float, started: str, cache_start: dict | None = None,
-                  workers: int = 1) -> None:
+                  workers: int = 1, interrupted: bool = False) -> None:
     """Append this run to ``timings/runs.json``: one entry per run that executed something,
     so a later run served from caches never hides what the computing run took."""
     from allrep.repro import environment
@@ -126,8 +153,9 @@ def _record_times(cfg: Profile, times: dict, total: float, started: str, cache_s
     path = other_output("timings", cfg)
     runs = json.loads(path.read_text()) if path.is_file() else []
     env = environment()
+    machine = f"{env['cpus']} CPUs, {env['os']} {env['machine']}, accelerator: {env['accelerator']}"
     runs.append(dict(started=started, profile=cfg.name, commit=env["commit"], backend=env["backend"],
-                     machine=f"{env['cpus']} CPUs, {env['os']} {env['machine']}, accelerator: {env['accelerator']}", total_seconds=round(total, 1),
-                     cache_at_start=cache_start, workers=workers,
-                     variants={k: round(v, 1) for k, v in times.items()}))
+                     machine=machine, total_seconds=round(total, 1), cache_at_start=cache_start, workers=workers,
+                     variants={k: round(v, 1) for k, v in times.items()},
+                     **({"interrupted": True} if interrupted else {})))
     atomic_write_json(path, runs)
