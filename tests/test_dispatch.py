@@ -1,9 +1,8 @@
 """The runner's dispatch helpers that need no pipeline run."""
 import warnings
 
-import pytest
-
 import numpy as np
+import pytest
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Matern
 
