@@ -98,6 +98,24 @@ def _smoke_base(tmp_path_factory) -> Path:
     return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "smoke-run"
 
 
+SMOKE_DIGESTS_REPORT = "digests_report.txt"  # the smoke run's digests against the committed records, one line each
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The smoke run's per-stage digests against every committed CPU record, when a test compared them: printed at
+    the end of every run, passed or failed, so each machine the suite runs on (CI's too) shows whether it
+    reproduces the record bit for bit."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    base = (Path(os.environ["ALLREP_TEST_SMOKE_RUN"]) if os.environ.get("ALLREP_TEST_SMOKE_RUN")
+            else _smoke_base(config._tmp_path_factory))
+    report = base / SMOKE_DIGESTS_REPORT
+    if report.is_file():
+        terminalreporter.write_sep("=", "smoke digests against results/digests/smoke.json")
+        for line in report.read_text().splitlines():
+            terminalreporter.write_line(line)
+
+
 def smoke_env(base: Path, data: Path, weights: Path) -> dict:
     """The environment of a smoke run whose scratch and cache folders are under ``base``."""
     return dict(os.environ, ALLREP_SCRATCH=str(base / "scratch"), ALLREP_CACHE=str(base / "cache"),
