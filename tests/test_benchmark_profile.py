@@ -115,3 +115,15 @@ def test_the_timing_run_s_scorings_enter_the_ledger_as_benchmark_rows_however_it
     lg = ledger.read(project_ledger)
     assert list(lg["look"]) == [ledger.BENCHMARK] and list(lg["k"]) == [3]
     assert list(lg["split_seed"].astype(int)) == [load_profile("timing").seed]
+
+
+def test_the_book_says_whether_the_timing_run_finished():
+    from allrep.book.tables import _registered_design_md
+
+    r = dict(when="2026-12-07 21:29", commit="abc", profile="timing", split_seed=7, minutes=93.4, cpus=2,
+             per_step={"20_tuning": 1800.0, "10_data_exploration": 36.0})
+    done = _registered_design_md(r)
+    assert "took 93.4 minutes on 2 CPU cores" in done and "10_data_exploration 0.6, 20_tuning 30.0" in done
+    cut = _registered_design_md(dict(r, interrupted=True, stopped_in=["30_ensemble"]))
+    assert "stopped after 93.4 minutes" in cut and "in step 30_ensemble" in cut and "took" not in cut
+    assert _registered_design_md(None) == ""

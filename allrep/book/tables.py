@@ -318,11 +318,14 @@ def _registered_design_md(r: dict | None) -> str:
     if not r:
         return ""
     steps = ", ".join(f"{k} {v / 60:.1f}" for k, v in sorted(r["per_step"].items()))
+    took = (f"was stopped after {r['minutes']:.1f} minutes on {r['cpus']} CPU cores, serial, in step "
+            f"{', '.join(r.get('stopped_in', [])) or 'unknown'} (so the full work takes longer). Minutes per step, the "
+            f"last one up to the stop" if r.get("interrupted") else
+            f"took {r['minutes']:.1f} minutes on {r['cpus']} CPU cores, serial. Minutes per step")
     return (f"\n**The registered design from an empty cache** (measured {r['when']}, commit {r['commit']}; "
             f"`scripts/benchmark.py --parts registered_design`): every setting of the registered run's profile on another "
             f"split seed (profile `{r['profile']}`, seed {r['split_seed']}; its scorings are in the ledger as benchmark "
-            f"looks and never reported) took {r['minutes']:.1f} minutes on {r['cpus']} CPU cores, serial. Minutes per "
-            f"step: {steps}.\n")
+            f"looks and never reported) {took}: {steps}.\n")
 
 
 PROFILE_RECIPES = {"registered": "registered, 4 x 64", "base": "base, 16 x 256, projection 128",
