@@ -161,7 +161,7 @@ def train_final_estimate(cfg) -> str | None:
     path = other_output("timings", cfg)
     runs = json.loads(path.read_text()) if path.is_file() else []
     done = [(r["variants"][k], r.get("machine", "")) for r in runs for k in r.get("variants", {})
-            if k.startswith("70_using_models")]
+            if k.startswith("70_using_models") and not k.endswith("__stopped")]  # finished ones only
     if not done:
         return None
     seconds, machine = max(done)

@@ -226,3 +226,16 @@ def test_errata_are_applied_to_the_sealed_pages_and_name_prose_the_notebooks_sti
         source = "".join(c.source for c in nbformat.read(step.notebook, as_version=4).cells if c.cell_type == "markdown")
         for wrong, right in fixes:
             assert wrong in source and wrong not in page and right in page, (profile, step_name, wrong)
+
+
+def test_a_stopped_run_is_shown_as_stopped_never_as_the_cost_of_a_run(tmp_path):
+    import json
+
+    from allrep.book.tables import timings_markdown
+
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps([dict(started="2026-01-01 10:00", commit="aaaaaaaaaaaa", machine="2 CPUs",
+                                     total_seconds=30.0, variants={"20_tuning__stopped": 29.0},
+                                     cache_at_start={"features": 0}, interrupted=True)]))
+    line = timings_markdown(path).splitlines()[0]
+    assert "stopped part-way" in line and "within" not in line and "over the" not in line

@@ -108,8 +108,9 @@ def targets(cfg: Profile) -> pd.DataFrame:
                                      f"{sum(b for _, b in pairs)} correct in all)",
                              met="yes" if ok == len(pairs) else "no"))
     t_path = places.output_dir(cfg) / "timings" / "runs.json"
-    empty = [r for r in (json.loads(t_path.read_text()) if t_path.is_file() else [])
-             if not any((r.get("cache_at_start") or {}).values())]  # runs that computed everything
+    runs = json.loads(t_path.read_text()) if t_path.is_file() else []
+    empty = [r for r in runs  # runs that computed everything, to the end
+             if not any((r.get("cache_at_start") or {}).values()) and not r.get("interrupted")]
     if empty:
         r = empty[-1]
         total = r["total_seconds"] / 60

@@ -248,7 +248,9 @@ def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
     for name, r, steps in zip(names, runs, per_run):
         top = max(steps, key=steps.get)
         cache = r.get("cache_at_start")
-        if cache is not None and not any(cache.values()):  # only a run from an empty cache measures the planned time
+        if r.get("interrupted"):
+            verdict = " (stopped part-way: the steps it finished, and the one it stopped in up to the stop)"
+        elif cache is not None and not any(cache.values()):  # only a run from an empty cache measures the planned time
             verdict = "within" if r["total_seconds"] <= 60 * bar_minutes else "over"
             verdict = f" ({verdict} the {bar_minutes:.0f} minutes the profile plans for a run from an empty cache)"
         else:
