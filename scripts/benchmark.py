@@ -129,8 +129,12 @@ def main(argv=None):
         out["final_models"] = dict(_final_models(a.final_dataset), when=when, commit=env["commit"])
         print("final_models", out["final_models"], flush=True)
     if "registered_design" in a.parts:
-        out["registered_design"] = dict(_registered_design(), when=when, commit=env["commit"])
-        print("registered_design", out["registered_design"], flush=True)
+        res = dict(_registered_design(), when=when, commit=env["commit"])
+        done = out.get("registered_design")
+        # a stopped run never replaces a finished one's measurement: it is kept beside it
+        out["registered_design_stopped" if res.get("interrupted") and done and not done.get("interrupted")
+            else "registered_design"] = res
+        print("registered_design", res, flush=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(f"wrote {dest}")
@@ -278,46 +282,48 @@ def _registered_design(profile: str = TIMING) -> dict:
     project_ledger = places.ledger_path(load_profile(development().profile))
     log_path = places.scratch_root() / "benchmark_registered_design.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    stop = []
+    stop, child = [], None
 
     def _stop(signum, frame):  # remembered, and passed on to the run, which records what it finished and exits
         stop.append(signum)
-        child.send_signal(signal.SIGINT)
+        if child is not None:
+            child.send_signal(signal.SIGINT)
 
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, ALLREP_CACHE=f"{tmp}/cache", ALLREP_SCRATCH=f"{tmp}/scratch", TF_CPP_MIN_LOG_LEVEL="3")
         with mock.patch.dict(os.environ, ALLREP_SCRATCH=env["ALLREP_SCRATCH"]):  # places reads it at every call
             results, timings = places.output_dir(cfg), other_output("timings", cfg)
         t0 = time.perf_counter()
+        # Handlers first: a signal from now on is passed on, never lost between the start and the wait. A handled
+        # signal is reset to its default in the child, so even a benchmark started from a shell that ignores SIGINT
+        # (a background job) gives a run that turns it into KeyboardInterrupt. The run has a session of its own:
+        # only the signal passed on reaches it, once.
+        old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             with open(log_path, "w") as log:
-                # SIGINT restored to its default in the child: a run started from a shell that ignores it (a
-                # background job) still turns Ctrl-C into KeyboardInterrupt
                 child = subprocess.Popen([sys.executable, "-m", "allrep.cli", "run", "--profile", profile], env=env,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-                old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-                try:
-                    returncode = child.wait()
-                finally:
-                    for sig, handler in old.items():
-                        signal.signal(sig, handler)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                if stop:  # stopped while it started
+                    child.send_signal(signal.SIGINT)
+                returncode = child.wait()
         finally:  # interrupted or failed too: what it scored is counted
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
             seconds = time.perf_counter() - t0
             files = [p for p in results.rglob("*.csv") if ledger.is_test_file(p.relative_to(results).as_posix())]
             rows = ledger.record(Path(tmp) / "benchmark_ledger.csv", results, files, cfg.seed, root=ROOT)
             note = f"scripts/benchmark.py registered_design (profile {profile}): timing only, never reported"
             ledger.append(project_ledger, ledger.as_benchmark(rows, note))
-        if returncode and not stop:
-            raise SystemExit(f"timing run failed after {seconds:.0f} s: see {log_path}")
         run = json.loads(timings.read_text())[-1] if timings.is_file() else {"variants": {}}
+        if returncode and not (stop and run.get("interrupted")):
+            raise SystemExit(f"timing run failed after {seconds:.0f} s: see {log_path}")
     per_step: dict[str, float] = {}
     for variant, sec in run["variants"].items():
         step = variant.split("__", 1)[0]
         per_step[step] = round(per_step.get(step, 0.0) + sec, 1)
     out = dict(profile=profile, split_seed=cfg.seed, seconds=round(seconds, 1), minutes=round(seconds / 60, 1),
                per_step=per_step, ledger_rows=len(rows), cpus=os.cpu_count(), workers=1)
-    if stop:
+    if run.get("interrupted"):
         out["interrupted"] = True
         out["stopped_in"] = [v.split("__", 1)[0] for v in run["variants"] if v.endswith("__stopped")]
     return out

@@ -101,15 +101,25 @@ def _smoke_base(tmp_path_factory) -> Path:
 SMOKE_DIGESTS_REPORT = "digests_report.txt"  # the smoke run's digests against the committed records, one line each
 
 
+def _digests_report(config) -> Path:
+    base = (Path(os.environ["ALLREP_TEST_SMOKE_RUN"]) if os.environ.get("ALLREP_TEST_SMOKE_RUN")
+            else _smoke_base(config._tmp_path_factory))
+    return base / SMOKE_DIGESTS_REPORT
+
+
+def pytest_sessionstart(session):
+    """An earlier session's report (a reused ALLREP_TEST_SMOKE_RUN folder) is never printed as this one's."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        _digests_report(session.config).unlink(missing_ok=True)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """The smoke run's per-stage digests against every committed CPU record, when a test compared them: printed at
     the end of every run, passed or failed, so each machine the suite runs on (CI's too) shows whether it
     reproduces the record bit for bit."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    base = (Path(os.environ["ALLREP_TEST_SMOKE_RUN"]) if os.environ.get("ALLREP_TEST_SMOKE_RUN")
-            else _smoke_base(config._tmp_path_factory))
-    report = base / SMOKE_DIGESTS_REPORT
+    report = _digests_report(config)
     if report.is_file():
         terminalreporter.write_sep("=", "smoke digests against results/digests/smoke.json")
         for line in report.read_text().splitlines():

@@ -84,15 +84,17 @@ def test_the_timing_run_s_scorings_enter_the_ledger_as_benchmark_rows_however_it
             (results / "probabilities").mkdir(parents=True)
             pd.DataFrame(_scored_frame(3)).to_csv(results / "probabilities" / "IDB2_mobilenetv2.csv", index=False)
             (results / "timings").mkdir()
+            assert kw["start_new_session"] and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None)
             last = {"30_ensemble__stopped": 12.0} if ending == "stopped" else {"30_ensemble__units": 30.0}
             (results / "timings" / "runs.json").write_text(json.dumps([{"variants": {
-                "20_tuning__units": 60.0, "20_tuning__mobilenetv2_IDB2": 6.0, **last}}]))
+                "20_tuning__units": 60.0, "20_tuning__mobilenetv2_IDB2": 6.0, **last},
+                **({"interrupted": True} if ending == "stopped" else {})}]))
             stdout.write("the run's output\n")
 
         def wait(self):
             if ending == "stopped":
                 os.kill(os.getpid(), signal.SIGTERM)
-            return {"success": 0, "failure": 1, "stopped": -2}[ending]
+            return {"success": 0, "failure": 1, "stopped": 130}[ending]  # 130: allrep's exit on Ctrl-C
 
         def send_signal(self, sig):
             signals.append(sig)

@@ -1,4 +1,5 @@
 """The runner's dispatch helpers that need no pipeline run."""
+import time
 import warnings
 
 import numpy as np
@@ -50,17 +51,27 @@ def test_a_stopped_run_records_the_steps_it_finished_and_where_it_stopped(tmp_pa
     monkeypatch.setattr(dataset, "require_verified", lambda quick: None)
     monkeypatch.setattr(pipeline, "quiet_backend", lambda: None)
     monkeypatch.setattr(pipeline, "is_current", lambda cfg, step, params: False)
-    done = []
+    done, scored = [], []
 
     def fake_step(cfg, runner, say, step, stale, todo, features_done, executed, times, t0):
-        if len(done) == 2:
+        if len(done) == 2:  # the third step: its units take 0.3 s, then Ctrl-C 0.2 s into its notebooks
+            time.sleep(0.3)
+            times[f"{step.name}__units"] = time.perf_counter() - t0
+            time.sleep(0.2)
             raise KeyboardInterrupt
         done.append(step.name)
         times[f"{step.name}__units"] = 1.0
 
     monkeypatch.setattr(pipeline, "_run_step", fake_step)
+    monkeypatch.setattr(pipeline, "record_scorings", lambda cfg, step, stale, since=None: scored.append(
+        (step.name, since)))
+    began = time.time()
     with pytest.raises(KeyboardInterrupt):
         pipeline.run("smoke")
     run = json.loads(other_output("timings", load_profile("smoke")).read_text())[-1]
+    third = sorted(s.name for s in STEPS)[2]
     assert run["interrupted"] is True and run["profile"] == "smoke"
-    assert sorted(run["variants"]) == sorted([f"{done[0]}__units", f"{done[1]}__units", f"{sorted(s.name for s in STEPS)[2]}__stopped"])
+    assert sorted(run["variants"]) == sorted([f"{done[0]}__units", f"{done[1]}__units", f"{third}__units",
+                                              f"{third}__stopped"])
+    assert 0.3 <= run["variants"][f"{third}__units"] < 0.6 and 0.15 <= run["variants"][f"{third}__stopped"] < 0.45
+    assert len(scored) == 1 and scored[0][0] == third and began <= scored[0][1] <= time.time()

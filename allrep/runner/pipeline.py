@@ -56,15 +56,17 @@ def run(profile: str, steps=None, datasets=None, backbones=None, force: bool = F
     started = time.strftime("%Y-%m-%d %H:%M")
     cache_start = census()
     executed, skipped, times = [], [], {}
-    workers_used, interrupted = workers or 1, True
+    workers_used, total = workers or 1, None
     try:
         with dispatch.session(workers, scheduler, desc=f"pipeline {cfg.name}") as runner:
             workers_used = runner.workers
             _run_steps(cfg, runner, log or runner.progress.write, chosen, todo, force, executed, skipped, times)
-        interrupted = False
-    finally:  # a run stopped part-way (Ctrl-C, a failed notebook) still records the steps it finished
-        total = time.perf_counter() - t_start
-        _record_times(cfg, times, total, started, cache_start, workers_used, interrupted=interrupted)
+            total = time.perf_counter() - t_start  # the work, not the cluster's shutdown
+    except BaseException:  # a run stopped part-way (Ctrl-C, a failed notebook) still records the steps it finished
+        _never_masking(_record_times, cfg, times, time.perf_counter() - t_start, started, cache_start, workers_used,
+                       interrupted=True)
+        raise
+    _record_times(cfg, times, total, started, cache_start, workers_used)
     (log or print)(f"pipeline {cfg.name}: {len(executed)} executed, {len(skipped)} skipped, {total:.0f}s"
                    + (f" on {workers_used} workers" if workers_used > 1 else ""))
     return dict(executed=executed, skipped=skipped, seconds=total, workers=workers_used)
@@ -93,11 +95,23 @@ def _run_steps(cfg: Profile, runner, say, chosen: list, todo: list, force: bool,
         t0, began = time.perf_counter(), time.time()
         try:
             _run_step(cfg, runner, say, step, stale, todo, features_done, executed, times, t0)
-        except BaseException:  # the step in progress: its seconds so far, so a stopped run shows where it stopped,
-            times[f"{step.name}__stopped"] = time.perf_counter() - t0
-            record_scorings(cfg, step, stale, since=began)  # and the test files it wrote before it stopped
+        except BaseException:  # the step in progress: its seconds so far (past its units' row, if it got one), so a
+            # stopped run shows where it stopped, and the test files it wrote before it stopped
+            times[f"{step.name}__stopped"] = time.perf_counter() - t0 - times.get(f"{step.name}__units", 0.0)
+            _never_masking(record_scorings, cfg, step, stale, since=began)
             raise
         features_done = features_done or step.name in dispatch.FEATURE_STEPS
+
+
+def _never_masking(record, *args, **kwargs) -> None:
+    """``record(*args, **kwargs)`` while an exception is on its way up: a failure to record is a warning, so the
+    exception that stopped the run is the one the caller sees."""
+    import warnings
+
+    try:
+        record(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any failure to record must not replace the real one
+        warnings.warn(f"the stopped run could not be recorded: {e!r}", stacklevel=2)
 
 
 def _run_step(cfg: Profile, runner, say, step: Step, stale: list, todo: list, features_done: bool, executed: list,
