@@ -154,14 +154,11 @@ def _cmd_replay(a) -> int:
 def train_final_estimate(cfg) -> str | None:
     """What training final models costs, from the profile's recorded runs of step 70 (which trains two datasets'
     final models): the longest such run, and so about half of it for one dataset. None without a record."""
-    import json
 
-    from allrep.runner.registry import other_output
+    from allrep.runner.pipeline import STOPPED, recorded_runs
 
-    path = other_output("timings", cfg)
-    runs = json.loads(path.read_text()) if path.is_file() else []
-    done = [(r["variants"][k], r.get("machine", "")) for r in runs for k in r.get("variants", {})
-            if k.startswith("70_using_models") and not k.endswith("__stopped")]  # finished ones only
+    done = [(r["variants"][k], r.get("machine", "")) for r in recorded_runs(cfg) for k in r.get("variants", {})
+            if k.startswith("70_using_models") and not k.endswith(STOPPED)]  # finished ones only
     if not done:
         return None
     seconds, machine = max(done)

@@ -276,6 +276,7 @@ def _registered_design(profile: str = TIMING) -> dict:
     from allrep.profile import load_profile
     from allrep.record import ledger, places
     from allrep.record.runs import development
+    from allrep.runner.pipeline import STOPPED
     from allrep.runner.registry import other_output
 
     cfg = load_profile(profile)
@@ -325,7 +326,7 @@ def _registered_design(profile: str = TIMING) -> dict:
                per_step=per_step, ledger_rows=len(rows), cpus=os.cpu_count(), workers=1)
     if run.get("interrupted"):
         out["interrupted"] = True
-        out["stopped_in"] = [v.split("__", 1)[0] for v in run["variants"] if v.endswith("__stopped")]
+        out["stopped_in"] = [v.removesuffix(STOPPED) for v in run["variants"] if v.endswith(STOPPED)]
     return out
 
 

@@ -28,6 +28,7 @@ from allrep.io import atomic_write_text
 from allrep.profile import PROJECT_ROOT, Profile, load_profile
 from allrep.record import places, seal
 from allrep.record import runs as runs_
+from allrep.runner.pipeline import recorded_runs
 from allrep.runner.registry import STEPS, Step, executed_path, variant_id
 
 BOOK = PROJECT_ROOT / "book"
@@ -608,8 +609,8 @@ def readme_findings() -> str:
     cfg = load_profile(run.profile)
     cl = _claims(cfg)
     rec = seal.record(cfg) or {}
-    timings = places.output_dir(cfg) / "timings" / "runs.json"
-    minutes = sum(r["total_seconds"] for r in json.loads(timings.read_text())) / 60 if timings.is_file() else None
+    runs = recorded_runs(cfg)
+    minutes = sum(r["total_seconds"] for r in runs) / 60 if runs else None
     sealed = f", sealed at commit `{rec['commit'][:12]}`" if rec else ""
     alpha = float(cl["alpha"].iloc[0])
     lines = [FINDINGS_START, "",
@@ -638,13 +639,12 @@ def readme_findings() -> str:
                       f"{DATASET_NAMES.get(r['dataset'], r['dataset'])} {r['n_correct']}/{r['n_test']} {r['verdict']}"
                       for _, r in pre.iterrows()) + "."]
     if minutes is not None:
-        lines += ["", f"The registered run took {minutes:.0f} minutes on {_cpus(timings)} CPU cores from an empty cache; "
+        lines += ["", f"The registered run took {minutes:.0f} minutes on {_cpus(runs)} CPU cores from an empty cache; "
                   f"the book (`book/`) has every number, its intervals, the audits and the caveats."]
     return "\n".join(lines + ["", FINDINGS_END])
 
 
-def _cpus(timings: Path) -> str:
-    runs = json.loads(timings.read_text())
+def _cpus(runs: list[dict]) -> str:
     return str(runs[-1].get("machine", "?").split(" CPUs")[0]) if runs else "?"
 
 

@@ -5,7 +5,6 @@ run shares with the development run. Reporting only: the registered verdicts sta
 """
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 
@@ -18,6 +17,7 @@ from allrep.profile import PROJECT_ROOT, Profile
 from allrep.record import places
 from allrep.record.history import git
 from allrep.record.ledger import counts, read
+from allrep.runner.pipeline import recorded_runs
 
 ICCS = (0.0, 0.1, 0.2, 0.3)
 
@@ -107,9 +107,7 @@ def targets(cfg: Profile) -> pd.DataFrame:
                              outcome=f"on {ok} of {len(pairs)} outer splits ({sum(a for a, _ in pairs)} against "
                                      f"{sum(b for _, b in pairs)} correct in all)",
                              met="yes" if ok == len(pairs) else "no"))
-    t_path = places.output_dir(cfg) / "timings" / "runs.json"
-    runs = json.loads(t_path.read_text()) if t_path.is_file() else []
-    empty = [r for r in runs  # runs that computed everything, to the end
+    empty = [r for r in recorded_runs(cfg)  # runs that computed everything, to the end
              if not any((r.get("cache_at_start") or {}).values()) and not r.get("interrupted")]
     if empty:
         r = empty[-1]

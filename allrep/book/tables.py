@@ -11,6 +11,7 @@ import pandas as pd
 
 from allrep.profile import Profile
 from allrep.record import places
+from allrep.runner.pipeline import STOPPED, UNITS
 from allrep.runner.registry import OTHER_OUTPUTS, expand, get_step
 from allrep.train.backbones import weights_table
 from allrep.train.tuning import hyperparameter_table
@@ -256,7 +257,7 @@ def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
         else:
             verdict = ""
         lines.append(f"- **{name}**: {r['total_seconds'] / 60:.1f} min in total{verdict}, "
-                     f"{sum(not k.endswith(('__units', '__stopped')) for k in r['variants'])} notebooks executed, "
+                     f"{sum(not k.endswith((UNITS, STOPPED)) for k in r['variants'])} notebooks executed, "
                      f"cache at start: "
                      f"{_cache_text(r.get('cache_at_start'))}; the largest step was `{top}` "
                      f"({steps[top] / 60:.1f} min, {100 * steps[top] / r['total_seconds']:.0f}%).")
@@ -266,7 +267,7 @@ def timings_markdown(path: Path, bar_minutes: float = 60.0) -> str:
                          **{s.split("_")[0]: ("" if s not in st else f"{st[s]:.0f}") for s in steps},
                          "total": f"{r['total_seconds']:.0f}"} for i, (r, st) in enumerate(zip(runs, per_run))])
     legend = ", ".join(f"{s.split('_')[0]} `{s}`" for s in steps)
-    variants = sorted({k for r in runs for k in r["variants"] if not k.endswith("__stopped")})  # whole ones only
+    variants = sorted({k for r in runs for k in r["variants"] if not k.endswith(STOPPED)})  # whole ones only
     per = pd.DataFrame([{"notebook": v, "runs that executed it": sum(v in r["variants"] for r in runs),
                          "latest (s)": next((f"{r['variants'][v]:.0f}" for r in reversed(runs) if v in r["variants"])),
                          "median (s)": f"{pd.Series([r['variants'][v] for r in runs if v in r['variants']]).median():.0f}",

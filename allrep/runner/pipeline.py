@@ -97,7 +97,7 @@ def _run_steps(cfg: Profile, runner, say, chosen: list, todo: list, force: bool,
             _run_step(cfg, runner, say, step, stale, todo, features_done, executed, times, t0)
         except BaseException:  # the step in progress: its seconds so far (past its units' row, if it got one), so a
             # stopped run shows where it stopped, and the test files it wrote before it stopped
-            times[f"{step.name}__stopped"] = time.perf_counter() - t0 - times.get(f"{step.name}__units", 0.0)
+            times[step.name + STOPPED] = time.perf_counter() - t0 - times.get(step.name + UNITS, 0.0)
             _never_masking(record_scorings, cfg, step, stale, since=began)
             raise
         features_done = features_done or step.name in dispatch.FEATURE_STEPS
@@ -125,11 +125,22 @@ def _run_step(cfg: Profile, runner, say, step: Step, stale: list, todo: list, fe
     units = dispatch.step_units(cfg, step, stale)
     runner.units(cfg, step, units)
     if units or step.name in dispatch.FEATURE_STEPS:  # the work below the notebooks, as its own row
-        times[f"{step.name}__units"] = time.perf_counter() - t0
+        times[step.name + UNITS] = time.perf_counter() - t0
     for (name, vid), dt in runner.notebooks(cfg, [(step, p) for p in stale], say).items():
         times[f"{name}__{vid}"] = dt
         executed.append(f"{name} [{vid}]")
     record_scorings(cfg, step, stale)
+
+
+UNITS, STOPPED = "__units", "__stopped"  # runs.json rows besides a notebook's: a step's units, a stopped step
+
+
+def recorded_runs(cfg: Profile) -> list[dict]:
+    """The profile's recorded runs (``timings/runs.json``, :func:`_record_times`), oldest first; none without it."""
+    from allrep.runner.registry import other_output
+
+    path = other_output("timings", cfg)
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def record_scorings(cfg: Profile, step: Step, variants: list[dict], since: float | None = None) -> None:
@@ -164,12 +175,11 @@ def _record_times(cfg: Profile, times: dict, total: float, started: str, cache_s
 
     if not times:
         return
-    path = other_output("timings", cfg)
-    runs = json.loads(path.read_text()) if path.is_file() else []
+    runs = recorded_runs(cfg)
     env = environment()
     machine = f"{env['cpus']} CPUs, {env['os']} {env['machine']}, accelerator: {env['accelerator']}"
     runs.append(dict(started=started, profile=cfg.name, commit=env["commit"], backend=env["backend"],
                      machine=machine, total_seconds=round(total, 1), cache_at_start=cache_start, workers=workers,
                      variants={k: round(v, 1) for k, v in times.items()},
                      **({"interrupted": True} if interrupted else {})))
-    atomic_write_json(path, runs)
+    atomic_write_json(other_output("timings", cfg), runs)
