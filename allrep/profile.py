@@ -50,7 +50,7 @@ class Backbone:
 class Features:
     views: int = 8  # training views per image (dihedral transforms)
     pool: int = 1  # k x k average pooling of the feature map
-    batch_size: int = 16  # backbone batch
+    batch_size: int = 16  # images x views read and cached per step; each image still goes through the backbone alone
 
 
 @dataclass(frozen=True)

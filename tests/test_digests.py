@@ -45,3 +45,21 @@ def test_wall_time_columns_do_not_enter_a_digest(tmp_path):
     assert digests._file_sha(a) == digests._file_sha(b)
     b.write_text("seed,epochs_run,train_seconds\n3,3,25.9\n")
     assert digests._file_sha(a) != digests._file_sha(b)
+
+
+def test_a_record_of_other_arithmetic_is_reported_never_compared(tmp_path, monkeypatch):
+    """A record made before a change of the arithmetic (a feature extraction or engine version, the scoring's) on
+    this very CPU is named as such and not compared: it describes other code, not another CPU."""
+    mine = _run(tmp_path / "a", monkeypatch)
+    assert mine["arithmetic"] == digests.arithmetic() and mine["arithmetic"]["results"] == digests.RESULTS
+    older = json.loads(json.dumps(mine))
+    older.pop("arithmetic")  # a record from before the versions were recorded
+    older["stages"]["features"]["mobilenetv2-abc-96"]["sha256"] = "0" * 64
+    assert digests.same_machine(older, mine) and not digests.comparable(older, mine)
+    assert digests.comparable(mine, json.loads(json.dumps(mine)))
+    (line,) = digests.report(mine, [older])
+    assert "this CPU" in line and "other arithmetic" in line and "not compared" in line and "differs" not in line
+    newer = dict(mine, arithmetic=dict(mine["arithmetic"], features=mine["arithmetic"]["features"] + 1))
+    assert not digests.comparable(newer, mine)
+    (line,) = digests.report(mine, [json.loads(json.dumps(mine))])
+    assert line.endswith("every stage identical")

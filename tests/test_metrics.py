@@ -113,3 +113,16 @@ def test_binned_calibration_errors_equal_their_reliability_tables():
         rows = np.stack([p, p[::-1], np.full(57, 0.9)])
         Y = np.broadcast_to(y, rows.shape)
         assert np.allclose(ece(Y, rows, 7, axis=-1), [ece(y, q, 7) for q in rows])
+
+
+def test_a_calibration_map_improves_the_nll_only_beyond_rounding():
+    """Where every split chose no map, after and before are one sum in two orders: a difference in the 16th digit
+    is no improvement (it flipped with the CPU), a real decrease is."""
+    from allrep.evaluate.calibration import NLL_TIE, improved
+
+    before = 0.13136311841
+    assert not improved(before, before)
+    assert not improved(before, before - 2.8e-17) and not improved(before, before + 2.8e-17)
+    assert not improved(before, before - NLL_TIE / 2)
+    assert improved(before, before - 10 * NLL_TIE) and improved(0.0386, 0.0179)
+    assert not improved(0.0179, 0.0386)

@@ -16,6 +16,10 @@ every execution.
 
 The cache is read as it is, so a digest describes one run only when its cache held that run alone (the smoke
 run's fresh cache, for instance). :func:`compare` names the stages whose digests differ.
+
+A record also names the arithmetic it was made with (:func:`arithmetic`: the feature extraction's and the member
+engine's versions, and :data:`RESULTS` for the scoring). A change that alters what a stage computes on purpose bumps
+one of them, and a record of other arithmetic is reported, never compared: it describes other code, not another CPU.
 """
 from __future__ import annotations
 
@@ -30,6 +34,16 @@ from allrep.io import atomic_write_text
 from allrep.profile import Profile
 from allrep.record import places
 from allrep.repro import cpu
+
+RESULTS = 2  # the scoring's version: 2, a calibration map "improves" the test NLL only beyond rounding
+
+
+def arithmetic() -> dict:
+    """The versions of the arithmetic a record describes (module doc)."""
+    from allrep.train import features, members
+
+    return dict(features=features.ALGO, members=members.ALGO, results=RESULTS)
+
 
 STAGES = ("features", "reduction", "heads", "tuning", "probabilities", "results")
 _NOT_RESULTS = ("timings", "ledger.csv", "digests")  # dates and seconds: never reproducible; the records themselves
@@ -97,7 +111,7 @@ def stage_digests(cfg: Profile, cache_root: Path | None = None) -> dict:
     reduction, heads = _heads(cache_root)
     top = sorted(p.name for p in results.iterdir()) if results.is_dir() else []
     rest = [n for n in top if n not in ("tuning", "probabilities", "scratch", *_NOT_RESULTS)]
-    return dict(profile=cfg.name, cpu=cpu(), stages=dict(
+    return dict(profile=cfg.name, cpu=cpu(), arithmetic=arithmetic(), stages=dict(
         features=_features(cache_root), reduction=reduction, heads=heads,
         tuning=_files(results, ["tuning"]), probabilities=_files(results, ["probabilities", "scratch"]),
         results=_files(results, rest)))
@@ -138,6 +152,11 @@ def same_machine(a: dict, b: dict) -> bool:
     return _machine(a) == _machine(b)
 
 
+def comparable(a: dict, b: dict) -> bool:
+    """Whether two records should be bitwise equal: one CPU model and instruction set, one arithmetic."""
+    return same_machine(a, b) and a.get("arithmetic", {}) == b.get("arithmetic", {})
+
+
 def records(cfg: Profile) -> list[dict]:
     p = record_path(cfg)
     return json.loads(p.read_text()) if p.is_file() else []
@@ -149,13 +168,19 @@ def report(mine: dict, recorded: list[dict]) -> list[str]:
     for rec in recorded:
         bad = compare(mine, rec)
         same = "this CPU" if same_machine(rec, mine) else "another CPU"
-        lines.append(f"{rec['cpu'].get('model')} ({same}, {len(rec['cpu'].get('flags', []))} ISA flags): "
-                     + ("every stage identical" if not bad else "differs at " + ", ".join(bad)))
+        head = f"{rec['cpu'].get('model')} ({same}, {len(rec['cpu'].get('flags', []))} ISA flags): "
+        theirs = rec.get("arithmetic", {})
+        if theirs != mine.get("arithmetic", {}):
+            lines.append(head + f"recorded with other arithmetic ({theirs or 'before versions were recorded'}), "
+                         "not compared")
+        else:
+            lines.append(head + ("every stage identical" if not bad else "differs at " + ", ".join(bad)))
     return lines
 
 
 def add_record(cfg: Profile, mine: dict) -> Path:
-    """Keep ``mine`` in the committed file, replacing an earlier record of the same CPU model and flags."""
+    """Keep ``mine`` in the committed file, replacing an earlier record of the same CPU model and flags (whatever
+    its arithmetic: the file keeps each CPU's newest record)."""
     kept = [r for r in records(cfg) if not same_machine(r, mine)]
     p = record_path(cfg)
     p.parent.mkdir(parents=True, exist_ok=True)

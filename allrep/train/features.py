@@ -14,9 +14,18 @@ makes the GRU sequence and its projection 4x cheaper on a CPU.
 
 Cache: the feature map of one (backbone, weights, input size, image, view) is
 a pure function of those, so it is computed once and stored as float16 in
-``<cache>/features/<backbone>-<weights key>-<size>/<image id>.npz`` (one file per
-image, holding its views), written atomically. A second run, or another
-split, repeat or ensemble member, does no backbone work.
+``<cache>/features/<backbone>-<weights key>-<size>[-pool<k>]-x<ALGO>/<image id>.npz``
+(one file per image, holding its views), written atomically. A second run, or
+another split, repeat or ensemble member, does no backbone work.
+
+One image per backbone call (:func:`backbone_maps`, :data:`ALGO` 2): on CPUs
+whose oneDNN kernels are AVX2 (measured on an AMD EPYC), an image's map
+depends on the batch it shares and on its place in that batch, by up to 1e-5
+(MobileNetV2, InceptionV3 and EfficientNetB3 alike), so a cache filled in
+batches would depend on which images were missing when it was filled (a
+resumed run, a Dask worker recomputing a quarter of them). Alone, an image's
+map is a function of the image; it costs 0-14% more time than batches of 16
+(the benchmark's backbones section).
 """
 from __future__ import annotations
 
@@ -61,14 +70,29 @@ def pool_map(f: np.ndarray, k: int) -> np.ndarray:
     return (out / cnt).astype(np.float32)
 
 
+ALGO = 2  # the feature arithmetic: 2, one image per backbone call (module doc); 1 (no suffix), batches of 16
+
+
+def backbone_maps(model, images: np.ndarray, mode: str, pool: int) -> np.ndarray:
+    """Feature maps (n, positions, channels) as float16, the cache's precision, of uint8 ``images`` (n, s, s, 3):
+    each image goes through ``model`` alone, preprocessed by ``mode`` and average-pooled ``pool`` x ``pool``. The one
+    way the project turns images into features (the cache, and the final models' predictions on new images)."""
+    out = []
+    for x in images:
+        f = pool_map(np.asarray(model.predict_on_batch(preprocess(x[None], mode))), pool)
+        out.append(f.reshape(-1, f.shape[-1]).astype(np.float16))
+    return np.stack(out)
+
+
 class FeatureCache:
     """Backbone feature maps for one :class:`Weights`, cached per image."""
 
     def __init__(self, weights: Weights, cache_root: Path | str | None = None, batch_size: int = 16, root=None,
                  pool: int = 1):
+        """``batch_size``: images x views read and written per progress step (each still computed alone)."""
         self.w = weights
         self.pool = int(pool)
-        tag = f"-pool{self.pool}" if self.pool > 1 else ""
+        tag = (f"-pool{self.pool}" if self.pool > 1 else "") + f"-x{ALGO}"
         self.dir = folder("features", f"{weights.backbone}-{weights.key}-{weights.input_size}{tag}", root=cache_root)
         self.batch_size = int(batch_size)
         self.root = root
@@ -103,10 +127,9 @@ class FeatureCache:
             chunk = todo[start:start + per_batch]
             x = np.stack([view(load_image(it, self.w.input_size, root), v, it.sha256)
                           for it in chunk for v in range(n_views)])
-            f = np.asarray(self.model().predict_on_batch(preprocess(x, self.w.preprocess)))
+            f = backbone_maps(self.model(), x, self.w.preprocess, self.pool)
             self.backbone_calls += len(x)
-            f = pool_map(f, self.pool)
-            f = f.reshape(len(chunk), n_views, -1, f.shape[-1]).astype(np.float16)
+            f = f.reshape(len(chunk), n_views, *f.shape[1:])
             for it, fi in zip(chunk, f):
                 atomic_save_npz(self.path(it), features=fi)
         self.seconds += time.perf_counter() - t0

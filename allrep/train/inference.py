@@ -101,15 +101,12 @@ class Predictor:
     def member_probs(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per backbone, (members, n) p(ALL) for the images, exactly as the pipeline computes features
         (view 0, the backbone's preprocessing, pooling, float16 cache precision, the saved reduction)."""
-        from allrep.train.backbones import preprocess
-        from allrep.train.features import pool_map
+        from allrep.train.features import backbone_maps
 
         out = {}
         for bb, part in self.parts.items():
-            x = images[bb]
-            f = np.asarray(part["backbone"].predict_on_batch(preprocess(x, part["w"].preprocess)))
-            f = pool_map(f, self.cfg.features.pool)
-            f = f.reshape(len(x), -1, f.shape[-1]).astype(np.float16).astype(np.float32)
+            f = backbone_maps(part["backbone"], images[bb], part["w"].preprocess, self.cfg.features.pool)
+            f = f.astype(np.float32)
             X = part["reduction"](f)
             out[bb] = np.stack([np.asarray(h.predict_on_batch(X))[:, 1].astype(np.float64) for h in part["heads"]])
         return out

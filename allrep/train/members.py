@@ -6,8 +6,8 @@ which role (train / val / test), the head's settings, the whole ``Training`` sec
 engine turns plans into cached results:
 
 * :func:`key` is a plan's cache key: exactly what the result depends on (the weights' identity and input
-  size, the feature settings, the plan's rows, head, training and seed, and :data:`ALGO`, the version of the
-  training arithmetic), built by :func:`cache_key`, the one key builder of trained models (step 35's
+  size, the feature settings and arithmetic (:data:`allrep.train.features.ALGO`), the plan's rows, head, training
+  and seed, and :data:`ALGO`, the version of the training arithmetic), built by :func:`cache_key`, the one key builder of trained models (step 35's
   whole networks use it too);
 * :func:`fetch` returns each plan's result, training the missing ones first (:func:`train`);
 * :func:`train` loads each split's features once, fits its channel reduction on its training part
@@ -35,6 +35,7 @@ from allrep.io import atomic_save_npz, atomic_write_json
 from allrep.profile import Head, Profile, Training
 from allrep.progress import head_done
 from allrep.repro import digest, seed_for
+from allrep.train.features import ALGO as FEATURES_ALGO
 
 ALGO = "engine-2-slots16"  # per-head epochs, a pool of 16 slots compiled with XLA (allrep.train.heads.run_pool); 2: the
 # engine's heads no longer equal those of the registered run for the same plan (measured), so none is reused for one
@@ -103,7 +104,7 @@ def cache_key(algo: str, **depends_on) -> str:
 def key(cfg: Profile, p: Plan) -> str:
     """The cache key of a plan's result."""
     w = _weights(cfg, p.backbone)
-    return cache_key(ALGO, weights=w.key, size=w.input_size, features=asdict(cfg.features), rows=p.rows,
+    return cache_key(ALGO, weights=w.key, size=w.input_size, features=dict(asdict(cfg.features), algo=FEATURES_ALGO), rows=p.rows,
                      head=p.head.to_dict(), training=asdict(p.training), seed=p.seed, keep_weights=p.keep_weights)
 
 
