@@ -56,3 +56,25 @@ def test_amendments_list_their_code(cfg):
     a = report.amendment_code_changes()
     assert a["amendment"].tolist() == ["Amendment 1", "Amendment 2"]
     assert "`allrep/places.py`" in a.set_index("amendment").loc["Amendment 2", "code changed"]
+
+
+def test_development_looks_are_counted_up_to_the_registered_scoring():
+    """The book's "scored up to N times per model while the recipe, the margin and the intra-group correlation were
+    chosen" counts the development looks before the registered run's first ledger row; a later re-execution of the
+    development run (one more look at each of its test parts) chose nothing and does not move N."""
+    import pandas as pd
+
+    from allrep.book.report import shared_with_development
+    from allrep.profile import load_profile
+    from allrep.record import ledger, places
+
+    cfg, dev = load_profile("confirmatory"), load_profile("paper")
+    lg = ledger.read(places.ledger_path(dev))
+    first = pd.to_datetime(lg.loc[lg["split_seed"].astype(int) == cfg.seed, "date"], utc=True).min()
+    before = lg[(lg["split_seed"].astype(int) == dev.seed) & (pd.to_datetime(lg["date"], utc=True) < first)]
+    expected = int(ledger.counts(before)["max_looks_per_split_and_model"].max())
+    assert shared_with_development(cfg, dev)["most_development_looks"] == expected
+    after = lg[(lg["split_seed"].astype(int) == dev.seed) & (pd.to_datetime(lg["date"], utc=True) >= first)]
+    assert len(after) > 0  # the development run was re-executed after the registered scoring: the case this covers
+    assert int(ledger.counts(lg[lg["split_seed"].astype(int) == dev.seed])["max_looks_per_split_and_model"].max()) \
+        > expected

@@ -120,13 +120,17 @@ def targets(cfg: Profile) -> pd.DataFrame:
 
 def shared_with_development(cfg: Profile, development: Profile) -> dict:
     """How independent the registered run is of the development run: the images the development run tested
-    (any outer split's test part) and the most looks one development test part got per model."""
+    (any outer split's test part) and the most looks one development test part got per model before the registered
+    run was scored (its first ledger row): later re-executions of the development run chose nothing it uses."""
     dev = pd.concat([pd.read_csv(p) for p in sorted((places.output_dir(development) / "splits").glob("*.csv"))])
     tested = set(dev.loc[dev["role"] == "test", "id"])
     reg = pd.concat([pd.read_csv(p) for p in sorted((places.output_dir(cfg) / "splits").glob("*.csv"))])
     images = set(reg["id"])
     lg = read(places.ledger_path(development))
     dev_rows = lg[lg["split_seed"].astype(int) == development.seed]
+    registered = pd.to_datetime(lg.loc[lg["split_seed"].astype(int) == cfg.seed, "date"], utc=True)
+    if len(registered):
+        dev_rows = dev_rows[pd.to_datetime(dev_rows["date"], utc=True) < registered.min()]
     most = int(counts(dev_rows)["max_looks_per_split_and_model"].max()) if len(dev_rows) else 0
     return dict(images=len(images), tested_in_development=len(images & tested), most_development_looks=most)
 
