@@ -157,9 +157,9 @@ def book_tables(cfg: Profile) -> dict[str, str]:
 
 def digests_markdown(profile: str = "smoke") -> str:
     """The committed per-stage digests of ``profile``'s run (allrep.record.digests), one row per CPU recorded:
-    per stage, the first 8 hex digits of its digest, so equal stages read equal across rows. Its arithmetic (the
-    versions of the feature extraction, the member engine and the scoring) says which code it describes: rows of
-    other arithmetic are not expected to agree."""
+    per stage, the first 8 hex digits of its digest, so equal stages read equal across rows. Below the table, each
+    record's arithmetic (the versions of the feature extraction, the member engine and the scoring) says which code
+    it describes: records of other arithmetic are not expected to agree."""
     from allrep.profile import load_profile
     from allrep.record import digests
 
@@ -170,13 +170,14 @@ def digests_markdown(profile: str = "smoke") -> str:
     for r in recs:
         flags = set(r["cpu"].get("flags", []))
         row = {"CPU": r["cpu"].get("model", "unknown"),
-               "widest vectors": " ".join(f for f in ("avx2", "avx512f", "amx_tile") if f in flags) or "none",
-               "arithmetic": ", ".join(f"{k} {v}" for k, v in sorted(r.get("arithmetic", {}).items()))
-               or "before versions were recorded"}
+               "widest vectors": " ".join(f for f in ("avx2", "avx512f", "amx_tile") if f in flags) or "none"}
         for stage in digests.STAGES:
             row[stage] = digests.stage_sha256(r, stage)[:8]
         rows.append(row)
-    return markdown_table(pd.DataFrame(rows)) + "\n"
+    arithmetic = [f"- {r['cpu'].get('model', 'unknown')}: " + (", ".join(
+        f"{k} `{v}`" for k, v in sorted(r.get("arithmetic", {}).items())) or "recorded before records named their arithmetic")
+        for r in recs]  # below the table, which stays narrow enough for the page
+    return markdown_table(pd.DataFrame(rows)) + "\n\nThe arithmetic each record describes:\n\n" + "\n".join(arithmetic) + "\n"
 
 
 def recipe_markdown(cfg: Profile, path: Path) -> str:
