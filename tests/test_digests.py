@@ -59,6 +59,7 @@ def test_a_record_of_other_arithmetic_is_reported_never_compared(tmp_path, monke
     assert digests.comparable(mine, json.loads(json.dumps(mine)))
     (line,) = digests.report(mine, [older])
     assert "this CPU" in line and "other arithmetic" in line and "not compared" in line and "differs" not in line
+    assert digests.arithmetic_words(older) in line and digests.arithmetic_words(mine) != digests.arithmetic_words(older)
     newer = dict(mine, arithmetic=dict(mine["arithmetic"], features=mine["arithmetic"]["features"] + 1))
     assert not digests.comparable(newer, mine)
     (line,) = digests.report(mine, [json.loads(json.dumps(mine))])

@@ -174,9 +174,8 @@ def digests_markdown(profile: str = "smoke") -> str:
         for stage in digests.STAGES:
             row[stage] = digests.stage_sha256(r, stage)[:8]
         rows.append(row)
-    arithmetic = [f"- {r['cpu'].get('model', 'unknown')}: " + (", ".join(
-        f"{k} `{v}`" for k, v in sorted(r.get("arithmetic", {}).items())) or "recorded before records named their arithmetic")
-        for r in recs]  # below the table, which stays narrow enough for the page
+    arithmetic = [f"- {r['cpu'].get('model', 'unknown')}: {digests.arithmetic_words(r)}"
+                  for r in recs]  # below the table, which stays narrow enough for the page
     return markdown_table(pd.DataFrame(rows)) + "\n\nThe arithmetic each record describes:\n\n" + "\n".join(arithmetic) + "\n"
 
 

@@ -152,9 +152,19 @@ def same_machine(a: dict, b: dict) -> bool:
     return _machine(a) == _machine(b)
 
 
+def same_arithmetic(a: dict, b: dict) -> bool:
+    return a.get("arithmetic", {}) == b.get("arithmetic", {})
+
+
 def comparable(a: dict, b: dict) -> bool:
     """Whether two records should be bitwise equal: one CPU model and instruction set, one arithmetic."""
-    return same_machine(a, b) and a.get("arithmetic", {}) == b.get("arithmetic", {})
+    return same_machine(a, b) and same_arithmetic(a, b)
+
+
+def arithmetic_words(rec: dict) -> str:
+    """A record's arithmetic in words (the report and the book's digests table)."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(rec.get("arithmetic", {}).items())) or \
+        "recorded before records named their arithmetic"
 
 
 def records(cfg: Profile) -> list[dict]:
@@ -169,10 +179,8 @@ def report(mine: dict, recorded: list[dict]) -> list[str]:
         bad = compare(mine, rec)
         same = "this CPU" if same_machine(rec, mine) else "another CPU"
         head = f"{rec['cpu'].get('model')} ({same}, {len(rec['cpu'].get('flags', []))} ISA flags): "
-        theirs = rec.get("arithmetic", {})
-        if theirs != mine.get("arithmetic", {}):
-            lines.append(head + f"recorded with other arithmetic ({theirs or 'before versions were recorded'}), "
-                         "not compared")
+        if not same_arithmetic(rec, mine):
+            lines.append(head + f"other arithmetic ({arithmetic_words(rec)}), not compared")
         else:
             lines.append(head + ("every stage identical" if not bad else "differs at " + ", ".join(bad)))
     return lines
