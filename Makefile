@@ -28,7 +28,7 @@ browser:  ## install Debian's chromium for the browser test where it is missing
 
 # pytest-xdist, one worker per core, tests in their order: the ones that read the smoke run come last (tests/conftest.py)
 test: setup weights browser  ## set up and run the whole test suite (needs ALLREP_DATA)
-	ALLREP_WEIGHTS_DIR=$${ALLREP_WEIGHTS_DIR:-$$PWD/.weights/imagenet} $(PY) -m pytest -q -n auto --dist loadgroup --no-loadscope-reorder --durations=15
+	ALLREP_WEIGHTS_DIR=$${ALLREP_WEIGHTS_DIR:-$$PWD/.weights/imagenet} $(PY) -m pytest -q -n auto --dist loadgroup --no-loadscope-reorder --durations=30
 
 test-fast: setup  ## the tests that train nothing (seconds)
 	$(PY) -m pytest -q -n auto -m "not slow" --durations=15

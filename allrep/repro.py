@@ -14,17 +14,23 @@ from pathlib import Path
 def setup(seed: int = 0, threads: int | None = None) -> dict:
     """Deterministic kernels and seeds; returns the environment facts the book reports.
 
-    Must run before keras is imported for the environment variables to apply.
+    Must run before keras is imported for the environment variables to apply. Keras is seeded
+    (``keras.utils.set_random_seed``) as soon as it is imported, not here: a notebook that only reads cached
+    heads never starts the backend (about 5 s of CPU each). wrapt's post-import hook (wrapt comes with
+    TensorFlow) calls it at once when keras is already imported.
     """
+    import random
+
+    import numpy as np
+    import wrapt
+
     pin_numerics()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    import keras
-    import numpy as np
-
-    keras.utils.set_random_seed(int(seed))
+    random.seed(int(seed))
     np.random.seed(int(seed))
-    return environment()
+    wrapt.register_post_import_hook(lambda keras: keras.utils.set_random_seed(int(seed)), "keras")
+    return environment(start_backend=False)
 
 
 def seed_for(seed: int, *parts) -> int:
@@ -77,25 +83,38 @@ def git_commit(root=None) -> str:
     return (head or "unknown") + ("+dirty" if head and dirty else "")
 
 
-def environment() -> dict:
+def configured_backend() -> str:
+    """The Keras backend's name. Without starting it: keras's own rule (``KERAS_BACKEND``, else ``keras.json``'s
+    "backend" in ``KERAS_HOME`` or ``~/.keras``, else tensorflow), read here because keras exposes it only once
+    imported; once keras is imported, keras's own answer."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = Path(os.environ.get("KERAS_HOME") or Path(os.path.expanduser("~")) / ".keras")
+    try:
+        return json.loads((home / "keras.json").read_text()).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def environment(start_backend: bool = True) -> dict:
     """Versions and hardware, for provenance: what matters (OS, architecture, CPU count, accelerator),
-    never a host name or a path."""
-    import keras
+    never a host name or a path. ``start_backend=False``: the accelerator is "not started" unless keras is
+    already imported (a notebook's set-up line; the runner records the full provenance)."""
+    import importlib.metadata as md
+
     import numpy as np
 
+    started = start_backend or "keras" in sys.modules
     info = dict(python=sys.version.split()[0], os=platform.system(), machine=platform.machine(),
-                cpus=os.cpu_count(), accelerator=accelerator(), keras=keras.__version__, backend=keras.backend.backend(), numpy=np.__version__,
-                commit=git_commit())
-    try:
-        import importlib.metadata as md
-
-        for pkg in ("tensorflow", "jax", "keras-tuner", "scikit-learn", "papermill"):
-            try:
-                info[pkg] = md.version(pkg)
-            except md.PackageNotFoundError:
-                pass
-    except ImportError:
-        pass
+                cpus=os.cpu_count(), accelerator=accelerator() if started else "not started",
+                keras=md.version("keras"), backend=configured_backend(), numpy=np.__version__, commit=git_commit())
+    for pkg in ("tensorflow", "jax", "keras-tuner", "scikit-learn", "papermill"):
+        try:
+            info[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
     return info
 
 

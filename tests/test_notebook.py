@@ -1,4 +1,6 @@
 """allrep.notebook: what a glue cell shows is every glued value, never a truncated table."""
+import pytest
+
 from allrep.notebook import Glued
 
 
@@ -25,3 +27,45 @@ def test_the_notebooks_ask_for_the_kernel_that_setup_registers():
     for p in sorted((ROOT / "notebooks").glob("*.ipynb")):
         spec = json.loads(p.read_text())["metadata"]["kernelspec"]
         assert (spec["name"], spec["display_name"]) == (name, display), p.name
+
+
+_CACHED_STEP = """
+import sys
+import allrep.notebook
+ctx = allrep.notebook.setup("30_ensemble", "smoke", backbone="mobilenetv2", dataset="IDB2")
+from allrep.steps import step30_ensemble
+from allrep.train import tuning
+from allrep.train.heads import convergence, epochs_summary
+tuning.space_table()
+started = "keras" in sys.modules or "tensorflow" in sys.modules
+import numpy as np
+before = np.random.rand()
+import keras
+print(started, ctx.env["backend"], before, np.random.rand(), int(keras.ops.convert_to_numpy(keras.random.randint((), 0, 10**9))))
+"""
+
+
+@pytest.mark.slow  # starts the backend twice
+def test_a_notebook_that_reads_caches_starts_no_backend_and_keras_is_seeded_on_import():
+    """A notebook's set-up and the modules of a step that only reads cached heads do not import keras (about 5 s of
+    CPU in each of the smoke run's notebooks); keras, once imported, is seeded with the profile's seed as if set-up
+    had imported it (numpy's global stream restarts from the seed, and keras' own draws are the seeded ones)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", _CACHED_STEP], cwd=ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.splitlines()[-1].split()  # after the set-up line
+
+    first, again = run(), run()
+    started, backend, before, after, _drawn = first
+    assert started == "False" and backend == "tensorflow"
+    import numpy as np
+
+    from allrep.profile import load_profile
+
+    np.random.seed(load_profile("smoke").seed)
+    assert float(before) == float(after) == np.random.rand()  # re-seeded when keras arrived
+    assert again == first  # keras' own draw too

@@ -58,23 +58,39 @@ def test_amendments_list_their_code(cfg):
     assert "`allrep/places.py`" in a.set_index("amendment").loc["Amendment 2", "code changed"]
 
 
-def test_development_looks_are_counted_up_to_the_registered_scoring():
+def test_development_looks_are_counted_up_to_the_registered_scoring(tmp_path, monkeypatch):
     """The book's "scored up to N times per model while the recipe, the margin and the intra-group correlation were
     chosen" counts the development looks before the registered run's first ledger row; a later re-execution of the
-    development run (one more look at each of its test parts) chose nothing and does not move N."""
+    development run (one more look at each of its test parts) chose nothing and does not move N. A made-up ledger:
+    split 0 of the development seed looked at three times by one model before the registered scoring, once by
+    another, and twice more after it; another seed's rows do not count."""
     import pandas as pd
 
-    from allrep.book.report import shared_with_development
+    from allrep.book import report
     from allrep.profile import load_profile
-    from allrep.record import ledger, places
+    from allrep.record import ledger
 
     cfg, dev = load_profile("confirmatory"), load_profile("paper")
-    lg = ledger.read(places.ledger_path(dev))
-    first = pd.to_datetime(lg.loc[lg["split_seed"].astype(int) == cfg.seed, "date"], utc=True).min()
-    before = lg[(lg["split_seed"].astype(int) == dev.seed) & (pd.to_datetime(lg["date"], utc=True) < first)]
-    expected = int(ledger.counts(before)["max_looks_per_split_and_model"].max())
-    assert shared_with_development(cfg, dev)["most_development_looks"] == expected
-    after = lg[(lg["split_seed"].astype(int) == dev.seed) & (pd.to_datetime(lg["date"], utc=True) >= first)]
-    assert len(after) > 0  # the development run was re-executed after the registered scoring: the case this covers
-    assert int(ledger.counts(lg[lg["split_seed"].astype(int) == dev.seed])["max_looks_per_split_and_model"].max()) \
-        > expected
+
+    def row(seed, repeat, models, date, look="new"):
+        return dict(dataset="IDB2", protocol="grouped", split_seed=seed, split_set="s", repeat=repeat, models=models,
+                    commit="c", date=date, k=1, n=2, look=look, digest="d")
+
+    rows = [row(dev.seed, 0, "fused", f"2025-01-0{d}T00:00:00+00:00") for d in (1, 2, 3)]
+    rows += [row(dev.seed, 0, "mobilenetv2", "2025-01-02T00:00:00+00:00"),
+             row(dev.seed, 0, "fused", "2025-01-03T00:00:00+00:00", look="repeat"),
+             row(cfg.seed, 0, "fused", "2025-02-01T00:00:00+00:00"),  # the registered scoring
+             row(cfg.seed, 0, "fused", "2025-02-02T00:00:00+00:00"),
+             row(dev.seed + 1, 0, "fused", "2025-01-01T00:00:00+00:00"),
+             row(dev.seed + 1, 0, "fused", "2025-01-02T00:00:00+00:00"),
+             row(dev.seed + 1, 0, "fused", "2025-01-03T00:00:00+00:00"),
+             row(dev.seed + 1, 0, "fused", "2025-01-04T00:00:00+00:00")]
+    rows += [row(dev.seed, 0, "fused", f"2025-03-0{d}T00:00:00+00:00") for d in (1, 2)]
+    path = tmp_path / "ledger.csv"
+    pd.DataFrame(rows, columns=ledger.COLUMNS).to_csv(path, index=False)
+    monkeypatch.setattr(report.places, "ledger_path", lambda profile: path)
+    assert report.shared_with_development(cfg, dev)["most_development_looks"] == 3
+    pd.DataFrame(rows[:5], columns=ledger.COLUMNS).to_csv(path, index=False)  # no registered scoring yet: every look
+    assert report.shared_with_development(cfg, dev)["most_development_looks"] == 3
+    pd.DataFrame(rows[:5] + rows[-2:], columns=ledger.COLUMNS).to_csv(path, index=False)
+    assert report.shared_with_development(cfg, dev)["most_development_looks"] == 5

@@ -105,7 +105,9 @@ def test_reused_scratch_trainer_equals_a_fresh_model():
     from the member's seed, BatchNorm statistics, optimiser and schedule at step 0)."""
     from allrep.profile import Head
     from allrep.train.backbones import resolve_weights
-    from allrep.train.scratch import train_member
+    from allrep.train.scratch import scratch_trainer, train_member
+
+    scratch_trainer.cache_clear()  # the first member below is the first of a newly built model
 
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(24, 32, 32, 3), dtype=np.uint8)
@@ -115,8 +117,8 @@ def test_reused_scratch_trainer_equals_a_fresh_model():
     r = Recipe(epochs=2, batch_size=8, learning_rate=1e-3, schedule="cosine", warmup_epochs=1, weight_decay=0.01,
                bn_momentum=0.9, augment=True, label_smoothing=0.1, patience=5)
     args = (X[:16], y[:16], X[16:20], y[16:20], X[20:])
-    fresh = train_member(w, hp, r, *args, seed=7, reuse=False)
-    train_member(w, hp, r, *args, seed=3)  # trains the cached model
+    fresh = train_member(w, hp, r, *args, seed=7)  # the first member of the trainer just built (traced once)
+    train_member(w, hp, r, *args, seed=3)  # leaves trained weights, statistics and optimiser state in it
     reused = train_member(w, hp, r, *args, seed=7)
     assert np.allclose(fresh["p_test"], reused["p_test"], rtol=0, atol=1e-6)
     assert fresh["history"]["loss"] == pytest.approx(reused["history"]["loss"], abs=1e-6)

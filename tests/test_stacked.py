@@ -43,7 +43,7 @@ def test_a_head_in_a_stack_is_the_head_alone():
     reversed_ = train_heads(tasks[::-1], 8, 2, 32, reuse=False)[::-1]  # other slots, other neighbours
     slotted = train_heads(tasks, 8, 2, 32, reuse=False, slots=2)  # 5 heads through 2 slots, refilled
     for t, a, r, b in zip(tasks, together, reversed_, slotted):
-        alone = train_heads([t], 8, 2, 32, reuse=False)[0]
+        alone = train_heads([t], 8, 2, 32)[0]  # one one-slot model, reset per head (reset = fresh: test_training)
         _close(a, alone)
         _close(r, alone)
         _close(b, alone)  # another number of slots: equal to round-off
@@ -99,8 +99,8 @@ print(weights_digest(r["weights"]))
 
 @pytest.mark.slow
 def test_a_head_is_the_same_whatever_the_callers_numeric_environment():
-    """The same head trained in processes started without TF_DETERMINISTIC_OPS, with 0 and with 1 ends with the
-    same weights, bit for bit: a serial run from a shell and Dask workers from another environment agree (the
+    """The same head trained in processes started with TF_DETERMINISTIC_OPS 0 (TensorFlow's default, as without
+    it) and with 1 ends with the same weights, bit for bit: a serial run from a shell and Dask workers from another environment agree (the
     setting itself changes the arithmetic: allrep.repro.NUMERICS)."""
     import os
     import subprocess
@@ -112,4 +112,5 @@ def test_a_head_is_the_same_whatever_the_callers_numeric_environment():
         out = subprocess.run([sys.executable, "-c", _TRAIN_ONE], env=env, capture_output=True, text=True, check=True)
         return out.stdout.split()[-1]
 
-    assert len({digest(None), digest("0"), digest("1")}) == 1
+    # with 0, which is also TensorFlow's default without the setting, and with 1: equal only if 0 is pinned to 1
+    assert digest("0") == digest("1")

@@ -44,17 +44,6 @@ def _acc(p, y):
     return float(((p > 0.5) == (y == 1)).mean())
 
 
-def test_member_learns_and_is_reproducible(idb2):
-    _, d, _ = idb2
-    a = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [3])[0]
-    b = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [3], reuse=False)[0]
-    acc = _acc(a["p_test"], d["test"][1])
-    assert acc >= 0.75, f"grouped-split test accuracy {acc:.3f} is not well above chance"
-    assert np.array_equal(a["p_test"], b["p_test"]), "same seed, different probabilities"
-    c = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [4])[0]
-    assert not np.array_equal(a["p_test"], c["p_test"])
-
-
 def test_shuffled_labels_give_chance(idb2):
     _, d, _ = idb2
     X, y = d["train"]
@@ -86,14 +75,21 @@ def test_dihedral_views_are_exact():
     assert j.shape == img.shape and not np.array_equal(j, view(img, 1))
 
 
-def test_joint_members_are_independent_and_reproducible(idb2):
+def test_members_learn_are_reproducible_and_a_reset_trainer_is_a_fresh_one(idb2):
+    """Three members trained together on a newly built model, then again on the cached model after it trained
+    others (trained weights, dropout streams and optimiser state left in it): the same probabilities and histories
+    bit for bit (the ensemble model is traced once and reset across splits); each member has its own
+    initialisation and data order, learns, and stops on its own validation curve."""
     _, d, _ = idb2
-    a = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [11, 12, 13], reuse=False)
-    b = _heads(*d["train"], *d["val"], d["test"][0], HP, TS, [11, 12, 13])
-    assert all(np.array_equal(x["p_test"], y["p_test"]) for x, y in zip(a, b))
+    args = (*d["train"], *d["val"], d["test"][0], HP, TS)
+    a = _heads(*args, [11, 12, 13], reuse=False)
+    _heads(*args, [5, 6, 7])  # the cached trainer, left dirty
+    b = _heads(*args, [11, 12, 13])
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x["p_test"], y["p_test"]) and x["history"] == y["history"], "same seed, other result"
     assert not np.array_equal(a[0]["p_test"], a[1]["p_test"])  # own init and data order
-    assert all(_acc(x["p_test"], d["test"][1]) >= 0.75 for x in a)
-    # each member stops on its own validation curve
+    accs = [_acc(x["p_test"], d["test"][1]) for x in a]
+    assert min(accs) >= 0.75, f"grouped-split test accuracies {accs} are not well above chance"
     from allrep.train.heads import ended_by
 
     for x in a:
@@ -120,18 +116,6 @@ def test_gpu_script_runs_members_on_cpu_with_one_model(weights_dir, data_root, t
     assert len(mem) == 2 and mem[0]["n"] == 22 and mem[0]["seed"] != mem[1]["seed"]
     assert mem[0]["p_test"] != mem[1]["p_test"]  # re-initialised heads, not the same member twice
     assert (tmp_path / "gpu_members.json").is_file()
-
-
-def test_reused_trainer_equals_a_fresh_one(idb2):
-    """The ensemble model is traced once and reused across splits: a reset must make it
-    indistinguishable from a newly built one (weights, dropout streams, optimiser)."""
-    _, d, _ = idb2
-    args = (*d["train"], *d["val"], d["test"][0], HP, TS)
-    fresh = _heads(*args, [21, 22], reuse=False)
-    _heads(*args, [5, 6])  # leaves trained weights and optimiser state in the cached trainer
-    reused = _heads(*args, [21, 22])
-    for a, b in zip(fresh, reused):
-        assert np.array_equal(a["p_test"], b["p_test"]) and a["history"] == b["history"]
 
 
 def test_optimizer_reset_keeps_the_learning_rate():

@@ -90,3 +90,14 @@ def test_space_table_reads_the_space():
     t = space_table().set_index("hyperparameter")
     assert list(t.index) == ["learning_rate", "weight_decay", "dropout"]
     assert t.loc["learning_rate", "values"] == "0.0003 to 0.03" and t.loc["learning_rate", "sampling"] == "log"
+
+
+def test_the_space_read_without_keras_tuner_is_keras_tuners_space():
+    """The notebooks read the space off :func:`allrep.train.tuning.declared` (no backend start); the searches use
+    keras-tuner's HyperParameters built by the same declaration: the two must agree field by field."""
+    from allrep.train.tuning import declared, space
+
+    tuner = [{k: h.get_config()[k] for k in ("name", "min_value", "max_value", "step", "sampling")}
+             for h in space().space]
+    assert declared() == tuner
+    assert [d["name"] for d in declared()] == ["learning_rate", "weight_decay", "dropout"]

@@ -390,7 +390,7 @@ def ledger_sentence(cfg: Profile) -> str:
     if not path.is_file():
         return "No test part has been scored yet.\n"
     lg = ledger.read(path)
-    lg = lg[lg["split_seed"] == cfg.seed]
+    lg = lg[ledger.of_seed(lg, cfg.seed)]
     if not len(lg):
         return "No test part of this run's splits has been scored yet.\n"
     c = ledger.counts(lg)

@@ -16,7 +16,7 @@ from allrep.evaluate.claims import effective_n, verdicts
 from allrep.profile import PROJECT_ROOT, Profile
 from allrep.record import places
 from allrep.record.history import git
-from allrep.record.ledger import counts, read
+from allrep.record.ledger import counts, of_seed, read
 from allrep.runner.pipeline import recorded_runs
 
 ICCS = (0.0, 0.1, 0.2, 0.3)
@@ -127,8 +127,8 @@ def shared_with_development(cfg: Profile, development: Profile) -> dict:
     reg = pd.concat([pd.read_csv(p) for p in sorted((places.output_dir(cfg) / "splits").glob("*.csv"))])
     images = set(reg["id"])
     lg = read(places.ledger_path(development))
-    dev_rows = lg[lg["split_seed"].astype(int) == development.seed]
-    registered = pd.to_datetime(lg.loc[lg["split_seed"].astype(int) == cfg.seed, "date"], utc=True)
+    dev_rows = lg[of_seed(lg, development.seed)]
+    registered = pd.to_datetime(lg.loc[of_seed(lg, cfg.seed), "date"], utc=True)
     if len(registered):
         dev_rows = dev_rows[pd.to_datetime(dev_rows["date"], utc=True) < registered.min()]
     most = int(counts(dev_rows)["max_looks_per_split_and_model"].max()) if len(dev_rows) else 0

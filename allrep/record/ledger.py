@@ -242,6 +242,12 @@ def as_benchmark(rows: pd.DataFrame, note: str) -> pd.DataFrame:
     return out
 
 
+def of_seed(ledger: pd.DataFrame, seed: int) -> pd.Series:
+    """Which rows of ``ledger`` score splits drawn with ``seed`` (a run's rows: each run has its own split seed),
+    as a boolean mask; the column is read as text or as numbers alike."""
+    return ledger["split_seed"].astype(int) == int(seed)
+
+
 def counts(ledger: pd.DataFrame, development_seeds=()) -> pd.DataFrame:
     """Per dataset, protocol and split seed: outer splits, new looks at each split's test part (the most
     any split got, over all models), repeats, rows recorded after the fact, exploratory and benchmark rows, and a

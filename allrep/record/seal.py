@@ -153,7 +153,7 @@ def ledger_rows(cfg: Profile) -> pd.DataFrame:
     predictions (``added = "exploratory"``, :mod:`allrep.record.robustness`) excepted."""
     df = ledger.read(places.ledger_path(cfg))
     later = df["added"].isin(["backfill", "exploratory"]) if "added" in df.columns else False
-    return df[(df["split_seed"].astype(int) == cfg.seed) & (df["look"] != "replay") & ~later].reset_index(drop=True)
+    return df[ledger.of_seed(df, cfg.seed) & (df["look"] != "replay") & ~later].reset_index(drop=True)
 
 
 def _ledger_digest(rows: pd.DataFrame) -> str:

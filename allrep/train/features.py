@@ -24,8 +24,9 @@ depends on the batch it shares and on its place in that batch, by up to 1e-5
 (MobileNetV2, InceptionV3 and EfficientNetB3 alike), so a cache filled in
 batches would depend on which images were missing when it was filled (a
 resumed run, a Dask worker recomputing a quarter of them). Alone, an image's
-map is a function of the image; it costs 0-14% more time than batches of 16
-(the benchmark's backbones section).
+map is a function of the image. It cost 0-14% more time than batches of 16
+when measured against them on that CPU, per 32 images of each backbone; the
+benchmark's backbones section reports the images per second it gives.
 """
 from __future__ import annotations
 

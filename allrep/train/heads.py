@@ -13,32 +13,46 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 
-import keras
 import numpy as np
 
 
-class Shuffled(keras.utils.PyDataset):
-    """Batches of (X, y) in a seeded permutation, a new one every epoch (backend-agnostic; used for images).
+@lru_cache(maxsize=None)
+def _shuffled_class():
+    """The PyDataset below, built on first use: a module-level ``keras`` import would start the backend (about 5 s
+    of CPU) in every notebook that only reads cached heads."""
+    import keras
 
-    ``transform(x, rng)``, if given, maps each batch of inputs (e.g. online augmentation and
-    preprocessing), drawing its randomness from the same seeded generator."""
+    class Shuffled(keras.utils.PyDataset):
+        """Batches of (X, y) in a seeded permutation, a new one every epoch (backend-agnostic; used for images).
 
-    def __init__(self, X, y, batch_size: int, seed: int, transform=None):
-        super().__init__()
-        self.X, self.y, self.batch_size, self.transform = X, y, int(batch_size), transform
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(X))
+        ``transform(x, rng)``, if given, maps each batch of inputs (e.g. online augmentation and
+        preprocessing), drawing its randomness from the same seeded generator."""
 
-    def __len__(self):
-        return int(np.ceil(len(self.X) / self.batch_size))
+        def __init__(self, X, y, batch_size: int, seed: int, transform=None):
+            super().__init__()
+            self.X, self.y, self.batch_size, self.transform = X, y, int(batch_size), transform
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(X))
 
-    def __getitem__(self, i):
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        x = self.X[idx]
-        return (x if self.transform is None else self.transform(x, self.rng)), self.y[idx]
+        def __len__(self):
+            return int(np.ceil(len(self.X) / self.batch_size))
 
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.X))
+        def __getitem__(self, i):
+            idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self.X[idx]
+            return (x if self.transform is None else self.transform(x, self.rng)), self.y[idx]
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(self.X))
+
+    return Shuffled
+
+
+def __getattr__(name: str):
+    """``heads.Shuffled``, the class of :func:`_shuffled_class`, imported as if defined here (PEP 562)."""
+    if name == "Shuffled":
+        return _shuffled_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def predict_padded(model, X, block: int, copies: int = 1) -> list:

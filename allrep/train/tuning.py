@@ -52,13 +52,33 @@ def space():
     return hp
 
 
+class _Declared:
+    """What :func:`_params` declares, read without keras-tuner: keras-tuner imports keras, which starts the backend
+    (about 5 s of CPU), and the notebooks that only show the space or the tuned values need none of it. It takes
+    ``Float`` as ``keras_tuner.HyperParameters`` does (a test compares the two) and records each declaration."""
+
+    def __init__(self):
+        self.floats: list[dict] = []
+
+    def Float(self, name, min_value, max_value, step=None, sampling="linear", default=None):  # noqa: N802
+        self.floats.append(dict(name=name, min_value=min_value, max_value=max_value, step=step, sampling=sampling))
+        return min_value
+
+
+def declared() -> list[dict]:
+    """The search space's hyperparameters as :func:`_params` declares them: name, min_value, max_value, step,
+    sampling."""
+    hp = _Declared()
+    _params(hp, Head())
+    return hp.floats
+
+
 def space_table():
     """The search space as a table (one row per hyperparameter), read off :func:`_params`."""
     import pandas as pd
 
     rows = []
-    for h in space().space:
-        c = h.get_config()
+    for c in declared():
         rows.append(dict(hyperparameter=c["name"], kind="float",
                          values=f"{c['min_value']:g} to {c['max_value']:g}" + (f", step {c['step']:g}" if c.get("step") else ""),
                          sampling=c.get("sampling") or "linear"))
@@ -195,7 +215,7 @@ def hyperparameter_table(best):
 
     if not len(best):
         return pd.DataFrame()
-    bounds = {h.name: (h.min_value, h.max_value) for h in space().space}
+    bounds = {c["name"]: (c["min_value"], c["max_value"]) for c in declared()}
     rows = []
     for (bb, ds, proto), g in best.groupby(["backbone", "dataset", "protocol"], sort=True):
         row = dict(backbone=bb, dataset=ds, protocol=proto, searches=len(g))
