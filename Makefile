@@ -27,11 +27,12 @@ browser:  ## install Debian's chromium for the browser test where it is missing
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "browser: install chromium to run the browser test"; }
 
 # pytest-xdist, one worker per core, tests in their order: the ones that read the smoke run come last (tests/conftest.py)
+# -p no:nbval: nbval runs in a pytest of its own (tests/test_pipeline.py); this one need not import it at start-up
 test: setup weights browser  ## set up and run the whole test suite (needs ALLREP_DATA)
-	ALLREP_WEIGHTS_DIR=$${ALLREP_WEIGHTS_DIR:-$$PWD/.weights/imagenet} $(PY) -m pytest -q -n auto --dist loadgroup --no-loadscope-reorder --durations=30
+	ALLREP_WEIGHTS_DIR=$${ALLREP_WEIGHTS_DIR:-$$PWD/.weights/imagenet} $(PY) -m pytest -q -p no:nbval -n auto --dist loadgroup --no-loadscope-reorder --durations=30
 
 test-fast: setup  ## the tests that train nothing (seconds)
-	$(PY) -m pytest -q -n auto -m "not slow" --durations=15
+	$(PY) -m pytest -q -p no:nbval -n auto --dist loadgroup -m "not slow" --durations=15
 
 smoke: setup  ## run the smoke pipeline into scratch/ and build its book
 	$(VENV)/bin/allrep run --profile smoke && $(VENV)/bin/allrep book --profile smoke

@@ -326,8 +326,10 @@ def main(argv=None) -> int:
     a = parser().parse_args(argv)
     try:
         from allrep.repro import pin_numerics
+        from allrep.runner.execute import without_iri_grammar
 
         pin_numerics()  # before anything starts the backend; notebook kernels and LocalCluster workers inherit it
+        without_iri_grammar()  # before papermill, nbformat or the book's builder imports jsonschema
         return a.fn(a)
     except AllrepError as e:
         print(f"allrep: error: {e}", file=sys.stderr)

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from allrep.repro import pin_numerics
+from allrep.runner.execute import without_iri_grammar  # before the test modules import nbformat (Makefile: -p no:nbval)
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 pin_numerics()  # as every allrep command does: in-process tests compute what the runs compute
+without_iri_grammar()
 
 
 def _data_path():
@@ -65,6 +67,11 @@ def paper_context(step: str, **params):
     from allrep.runner.registry import get_step
 
     return Context(get_step(step), load_profile("paper"), params)
+
+
+# The few tests of the fast loop that import the backend (keras: about 5 s of CPU per process) share one xdist
+# group, so one worker pays for it (`make test-fast` and `make test` use --dist loadgroup)
+starts_backend = pytest.mark.xdist_group("starts-backend")
 
 
 def same_bytes(a: Path, b: Path) -> bool:

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import starts_backend
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Matern
 
@@ -36,6 +37,7 @@ def test_gaussian_process_warnings_are_counted_not_printed():
     assert "2 Gaussian-process fits" in gp_note("20_tuning", 2)
 
 
+@starts_backend
 def test_a_stopped_run_records_the_steps_it_finished_and_where_it_stopped(tmp_path, monkeypatch):
     """Ctrl-C in the third step: runs.json still gets this run, its finished steps' seconds, the stopped step's
     seconds so far and ``interrupted``; the interrupt reaches the caller."""

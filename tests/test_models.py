@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import starts_backend
 
 from allrep.errors import AllrepError
 from allrep.profile import Head
@@ -53,6 +54,7 @@ def test_loaded_imagenet_file_changes_features(weights_dir, data_root):
     assert abs(np.corrcoef(f_img.ravel(), f_rnd.ravel())[0, 1]) < 0.5
 
 
+@starts_backend
 def test_official_download_failure_says_what_to_do(monkeypatch):
     import keras
 

@@ -41,31 +41,31 @@ started = "keras" in sys.modules or "tensorflow" in sys.modules
 import numpy as np
 before = np.random.rand()
 import keras
-print(started, ctx.env["backend"], before, np.random.rand(), int(keras.ops.convert_to_numpy(keras.random.randint((), 0, 10**9))))
+after = np.random.rand()
+draw = lambda: int(keras.ops.convert_to_numpy(keras.random.randint((), 0, 10**9)))
+hooked = draw()
+keras.utils.set_random_seed(ctx.cfg.seed)
+print(started, ctx.env["backend"], before, after, hooked == draw())
 """
 
 
-@pytest.mark.slow  # starts the backend twice
+@pytest.mark.slow  # starts the backend
 def test_a_notebook_that_reads_caches_starts_no_backend_and_keras_is_seeded_on_import():
     """A notebook's set-up and the modules of a step that only reads cached heads do not import keras (about 5 s of
     CPU in each of the smoke run's notebooks); keras, once imported, is seeded with the profile's seed as if set-up
-    had imported it (numpy's global stream restarts from the seed, and keras' own draws are the seeded ones)."""
+    had imported it: numpy's global stream restarts from the seed, and keras' first draw is the one it makes after
+    ``keras.utils.set_random_seed`` with that seed."""
     import subprocess
     import sys
 
-    from conftest import ROOT
-
-    def run():
-        out = subprocess.run([sys.executable, "-c", _CACHED_STEP], cwd=ROOT, capture_output=True, text=True, check=True)
-        return out.stdout.splitlines()[-1].split()  # after the set-up line
-
-    first, again = run(), run()
-    started, backend, before, after, _drawn = first
-    assert started == "False" and backend == "tensorflow"
     import numpy as np
+    from conftest import ROOT
 
     from allrep.profile import load_profile
 
+    out = subprocess.run([sys.executable, "-c", _CACHED_STEP], cwd=ROOT, capture_output=True, text=True, check=True)
+    started, backend, before, after, same_draw = out.stdout.splitlines()[-1].split()  # after the set-up line
+    assert started == "False" and backend == "tensorflow"
     np.random.seed(load_profile("smoke").seed)
     assert float(before) == float(after) == np.random.rand()  # re-seeded when keras arrived
-    assert again == first  # keras' own draw too
+    assert same_draw == "True"

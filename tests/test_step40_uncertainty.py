@@ -9,6 +9,8 @@ from allrep.record import places
 from allrep.steps import step40_uncertainty as step
 
 RECOMPUTED = ("calibration", "temperatures", "referral", "diversity")  # compared byte for byte
+# both tests read one run of the step (fixture rerun, about 5 s): one xdist worker runs them
+pytestmark = pytest.mark.xdist_group("step40-rerun")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ from allrep.train.backbones import resolve_weights
 from allrep.train.features import FeatureCache, view
 
 pytestmark = pytest.mark.slow
+# the tests that read the module's features (fixture idb2, about 15 s) run on one xdist worker, which computes them once
+on_idb2 = pytest.mark.xdist_group("idb2-features")
 SIZE = 129
 HP = Head(projection=32, gru_units=16, dense_units=16, dropout=0.2, learning_rate=2e-3)
 TS = Training(epochs=25, batch_size=32, patience=5)
@@ -44,6 +46,7 @@ def _acc(p, y):
     return float(((p > 0.5) == (y == 1)).mean())
 
 
+@on_idb2
 def test_shuffled_labels_give_chance(idb2):
     _, d, _ = idb2
     X, y = d["train"]
@@ -52,6 +55,7 @@ def test_shuffled_labels_give_chance(idb2):
     assert 0.3 <= np.mean(accs) <= 0.7, f"shuffled-label accuracy {accs} is not chance"
 
 
+@on_idb2
 def test_feature_cache_is_reused(idb2, monkeypatch):
     fc, _, items = idb2
     again = FeatureCache(fc.w, fc.dir.parent.parent, 32, fc.root)
@@ -75,6 +79,7 @@ def test_dihedral_views_are_exact():
     assert j.shape == img.shape and not np.array_equal(j, view(img, 1))
 
 
+@on_idb2
 def test_members_learn_are_reproducible_and_a_reset_trainer_is_a_fresh_one(idb2):
     """Three members trained together on a newly built model, then again on the cached model after it trained
     others (trained weights, dropout streams and optimiser state left in it): the same probabilities and histories
@@ -154,6 +159,7 @@ def test_gpu_script_trains_from_scratch_with_a_profile_recipe(weights_dir, data_
     assert len(mem) == 2 and mem[0]["n"] == 22 and mem[0]["p_test"] != mem[1]["p_test"]
 
 
+@on_idb2
 def test_an_images_features_do_not_depend_on_the_images_computed_with_it(idb2, tmp_path):
     """A feature map is a function of its image (and view): computed among six images, alone, or among others in
     another order, into another cache, its array is the same bit for bit. Pushed through the backbone in one batch,

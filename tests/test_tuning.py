@@ -1,6 +1,7 @@
 """Nested tuning: searches sharing a pool of heads, each the sequential Bayesian optimisation it would be alone."""
 import numpy as np
 import pytest
+from conftest import starts_backend
 
 import allrep.train.heads
 from allrep.profile import Head, Training
@@ -75,6 +76,7 @@ def test_pooled_searches_equal_searches_alone_and_resume(tmp_path, monkeypatch):
     assert again["a"]["trials"] == both["a"]["trials"] and again["b"]["best"] == both["b"]["best"]
 
 
+@starts_backend
 def test_more_trials_run_only_the_missing_ones(tmp_path):
     s = {"a": _search(0)}
     engine = Memory(s)
@@ -92,6 +94,7 @@ def test_space_table_reads_the_space():
     assert t.loc["learning_rate", "values"] == "0.0003 to 0.03" and t.loc["learning_rate", "sampling"] == "log"
 
 
+@starts_backend
 def test_the_space_read_without_keras_tuner_is_keras_tuners_space():
     """The notebooks read the space off :func:`allrep.train.tuning.declared` (no backend start); the searches use
     keras-tuner's HyperParameters built by the same declaration: the two must agree field by field."""

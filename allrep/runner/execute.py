@@ -17,6 +17,20 @@ from allrep.record import places
 from allrep.runner.registry import Step, declared, executed_path, variant_id
 from allrep.runner.stamps import stamp
 
+
+def without_iri_grammar() -> None:
+    """Leave out jsonschema's optional IRI format checker. When the optional package ``rfc3987-syntax`` is installed
+    (Jupyter's event schemas ask for it), importing jsonschema, which papermill and nbformat do, compiles its IRI
+    grammar: about 1.6 s of CPU in every process that executes, reads or validates a notebook (each command, each
+    test process). No notebook format allrep reads or writes declares an IRI; the checker is only what jsonschema
+    leaves out when that package is missing. Must come before jsonschema's first import; idempotent."""
+    import sys
+
+    sys.modules.setdefault("rfc3987_syntax", None)  # None in sys.modules: its import fails, as if not installed
+
+
+without_iri_grammar()  # every process that executes notebooks imports this module before papermill
+
 RUNNER_ENV = "ALLREP_RUNNER"  # set by the runner (allrep run) for the kernels it starts
 ACCESS_LOG = "ALLREP_ACCESS_LOG"  # where a runner's kernel logs the results files it touches (allrep.notebook)
 
