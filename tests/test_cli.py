@@ -39,3 +39,28 @@ def test_predict_names_a_mistyped_path_before_looking_for_final_models(tmp_path)
 def test_train_final_estimates_its_time_from_the_recorded_runs():
     text = cli.train_final_estimate(load_profile("confirmatory"))
     assert text.startswith("train-final: expect up to about 12 min for one dataset") and "in 25 min on 2 CPUs" in text
+
+
+def test_allreps_processes_leave_out_the_iri_grammar_and_still_validate_notebooks():
+    """A process that imports the runner's executor, as every allrep command and test process does, imports
+    papermill and nbformat without compiling rfc3987-syntax's IRI grammar (about 1.6 s each), and nbformat still
+    validates a notebook (and rejects a broken one)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import allrep.runner.execute
+import nbformat, papermill
+assert sys.modules["rfc3987_syntax"] is None
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+nbformat.validate(nb)
+nb.cells[0]["cell_type"] = "nonsense"
+try:
+    nbformat.validate(nb)
+except nbformat.ValidationError:
+    print("rejected")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["rejected"]
