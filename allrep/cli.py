@@ -169,26 +169,26 @@ def train_final_estimate(cfg) -> str | None:
 
 def _cmd_train_final(a) -> int:
     from allrep.profile import load_profile
-    from allrep.repro import quiet_stderr, setup
+    from allrep.repro import quiet_backend, setup
     from allrep.train.final import train_final
 
     cfg = load_profile(a.profile)
     if (estimate := train_final_estimate(cfg)) is not None:
         print(estimate, flush=True)
-    with quiet_stderr():
-        setup(cfg.seed)
+    setup(cfg.seed)
+    quiet_backend()  # the backend, its start-up lines silenced (setup seeds it as it starts)
     out = train_final(cfg, a.dataset, a.hold_out or ())
     print(f"final models of {cfg.name}/{a.dataset} saved in {out}")
     return 0
 
 
 def _cmd_predict(a) -> int:
-    from allrep.repro import quiet_stderr, setup
+    from allrep.repro import quiet_backend, setup
     from allrep.train.inference import predict
 
     if any(Path(x).exists() for x in a.paths):  # something to classify: the backend, its start-up lines silenced
-        with quiet_stderr():
-            setup(0)
+        setup(0)
+        quiet_backend()
     df = predict(a.paths, a.profile, a.dataset, progress=True)
     failed = df.attrs.get("failed", [])
     for b in failed:
@@ -329,7 +329,7 @@ def main(argv=None) -> int:
         from allrep.runner.execute import without_iri_grammar
 
         pin_numerics()  # before anything starts the backend; notebook kernels and LocalCluster workers inherit it
-        without_iri_grammar()  # before papermill, nbformat or the book's builder imports jsonschema
+        without_iri_grammar()  # before papermill or nbformat imports jsonschema
         return a.fn(a)
     except AllrepError as e:
         print(f"allrep: error: {e}", file=sys.stderr)

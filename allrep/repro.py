@@ -16,8 +16,9 @@ def setup(seed: int = 0, threads: int | None = None) -> dict:
 
     Must run before keras is imported for the environment variables to apply. Keras is seeded
     (``keras.utils.set_random_seed``) as soon as it is imported, not here: a notebook that only reads cached
-    heads never starts the backend (about 5 s of CPU each). wrapt's post-import hook (wrapt comes with
-    TensorFlow) calls it at once when keras is already imported.
+    heads never starts the backend (about 5 s of CPU each). wrapt's post-import hook (a declared dependency) calls
+    it at once when keras is already imported. The returned facts name no accelerator ("not started"): a script
+    that reports one calls :func:`environment` once its backend has started.
     """
     import random
 
@@ -84,16 +85,22 @@ def git_commit(root=None) -> str:
 
 
 def configured_backend() -> str:
-    """The Keras backend's name. Without starting it: keras's own rule (``KERAS_BACKEND``, else ``keras.json``'s
-    "backend" in ``KERAS_HOME`` or ``~/.keras``, else tensorflow), read here because keras exposes it only once
-    imported; once keras is imported, keras's own answer."""
+    """The Keras backend's name, without starting it. Once keras is imported, keras' own answer; before, its rule
+    (``keras/src/backend/config.py``, read here because keras exposes the name only once imported): a non-empty
+    ``KERAS_BACKEND``, else the "backend" of ``keras.json`` in ``KERAS_HOME`` (when set at all), or in ``.keras``
+    under the home folder (``/tmp`` when that is not writable), else tensorflow."""
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
-    home = Path(os.environ.get("KERAS_HOME") or Path(os.path.expanduser("~")) / ".keras")
+    if "KERAS_HOME" in os.environ:
+        home = os.environ["KERAS_HOME"]
+    else:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
     try:
-        return json.loads((home / "keras.json").read_text()).get("backend", "tensorflow")
+        return json.loads(Path(os.path.expanduser(os.path.join(home, "keras.json"))).read_text()).get("backend",
+                                                                                                     "tensorflow")
     except (OSError, ValueError):
         return "tensorflow"
 
@@ -101,7 +108,8 @@ def configured_backend() -> str:
 def environment(start_backend: bool = True) -> dict:
     """Versions and hardware, for provenance: what matters (OS, architecture, CPU count, accelerator),
     never a host name or a path. ``start_backend=False``: the accelerator is "not started" unless keras is
-    already imported (a notebook's set-up line; the runner records the full provenance)."""
+    already imported (what :func:`setup` returns for a notebook's set-up line; the runner, and a script once its
+    backend has started, record the full provenance with the default)."""
     import importlib.metadata as md
 
     import numpy as np

@@ -69,7 +69,9 @@ def main(argv=None):
 
     if refusal(cfg) is not None and not getattr(a, "out", None):  # a sealed run's folder is a record
         raise SystemExit(refusal(cfg))
-    env = repro.setup(cfg.seed)
+    repro.setup(cfg.seed)
+    repro.quiet_backend()
+    env = repro.environment()  # the backend started: the accelerator it sees is recorded
     from allrep.data.dataset import manifest
     from allrep.data.splits import make_splits
     from allrep.runner.registry import other_output

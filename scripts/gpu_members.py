@@ -107,7 +107,9 @@ def main(argv=None) -> dict:
     cfg = load_profile(a.profile)
     if a.scratch and a.scratch not in cfg.scratch.recipes:
         ap.error(f"unknown recipe {a.scratch!r}: profile {cfg.name} has {', '.join(cfg.scratch.recipes)}")
-    env = repro.setup(cfg.seed)
+    repro.setup(cfg.seed)
+    repro.quiet_backend()
+    env = repro.environment()  # the backend started: the accelerator it sees is recorded
     from dataclasses import replace
 
     import numpy as np
@@ -159,6 +161,10 @@ def main(argv=None) -> dict:
             data[role] = (preprocess(x, w.preprocess), np.repeat(part["label"].to_numpy(), v), list(part["id"]))
         t_load = time.perf_counter() - t0
         t0 = time.perf_counter()
+        if a.scratch:  # the previous backbone's compiled model and optimiser state leave the accelerator
+            from allrep.train.scratch import scratch_trainer
+
+            scratch_trainer.cache_clear()
         tuner = None if a.scratch else FineTuner(w, hp, ts, unfreeze=a.unfreeze)
         t_build = time.perf_counter() - t0
         members = []

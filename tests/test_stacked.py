@@ -43,7 +43,7 @@ def test_a_head_in_a_stack_is_the_head_alone():
     reversed_ = train_heads(tasks[::-1], 8, 2, 32, reuse=False)[::-1]  # other slots, other neighbours
     slotted = train_heads(tasks, 8, 2, 32, reuse=False, slots=2)  # 5 heads through 2 slots, refilled
     for t, a, r, b in zip(tasks, together, reversed_, slotted):
-        alone = train_heads([t], 8, 2, 32)[0]  # one one-slot model, reset per head (reset = fresh: test_training)
+        alone = train_heads([t], 8, 2, 32)[0]  # alone in the cached model, reset per head (reset = fresh: test_training)
         _close(a, alone)
         _close(r, alone)
         _close(b, alone)  # another number of slots: equal to round-off

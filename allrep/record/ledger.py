@@ -185,7 +185,7 @@ def amendments(existing: pd.DataFrame, root: Path = PROJECT_ROOT) -> pd.DataFram
         full = git("rev-parse", m["commit"], root=root).strip()
         date = git("show", "-s", "--format=%cI", full, root=root).strip()
         seed = _seed_of(development().profile, full, root)
-        same = existing[(existing["split_seed"].astype(str) == str(seed)) & (existing["dataset"] == m["dataset"])
+        same = existing[of_seed(existing, seed) & (existing["dataset"] == m["dataset"])
                         & (existing["protocol"] == m["protocol"]) & (existing["repeat"].astype(int) == m["repeat"])]
         for models, k in m["k"].items():
             rows.append(dict(dataset=m["dataset"], protocol=m["protocol"], split_seed=seed,

@@ -23,13 +23,12 @@ def without_iri_grammar() -> None:
     (Jupyter's event schemas ask for it), importing jsonschema, which papermill and nbformat do, compiles its IRI
     grammar: about 1.6 s of CPU in every process that executes, reads or validates a notebook (each command, each
     test process). No notebook format allrep reads or writes declares an IRI; the checker is only what jsonschema
-    leaves out when that package is missing. Must come before jsonschema's first import; idempotent."""
+    leaves out when that package is missing. Must come before jsonschema's first import (``allrep`` commands call it
+first; so does the test suite's conftest); idempotent."""
     import sys
 
     sys.modules.setdefault("rfc3987_syntax", None)  # None in sys.modules: its import fails, as if not installed
 
-
-without_iri_grammar()  # every process that executes notebooks imports this module before papermill
 
 RUNNER_ENV = "ALLREP_RUNNER"  # set by the runner (allrep run) for the kernels it starts
 ACCESS_LOG = "ALLREP_ACCESS_LOG"  # where a runner's kernel logs the results files it touches (allrep.notebook)

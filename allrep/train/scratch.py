@@ -145,10 +145,9 @@ def scratch_trainer(w, hp, r: Recipe) -> ScratchTrainer:
     return ScratchTrainer(w, hp, r)
 
 
-def train_member(w, hp, r: Recipe, X_train, y_train, X_val, y_val, X_test, seed: int, reuse: bool = True) -> dict:
-    """One member from random initialisation (weights drawn from ``seed``), on a cached
-    :class:`ScratchTrainer` when the recipe, backbone, input and head match (``reuse``)."""
+def train_member(w, hp, r: Recipe, X_train, y_train, X_val, y_val, X_test, seed: int) -> dict:
+    """One member from random initialisation (weights drawn from ``seed``), on the cached
+    :class:`ScratchTrainer` of its recipe, backbone, input and head (:func:`scratch_trainer`)."""
     from dataclasses import replace
 
-    tr = scratch_trainer(replace(w, seed=None), hp, r) if reuse else ScratchTrainer(w, hp, r)
-    return tr.member(X_train, y_train, X_val, y_val, X_test, seed)
+    return scratch_trainer(replace(w, seed=None), hp, r).member(X_train, y_train, X_val, y_val, X_test, seed)
