@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepare a run on a GPU machine without network access (JAX, no TensorFlow; .whl/ and .carry/ together
-# stay within 64 MiB): keras wheels (and wrapt, which allrep.repro uses) for Python 3.12 into .whl/, ALL-IDB2 and the MobileNetV2 ImageNet file
-# into .carry/. Both folders are git-ignored; nothing here is committed. Then copy the project with both
-# folders to that machine and run there, with $OUT naming the output folder:
+# stay within 64 MiB): keras wheels (and wrapt, which allrep.repro uses) for Python 3.12 into .whl/,
+# ALL-IDB2 and the MobileNetV2 ImageNet file into .carry/. Both folders are git-ignored; nothing here is
+# committed. Then copy the project with both folders to that machine and run there, with $OUT naming the output
+# folder:
 #   OUT=DIR bash scripts/device_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

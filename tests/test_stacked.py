@@ -100,8 +100,8 @@ print(weights_digest(r["weights"]))
 @pytest.mark.slow
 def test_a_head_is_the_same_whatever_the_callers_numeric_environment():
     """The same head trained in processes started with TF_DETERMINISTIC_OPS 0 (TensorFlow's default, as without
-    it) and with 1 ends with the same weights, bit for bit: a serial run from a shell and Dask workers from another environment agree (the
-    setting itself changes the arithmetic: allrep.repro.NUMERICS)."""
+    it) and with 1 ends with the same weights, bit for bit: a serial run from a shell and Dask workers from another
+    environment agree (the setting itself changes the arithmetic: allrep.repro.NUMERICS)."""
     import os
     import subprocess
     import sys

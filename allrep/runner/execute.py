@@ -24,7 +24,7 @@ def without_iri_grammar() -> None:
     grammar: about 1.6 s of CPU in every process that executes, reads or validates a notebook (each command, each
     test process). No notebook format allrep reads or writes declares an IRI; the checker is only what jsonschema
     leaves out when that package is missing. Must come before jsonschema's first import (``allrep`` commands call it
-first; so does the test suite's conftest); idempotent."""
+    first; so does the test suite's conftest); idempotent."""
     import sys
 
     sys.modules.setdefault("rfc3987_syntax", None)  # None in sys.modules: its import fails, as if not installed
